@@ -1,0 +1,382 @@
+package idem
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Engine runs functions at most once per key across every process that
+// shares its Store, records each outcome and replays it. It is safe for
+// concurrent use; create one per store and namespace and share it.
+type Engine struct {
+	store Store
+	cfg   Config
+	codes []string // cfg.Errors' codes, sorted
+
+	ownerPrefix string // random per engine; owners are ownerPrefix + sequence
+	ownerSeq    atomic.Uint64
+
+	mu      sync.Mutex
+	flights map[string]*flight // store key → the one call of this process that claims it
+}
+
+// New returns an Engine on store. A nil cfg means all defaults.
+func New(store Store, cfg *Config) (*Engine, error) {
+	if store == nil {
+		return nil, errors.New("idem: New needs a Store (memstore.New() for one process)")
+	}
+	c, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	var id [12]byte
+	rand.Read(id[:])
+	return &Engine{
+		store:       store,
+		cfg:         c,
+		codes:       sortedCodes(c.Errors),
+		ownerPrefix: base64.RawURLEncoding.EncodeToString(id[:]) + ".",
+		flights:     make(map[string]*flight),
+	}, nil
+}
+
+// RunOptions tune one call. A nil *RunOptions means all defaults.
+type RunOptions struct {
+	// Fingerprint identifies the request behind the key, such as a SHA-256
+	// of its body. A key reused with a different fingerprint gets
+	// ErrMismatch. At most MaxFingerprintLen bytes. Default "".
+	Fingerprint string
+
+	// Retryable reports whether an error from fn is transient. A transient
+	// error is returned to this caller only: the claim is released, nothing
+	// is recorded, and the next call runs fn again. Nil means every error is
+	// final, recorded and replayed. Either way, an error returned while the
+	// caller's context is done is treated as transient: the caller gave up,
+	// the outcome says nothing about the request.
+	Retryable func(error) bool
+
+	// FailFast returns ErrInFlight at once when another call holds the key,
+	// instead of waiting for its outcome.
+	FailFast bool
+
+	// MaxWait overrides Config.MaxWait for this call when positive.
+	MaxWait time.Duration
+}
+
+// Result is the outcome of Run.
+type Result struct {
+	// Value is what fn returned. Nil when fn returned an error.
+	Value []byte
+	// Replayed is set when the outcome came from the store or from another
+	// caller, not from this call's fn.
+	Replayed bool
+}
+
+// Run calls fn at most once per key across every process sharing the
+// engine's store, records its outcome and returns it, now and to every later
+// or concurrent caller within retention.
+//
+// The caller that runs fn gets fn's value and error as returned. Others get
+// Replayed results: the same value, or a *ReplayedError carrying the error's
+// code and message. Concurrent callers wait for the holder's outcome, up to
+// MaxWait, and take the key over if the holder's lease expires. Concurrent
+// calls in one process with the same key and fingerprint share one claim.
+//
+// fn runs under a lease that is renewed while it runs; its context carries
+// the lease (LeaseFrom) and is cancelled, with cause ErrLeaseLost, if the
+// lease cannot be kept. See the package documentation for the guarantees
+// and what they need from fn.
+func (e *Engine) Run(ctx context.Context, key string, fn func(context.Context) ([]byte, error), opts *RunOptions) (Result, error) {
+	if err := validateKey(key); err != nil {
+		return Result{}, err
+	}
+	c := call{fn: fn}
+	if opts != nil {
+		c.opts = *opts
+	}
+	if len(c.opts.Fingerprint) > MaxFingerprintLen {
+		return Result{}, fmt.Errorf("%w: fingerprint is %d bytes, at most %d allowed", ErrInvalidKey, len(c.opts.Fingerprint), MaxFingerprintLen)
+	}
+	maxWait := c.opts.MaxWait
+	if maxWait <= 0 {
+		maxWait = e.cfg.MaxWait
+	}
+	c.key = storeKey(e.cfg.Namespace, key)
+	c.waitUntil = time.Now().Add(maxWait)
+	for {
+		f, leader := e.join(&c)
+		if leader {
+			return e.lead(ctx, &c, f)
+		}
+		if res, err, done := e.await(ctx, &c, f); done {
+			return res, err
+		}
+	}
+}
+
+// call is one Run in progress.
+type call struct {
+	key       string // the store key
+	fn        func(context.Context) ([]byte, error)
+	opts      RunOptions
+	waitUntil time.Time
+}
+
+// A flight is the one call of this process that claims a key; concurrent
+// calls with the same fingerprint wait for it instead of claiming too.
+type flight struct {
+	fingerprint string
+	done        chan struct{} // made by the first waiter, under Engine.mu
+	res         Result
+	err         error
+	shared      bool // res and err are a recorded outcome waiters may take
+}
+
+// join makes c the leader of its key's flight, or returns the flight it
+// should wait for. A flight with another fingerprint is left alone: c goes
+// to the store, which arbitrates, and f is nil.
+func (e *Engine) join(c *call) (f *flight, leader bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if f := e.flights[c.key]; f != nil {
+		if f.fingerprint != c.opts.Fingerprint {
+			return nil, true
+		}
+		if f.done == nil {
+			f.done = make(chan struct{})
+		}
+		return f, false
+	}
+	f = &flight{fingerprint: c.opts.Fingerprint}
+	e.flights[c.key] = f
+	return f, true
+}
+
+// lead runs c against the store and hands its outcome to f's waiters, also
+// when fn panics.
+func (e *Engine) lead(ctx context.Context, c *call, f *flight) (res Result, err error) {
+	shared := false
+	defer func() {
+		if f == nil {
+			return
+		}
+		e.mu.Lock()
+		delete(e.flights, c.key)
+		f.res, f.err, f.shared = res, err, shared
+		if f.done != nil {
+			close(f.done)
+		}
+		e.mu.Unlock()
+	}()
+	res, err, shared = e.execute(ctx, c)
+	return res, err
+}
+
+// await waits for f's leader. done is false when the leader's outcome was
+// not recorded (a transient error, a panic, a store failure): the caller
+// should try again itself.
+func (e *Engine) await(ctx context.Context, c *call, f *flight) (res Result, err error, done bool) {
+	if c.opts.FailFast {
+		e.observe(Event{Kind: EventInFlight, Key: c.key})
+		return Result{}, ErrInFlight, true
+	}
+	start := time.Now()
+	timer := time.NewTimer(time.Until(c.waitUntil))
+	defer timer.Stop()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return Result{}, ctx.Err(), true
+	case <-timer.C:
+		e.observe(Event{Kind: EventInFlight, Key: c.key})
+		return Result{}, ErrInFlight, true
+	}
+	e.observe(Event{Kind: EventWaited, Key: c.key, Duration: time.Since(start)})
+	if !f.shared {
+		return Result{}, nil, false
+	}
+	return Result{Value: slices.Clone(f.res.Value), Replayed: true}, f.err, true
+}
+
+// execute claims c's key and runs, replays or waits until it has an outcome.
+// shared reports whether the outcome is recorded, so waiters may take it.
+func (e *Engine) execute(ctx context.Context, c *call) (res Result, err error, shared bool) {
+	for {
+		sent := time.Now()
+		cr, err := e.store.Claim(ctx, ClaimParams{
+			Key:         c.key,
+			Owner:       e.ownerPrefix + strconv.FormatUint(e.ownerSeq.Add(1), 36),
+			Fingerprint: c.opts.Fingerprint,
+			LeaseTTL:    e.cfg.LeaseTTL,
+			Retention:   e.cfg.Retention,
+		})
+		if err != nil {
+			return Result{}, e.storeFailed(ctx, "claim", c.key, false, err), false
+		}
+		switch cr.Status {
+		case ClaimAcquired:
+			return e.hold(ctx, c, cr, sent)
+		case ClaimCompleted:
+			return e.replay(ctx, c.key, cr.Outcome)
+		case ClaimMismatch:
+			e.observe(Event{Kind: EventMismatch, Key: c.key})
+			return Result{}, ErrMismatch, true
+		case ClaimInFlight:
+			if err := e.wait(ctx, c, cr); err != nil {
+				return Result{}, err, false
+			}
+		default:
+			return Result{}, e.storeFailed(ctx, "claim", c.key, false, fmt.Errorf("invalid claim status %d", cr.Status)), false
+		}
+	}
+}
+
+// minWait keeps a store that reports a zero RetryAfter from turning the
+// wait loop into a spin.
+const minWait = time.Millisecond
+
+// wait blocks until the holder reported by cr completes, releases or lets
+// its lease expire, or c's wait budget runs out (ErrInFlight).
+func (e *Engine) wait(ctx context.Context, c *call, cr ClaimResult) error {
+	budget := time.Until(c.waitUntil)
+	if c.opts.FailFast || budget <= 0 {
+		e.observe(Event{Kind: EventInFlight, Key: c.key, Fence: cr.Lease.Fence})
+		return ErrInFlight
+	}
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, min(budget, max(cr.RetryAfter, minWait)))
+	err := e.store.Wait(wctx, c.key, cr.Lease.Fence)
+	cancel()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return e.storeFailed(ctx, "wait", c.key, false, err)
+	}
+	e.observe(Event{Kind: EventWaited, Key: c.key, Fence: cr.Lease.Fence, Duration: time.Since(start)})
+	return nil
+}
+
+// replay returns a recorded outcome.
+func (e *Engine) replay(ctx context.Context, key string, b []byte) (Result, error, bool) {
+	o, err := decodeOutcome(b)
+	if err != nil {
+		return Result{}, e.storeFailed(ctx, "claim", key, false, err), false
+	}
+	e.observe(Event{Kind: EventReplayed, Key: key})
+	if o.isErr {
+		return Result{Replayed: true}, e.replayedError(o), true
+	}
+	return Result{Value: o.value, Replayed: true}, nil, true
+}
+
+// errDidNotReturn is the cause of a release after fn panicked or called
+// runtime.Goexit.
+var errDidNotReturn = errors.New("idem: fn did not return (panic or runtime.Goexit)")
+
+// hold runs fn under the lease in cr and records its outcome.
+func (e *Engine) hold(ctx context.Context, c *call, cr ClaimResult, claimSent time.Time) (Result, error, bool) {
+	l := cr.Lease
+	if cr.TookOver {
+		e.observe(Event{Kind: EventTakeover, Key: l.Key, Fence: l.Fence})
+		e.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "idem: took over an expired lease",
+			slog.String("key", l.Key), slog.Int64("fence", l.Fence))
+	}
+	fnCtx, hb := e.startHeartbeat(ctx, l, claimSent)
+	returned := false
+	defer func() {
+		if !returned {
+			// fn panicked or called runtime.Goexit. Free the key for a retry
+			// and let the panic go on with its own stack.
+			hb.stop()
+			e.release(ctx, l, errDidNotReturn)
+		}
+	}()
+	start := time.Now()
+	value, fnErr := c.fn(fnCtx)
+	returned = true
+	took := time.Since(start)
+
+	if hb.stop() {
+		e.leaseLost(ctx, l, took, fnErr)
+		return Result{}, ErrLeaseLost, false
+	}
+	if fnErr != nil && (ctx.Err() != nil || c.opts.Retryable != nil && c.opts.Retryable(fnErr)) {
+		e.release(ctx, l, fnErr)
+		return Result{}, fnErr, false
+	}
+	o := outcome{value: value}
+	if fnErr != nil {
+		o = e.errorOutcome(fnErr)
+	}
+	bg, cancel := e.background(ctx)
+	err := e.store.Complete(bg, l, o.encode())
+	cancel()
+	switch {
+	case errors.Is(err, ErrLeaseLost):
+		e.leaseLost(ctx, l, took, fnErr)
+		return Result{}, ErrLeaseLost, false
+	case err != nil:
+		return Result{Value: value}, e.storeFailed(ctx, "complete", l.Key, true, err), false
+	}
+	e.observe(Event{Kind: EventExecuted, Key: l.Key, Fence: l.Fence, Duration: took, Err: fnErr})
+	return Result{Value: value}, fnErr, true
+}
+
+// release frees l's key without recording an outcome, so the next call runs
+// fn again. cause says why, for observers.
+func (e *Engine) release(ctx context.Context, l Lease, cause error) {
+	bg, cancel := e.background(ctx)
+	err := e.store.Release(bg, l)
+	cancel()
+	e.observe(Event{Kind: EventReleased, Key: l.Key, Fence: l.Fence, Err: cause})
+	if err != nil && !errors.Is(err, ErrLeaseLost) {
+		e.observe(Event{Kind: EventStoreError, Key: l.Key, Fence: l.Fence, Err: err})
+		e.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "idem: release failed; the key stays in flight until its lease expires",
+			slog.String("key", l.Key), slog.Int64("fence", l.Fence), slog.Any("error", err))
+	}
+}
+
+func (e *Engine) leaseLost(ctx context.Context, l Lease, took time.Duration, fnErr error) {
+	e.observe(Event{Kind: EventLeaseLost, Key: l.Key, Fence: l.Fence, Duration: took, Err: fnErr})
+	e.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "idem: lease lost while fn ran; its outcome was discarded",
+		slog.String("key", l.Key), slog.Int64("fence", l.Fence), slog.Duration("fn_duration", took))
+}
+
+// storeFailed builds the StoreError for op and reports it, unless the
+// caller's own cancellation caused it before fn ran.
+func (e *Engine) storeFailed(ctx context.Context, op, key string, executed bool, err error) error {
+	se := &StoreError{Op: op, Key: key, Executed: executed, Err: err}
+	if !executed && ctx.Err() != nil {
+		return se
+	}
+	e.observe(Event{Kind: EventStoreError, Key: key, Err: se})
+	level, msg := slog.LevelWarn, "idem: store failed before fn ran; fn did not run"
+	if executed {
+		level, msg = slog.LevelError, "idem: fn ran but its outcome was not recorded; a retry may run it again"
+	}
+	e.cfg.Logger.LogAttrs(ctx, level, msg, slog.String("op", op), slog.String("key", key), slog.Any("error", err))
+	return se
+}
+
+// background returns a context for bookkeeping that must run even when the
+// caller's context is done: its values, not its cancellation, bounded by
+// StoreTimeout.
+func (e *Engine) background(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), e.cfg.StoreTimeout)
+}
+
+func (e *Engine) observe(ev Event) {
+	if e.cfg.Observer != nil {
+		e.cfg.Observer(ev)
+	}
+}

@@ -1,0 +1,210 @@
+// Package memstore is an in-process idem.Store: the embedded default for a
+// single process, and the store tests use instead of a mock. It passes the
+// same conformance suite (storetest) as the durable stores.
+//
+// Records live in memory and die with the process. Lease expiry and
+// retention are judged by this process's clock (time.Now), which is the
+// store's clock here; under testing/synctest that clock is the bubble's.
+package memstore
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/idemhq/idem"
+)
+
+// Store is an in-process idem.Store. The zero value is not usable; call New.
+type Store struct {
+	mu      sync.Mutex
+	records map[string]*record
+	writes  int // claims since the last sweep
+}
+
+type state uint8
+
+const (
+	free state = iota // released, or never completed: only the fence remains
+	inProgress
+	completed
+)
+
+type record struct {
+	state       state
+	fence       int64
+	owner       string
+	fingerprint string
+	leaseTTL    time.Duration
+	retention   time.Duration
+	leaseUntil  time.Time
+	expiresAt   time.Time
+	outcome     []byte
+	changed     chan struct{} // closed when the in-progress fence ends; made by the first waiter
+}
+
+// New returns an empty Store.
+func New() *Store {
+	return &Store{records: make(map[string]*record)}
+}
+
+var _ idem.Store = (*Store)(nil)
+
+// Claim implements idem.Store.
+func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
+	if err := ctx.Err(); err != nil {
+		return idem.ClaimResult{}, err
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(now)
+
+	r := s.records[p.Key]
+	if r == nil {
+		r = &record{}
+		s.records[p.Key] = r
+	} else if r.expired(now) {
+		r.state = free
+	}
+	tookOver := false
+	switch r.state {
+	case completed:
+		if r.fingerprint != p.Fingerprint {
+			return idem.ClaimResult{Status: idem.ClaimMismatch}, nil
+		}
+		return idem.ClaimResult{Status: idem.ClaimCompleted, Outcome: append([]byte(nil), r.outcome...)}, nil
+	case inProgress:
+		if r.fingerprint != p.Fingerprint {
+			return idem.ClaimResult{Status: idem.ClaimMismatch}, nil
+		}
+		if now.Before(r.leaseUntil) {
+			return idem.ClaimResult{
+				Status:     idem.ClaimInFlight,
+				Lease:      idem.Lease{Key: p.Key, Fence: r.fence},
+				RetryAfter: r.leaseUntil.Sub(now),
+			}, nil
+		}
+		tookOver = true
+		r.wake()
+	}
+	r.state = inProgress
+	r.fence++
+	r.owner = p.Owner
+	r.fingerprint = p.Fingerprint
+	r.leaseTTL = p.LeaseTTL
+	r.retention = p.Retention
+	r.outcome = nil
+	r.extendLease(now)
+	return idem.ClaimResult{
+		Status:   idem.ClaimAcquired,
+		Lease:    idem.Lease{Key: p.Key, Owner: p.Owner, Fence: r.fence},
+		TookOver: tookOver,
+	}, nil
+}
+
+// Renew implements idem.Store.
+func (s *Store) Renew(ctx context.Context, l idem.Lease) error {
+	return s.update(ctx, l, func(r *record, now time.Time) {
+		r.extendLease(now)
+	})
+}
+
+// Complete implements idem.Store.
+func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
+	return s.update(ctx, l, func(r *record, now time.Time) {
+		r.state = completed
+		r.outcome = append([]byte(nil), outcome...)
+		r.expiresAt = now.Add(r.retention)
+		r.wake()
+	})
+}
+
+// Release implements idem.Store.
+func (s *Store) Release(ctx context.Context, l idem.Lease) error {
+	return s.update(ctx, l, func(r *record, now time.Time) {
+		r.state = free
+		r.owner, r.fingerprint, r.outcome = "", "", nil
+		r.expiresAt = now.Add(r.retention)
+		r.wake()
+	})
+}
+
+// update applies f to l's record if l holds its current fence.
+func (s *Store) update(ctx context.Context, l idem.Lease, f func(*record, time.Time)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.records[l.Key]
+	if r == nil || r.state != inProgress || r.fence != l.Fence || r.owner != l.Owner {
+		return idem.ErrLeaseLost
+	}
+	f(r, time.Now())
+	return nil
+}
+
+// Wait implements idem.Store.
+func (s *Store) Wait(ctx context.Context, key string, fence int64) error {
+	s.mu.Lock()
+	r := s.records[key]
+	if r == nil || r.state != inProgress || r.fence != fence {
+		s.mu.Unlock()
+		return nil
+	}
+	if r.changed == nil {
+		r.changed = make(chan struct{})
+	}
+	changed := r.changed
+	s.mu.Unlock()
+	select {
+	case <-changed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *record) extendLease(now time.Time) {
+	r.leaseUntil = now.Add(r.leaseTTL)
+	r.expiresAt = r.leaseUntil.Add(r.retention)
+}
+
+// expired reports whether the record is past retention. An in-progress
+// record expires only after its lease, so no TTL drops a live holder.
+func (r *record) expired(now time.Time) bool {
+	return !now.Before(r.expiresAt) && !(r.state == inProgress && now.Before(r.leaseUntil))
+}
+
+// wake ends the current in-progress fence for waiters.
+func (r *record) wake() {
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
+}
+
+// Sweep tuning: every sweepEvery claims, look at up to sweepScan records
+// (map iteration starts at a random place) and delete the expired ones.
+// Like Redis's active expiry, this bounds memory without a goroutine.
+const (
+	sweepEvery = 256
+	sweepScan  = 64
+)
+
+func (s *Store) sweep(now time.Time) {
+	if s.writes++; s.writes < sweepEvery {
+		return
+	}
+	s.writes = 0
+	n := 0
+	for k, r := range s.records {
+		if n++; n > sweepScan {
+			return
+		}
+		if r.expired(now) && r.changed == nil {
+			delete(s.records, k)
+		}
+	}
+}

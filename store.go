@@ -1,0 +1,128 @@
+package idem
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps one record per key and arbitrates who may run fn. Each method
+// is one atomic step in one round trip (one Lua script, one SQL statement).
+// Lease expiry is judged by the store's own clock, never the caller's.
+//
+// A record moves from absent to in progress {owner, fence, lease expiry,
+// fingerprint} to completed {outcome, fingerprint}; a release returns it to
+// absent. The fence survives release, takeover and completion, so fences
+// for a key strictly increase for as long as the store holds any record of
+// it. Keys are derived by the engine (namespace, "/", 64 hex digits); stores
+// may use them verbatim.
+//
+// storetest.Run checks every rule here; a Store is correct when it passes.
+type Store interface {
+	// Claim takes the key for p.Owner when it is absent, or in progress with
+	// an expired lease (a takeover), handing out a fence strictly greater
+	// than any fence it issued for the key before. A completed record is
+	// returned as is (ClaimCompleted), a live lease is reported with its
+	// remaining time (ClaimInFlight), and a record whose fingerprint differs
+	// from p.Fingerprint is reported as ClaimMismatch. A completed record
+	// past its retention counts as absent.
+	Claim(ctx context.Context, p ClaimParams) (ClaimResult, error)
+
+	// Renew extends l's lease by the lease TTL it was claimed with. It
+	// returns ErrLeaseLost if l's fence is no longer current.
+	Renew(ctx context.Context, l Lease) error
+
+	// Complete records outcome for l's key, kept for the retention it was
+	// claimed with, and wakes waiters. It returns ErrLeaseLost, recording
+	// nothing, if l's fence is no longer current.
+	Complete(ctx context.Context, l Lease, outcome []byte) error
+
+	// Release returns l's key to absent, keeping its fence, and wakes
+	// waiters. It returns ErrLeaseLost if l's fence is no longer current.
+	Release(ctx context.Context, l Lease) error
+
+	// Wait blocks until the record of key leaves the in-progress state with
+	// the given fence (completed, released or taken over), or ctx is done,
+	// and returns at once if that already happened. It must not miss a
+	// change made after the Claim that reported the fence. It may return nil
+	// for a change it cannot rule out, such as after its notification
+	// channel dropped, but not routinely. It returns ctx.Err() when ctx ends
+	// first. Lease expiry needs no wake-up: the engine bounds ctx by the
+	// holder's remaining lease.
+	Wait(ctx context.Context, key string, fence int64) error
+}
+
+// ClaimParams are the arguments of Store.Claim.
+type ClaimParams struct {
+	Key         string
+	Owner       string // unique per attempt
+	Fingerprint string // "" when the caller has none; compared byte for byte
+	LeaseTTL    time.Duration
+	// Retention is how long the record is kept once completed or released,
+	// and after its lease expires while in progress.
+	Retention time.Duration
+}
+
+// ClaimStatus says what Claim found.
+type ClaimStatus uint8
+
+const (
+	// ClaimAcquired: the caller now holds the lease.
+	ClaimAcquired ClaimStatus = iota + 1
+	// ClaimCompleted: the key has a recorded outcome.
+	ClaimCompleted
+	// ClaimInFlight: another owner holds a live lease.
+	ClaimInFlight
+	// ClaimMismatch: the record has a different fingerprint.
+	ClaimMismatch
+)
+
+func (s ClaimStatus) String() string {
+	switch s {
+	case ClaimAcquired:
+		return "acquired"
+	case ClaimCompleted:
+		return "completed"
+	case ClaimInFlight:
+		return "in flight"
+	case ClaimMismatch:
+		return "mismatch"
+	}
+	return "invalid"
+}
+
+// ClaimResult is what Claim found.
+type ClaimResult struct {
+	Status ClaimStatus
+	// Lease is the caller's new lease (ClaimAcquired), or the holder's
+	// key and fence with no owner (ClaimInFlight), for Wait.
+	Lease Lease
+	// TookOver is set when ClaimAcquired replaced an expired lease.
+	TookOver bool
+	// Outcome is the recorded outcome (ClaimCompleted). The caller may keep
+	// it; the store does not reuse its memory.
+	Outcome []byte
+	// RetryAfter is the holder's remaining lease by the store's clock
+	// (ClaimInFlight).
+	RetryAfter time.Duration
+}
+
+// Lease identifies one holder of one key. The fence is what makes it
+// exclusive: only the holder of a key's current fence can renew, complete
+// or release it.
+type Lease struct {
+	Key   string // the store key
+	Owner string
+	Fence int64
+}
+
+type leaseKey struct{}
+
+// LeaseFrom returns the lease under which fn runs. Pass Key downstream as a
+// stable idempotency key (it names the caller's key without revealing it),
+// and Fence to fence writes: a business row written with
+// "WHERE fence <= $fence" cannot be overwritten by a holder that lost its
+// lease. ok is false outside fn.
+func LeaseFrom(ctx context.Context) (l Lease, ok bool) {
+	l, ok = ctx.Value(leaseKey{}).(Lease)
+	return l, ok
+}
