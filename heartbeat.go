@@ -14,11 +14,15 @@ import (
 // store refuses a renewal, fn's context is cancelled with cause ErrLeaseLost
 // and the outcome is refused, even if the store might still count the lease
 // live.
+//
+// A heartbeat is also fn's context: the caller's, plus the lease as a value,
+// cancelled when the lease is lost.
 type heartbeat struct {
-	e      *Engine
-	lease  Lease
-	ctx    context.Context         // for renewals: the caller's values, not its cancellation
-	cancel context.CancelCauseFunc // cancels fn's context
+	context.Context
+	e        *Engine
+	lease    Lease
+	detached context.Context         // for renewals: the caller's values, not its cancellation
+	cancel   context.CancelCauseFunc // cancels fn's context
 
 	mu       sync.Mutex
 	timer    *time.Timer
@@ -28,20 +32,30 @@ type heartbeat struct {
 	renewing sync.WaitGroup
 }
 
-func (e *Engine) startHeartbeat(ctx context.Context, l Lease, claimSent time.Time) (context.Context, *heartbeat) {
+// startHeartbeat starts renewing l, claimed by a request sent at claimSent.
+// ctx is the caller's context; detached is the same without cancellation.
+func (e *Engine) startHeartbeat(ctx, detached context.Context, l Lease, claimSent time.Time) *heartbeat {
 	fnCtx, cancel := context.WithCancelCause(ctx)
-	fnCtx = context.WithValue(fnCtx, leaseKey{}, l)
 	h := &heartbeat{
+		Context:  fnCtx,
 		e:        e,
 		lease:    l,
-		ctx:      context.WithoutCancel(ctx),
+		detached: detached,
 		cancel:   cancel,
 		deadline: e.localDeadline(claimSent),
 	}
 	h.mu.Lock()
 	h.timer = time.AfterFunc(e.renewEvery(), h.beat)
 	h.mu.Unlock()
-	return fnCtx, h
+	return h
+}
+
+// Value carries the lease to fn (LeaseFrom).
+func (h *heartbeat) Value(key any) any {
+	if key == (leaseKey{}) {
+		return h.lease
+	}
+	return h.Context.Value(key)
 }
 
 // renewEvery is the renewal period: a third of the lease.
@@ -71,7 +85,7 @@ func (h *heartbeat) beat() {
 	defer h.renewing.Done()
 
 	sent := time.Now()
-	ctx, cancel := context.WithTimeout(h.ctx, min(h.e.cfg.StoreTimeout, h.e.renewEvery(), budget))
+	ctx, cancel := context.WithTimeout(h.detached, min(h.e.cfg.StoreTimeout, h.e.renewEvery(), budget))
 	err := h.e.store.Renew(ctx, h.lease)
 	cancel()
 
@@ -86,7 +100,7 @@ func (h *heartbeat) beat() {
 		return
 	default:
 		h.e.observe(Event{Kind: EventStoreError, Key: h.lease.Key, Fence: h.lease.Fence, Err: err})
-		h.e.cfg.Logger.LogAttrs(h.ctx, slog.LevelWarn, "idem: lease renewal failed; retrying until the local deadline",
+		h.e.cfg.Logger.LogAttrs(h.detached, slog.LevelWarn, "idem: lease renewal failed; retrying until the local deadline",
 			slog.String("key", h.lease.Key), slog.Int64("fence", h.lease.Fence), slog.Any("error", err))
 		next = min(next/2, max(time.Until(h.deadline), 0))
 	}

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -24,10 +23,16 @@ type Engine struct {
 
 	ownerPrefix string // random per engine; owners are ownerPrefix + sequence
 	ownerSeq    atomic.Uint64
+	spareOwner  atomic.Pointer[string] // an owner whose claim did not acquire
 
-	mu      sync.Mutex
-	flights map[string]*flight // store key → the one call of this process that claims it
+	flights flights
+	born    time.Time // New's clock reading; see now
 }
+
+// now reads the monotonic clock only, at about half the cost of time.Now,
+// which matters on the replay path. The result is good for durations and
+// deadlines, not for display.
+func (e *Engine) now() time.Time { return e.born.Add(time.Since(e.born)) }
 
 // New returns an Engine on store. A nil cfg means all defaults.
 func New(store Store, cfg *Config) (*Engine, error) {
@@ -45,7 +50,7 @@ func New(store Store, cfg *Config) (*Engine, error) {
 		cfg:         c,
 		codes:       sortedCodes(c.Errors),
 		ownerPrefix: base64.RawURLEncoding.EncodeToString(id[:]) + ".",
-		flights:     make(map[string]*flight),
+		born:        time.Now(),
 	}, nil
 }
 
@@ -110,10 +115,10 @@ func (e *Engine) Run(ctx context.Context, key string, fn func(context.Context) (
 	if maxWait <= 0 {
 		maxWait = e.cfg.MaxWait
 	}
-	c.key = storeKey(e.cfg.Namespace, key)
-	c.waitUntil = time.Now().Add(maxWait)
+	c.slot, c.key = storeKey(e.cfg.Namespace, key)
+	c.maxWait = maxWait
 	for {
-		f, leader := e.join(&c)
+		f, leader := e.flights.join(&c)
 		if leader {
 			return e.lead(ctx, &c, f)
 		}
@@ -125,58 +130,30 @@ func (e *Engine) Run(ctx context.Context, key string, fn func(context.Context) (
 
 // call is one Run in progress.
 type call struct {
-	key       string // the store key
-	fn        func(context.Context) ([]byte, error)
-	opts      RunOptions
+	slot    uint64 // flights key: 64 bits of the key's digest
+	key     string // the store key
+	fn      func(context.Context) ([]byte, error)
+	opts    RunOptions
+	maxWait time.Duration
+	// waitUntil ends the wait budget; set when the call first waits, which
+	// keeps a clock read off the replay path.
 	waitUntil time.Time
 }
 
-// A flight is the one call of this process that claims a key; concurrent
-// calls with the same fingerprint wait for it instead of claiming too.
-type flight struct {
-	fingerprint string
-	done        chan struct{} // made by the first waiter, under Engine.mu
-	res         Result
-	err         error
-	shared      bool // res and err are a recorded outcome waiters may take
-}
-
-// join makes c the leader of its key's flight, or returns the flight it
-// should wait for. A flight with another fingerprint is left alone: c goes
-// to the store, which arbitrates, and f is nil.
-func (e *Engine) join(c *call) (f *flight, leader bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if f := e.flights[c.key]; f != nil {
-		if f.fingerprint != c.opts.Fingerprint {
-			return nil, true
-		}
-		if f.done == nil {
-			f.done = make(chan struct{})
-		}
-		return f, false
+// waitBudget returns how much longer c may wait, starting its budget on
+// first use.
+func (c *call) waitBudget() time.Duration {
+	if c.waitUntil.IsZero() {
+		c.waitUntil = time.Now().Add(c.maxWait)
 	}
-	f = &flight{fingerprint: c.opts.Fingerprint}
-	e.flights[c.key] = f
-	return f, true
+	return time.Until(c.waitUntil)
 }
 
 // lead runs c against the store and hands its outcome to f's waiters, also
 // when fn panics.
 func (e *Engine) lead(ctx context.Context, c *call, f *flight) (res Result, err error) {
 	shared := false
-	defer func() {
-		if f == nil {
-			return
-		}
-		e.mu.Lock()
-		delete(e.flights, c.key)
-		f.res, f.err, f.shared = res, err, shared
-		if f.done != nil {
-			close(f.done)
-		}
-		e.mu.Unlock()
-	}()
+	defer func() { e.flights.land(c, f, res, err, shared) }()
 	res, err, shared = e.execute(ctx, c)
 	return res, err
 }
@@ -190,7 +167,7 @@ func (e *Engine) await(ctx context.Context, c *call, f *flight) (res Result, err
 		return Result{}, ErrInFlight, true
 	}
 	start := time.Now()
-	timer := time.NewTimer(time.Until(c.waitUntil))
+	timer := time.NewTimer(c.waitBudget())
 	defer timer.Stop()
 	select {
 	case <-f.done:
@@ -211,16 +188,21 @@ func (e *Engine) await(ctx context.Context, c *call, f *flight) (res Result, err
 // shared reports whether the outcome is recorded, so waiters may take it.
 func (e *Engine) execute(ctx context.Context, c *call) (res Result, err error, shared bool) {
 	for {
-		sent := time.Now()
+		owner := e.takeOwner()
+		sent := e.now()
 		cr, err := e.store.Claim(ctx, ClaimParams{
 			Key:         c.key,
-			Owner:       e.ownerPrefix + strconv.FormatUint(e.ownerSeq.Add(1), 36),
+			Owner:       *owner,
 			Fingerprint: c.opts.Fingerprint,
 			LeaseTTL:    e.cfg.LeaseTTL,
 			Retention:   e.cfg.Retention,
 		})
 		if err != nil {
+			// The claim may have landed, so the owner is spent.
 			return Result{}, e.storeFailed(ctx, "claim", c.key, false, err), false
+		}
+		if cr.Status != ClaimAcquired {
+			e.spareOwner.CompareAndSwap(nil, owner)
 		}
 		switch cr.Status {
 		case ClaimAcquired:
@@ -240,6 +222,17 @@ func (e *Engine) execute(ctx context.Context, c *call) (res Result, err error, s
 	}
 }
 
+// takeOwner returns an owner token for a claim. Owners need only be unique
+// per acquired lease, so a token whose claim did not acquire is kept and
+// reused, which keeps allocation off the replay path.
+func (e *Engine) takeOwner() *string {
+	if o := e.spareOwner.Swap(nil); o != nil {
+		return o
+	}
+	o := e.ownerPrefix + strconv.FormatUint(e.ownerSeq.Add(1), 36)
+	return &o
+}
+
 // minWait keeps a store that reports a zero RetryAfter from turning the
 // wait loop into a spin.
 const minWait = time.Millisecond
@@ -247,8 +240,12 @@ const minWait = time.Millisecond
 // wait blocks until the holder reported by cr completes, releases or lets
 // its lease expire, or c's wait budget runs out (ErrInFlight).
 func (e *Engine) wait(ctx context.Context, c *call, cr ClaimResult) error {
-	budget := time.Until(c.waitUntil)
-	if c.opts.FailFast || budget <= 0 {
+	if c.opts.FailFast {
+		e.observe(Event{Kind: EventInFlight, Key: c.key, Fence: cr.Lease.Fence})
+		return ErrInFlight
+	}
+	budget := c.waitBudget()
+	if budget <= 0 {
 		e.observe(Event{Kind: EventInFlight, Key: c.key, Fence: cr.Lease.Fence})
 		return ErrInFlight
 	}
@@ -291,18 +288,19 @@ func (e *Engine) hold(ctx context.Context, c *call, cr ClaimResult, claimSent ti
 		e.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "idem: took over an expired lease",
 			slog.String("key", l.Key), slog.Int64("fence", l.Fence))
 	}
-	fnCtx, hb := e.startHeartbeat(ctx, l, claimSent)
+	detached := context.WithoutCancel(ctx)
+	hb := e.startHeartbeat(ctx, detached, l, claimSent)
 	returned := false
 	defer func() {
 		if !returned {
 			// fn panicked or called runtime.Goexit. Free the key for a retry
 			// and let the panic go on with its own stack.
 			hb.stop()
-			e.release(ctx, l, errDidNotReturn)
+			e.release(detached, l, errDidNotReturn)
 		}
 	}()
 	start := time.Now()
-	value, fnErr := c.fn(fnCtx)
+	value, fnErr := c.fn(hb)
 	returned = true
 	took := time.Since(start)
 
@@ -311,15 +309,15 @@ func (e *Engine) hold(ctx context.Context, c *call, cr ClaimResult, claimSent ti
 		return Result{}, ErrLeaseLost, false
 	}
 	if fnErr != nil && (ctx.Err() != nil || c.opts.Retryable != nil && c.opts.Retryable(fnErr)) {
-		e.release(ctx, l, fnErr)
+		e.release(detached, l, fnErr)
 		return Result{}, fnErr, false
 	}
 	o := outcome{value: value}
 	if fnErr != nil {
 		o = e.errorOutcome(fnErr)
 	}
-	bg, cancel := e.background(ctx)
-	err := e.store.Complete(bg, l, o.encode())
+	bctx, cancel := e.bounded(detached)
+	err := e.store.Complete(bctx, l, o.encode())
 	cancel()
 	switch {
 	case errors.Is(err, ErrLeaseLost):
@@ -333,10 +331,11 @@ func (e *Engine) hold(ctx context.Context, c *call, cr ClaimResult, claimSent ti
 }
 
 // release frees l's key without recording an outcome, so the next call runs
-// fn again. cause says why, for observers.
-func (e *Engine) release(ctx context.Context, l Lease, cause error) {
-	bg, cancel := e.background(ctx)
-	err := e.store.Release(bg, l)
+// fn again. cause says why, for observers. detached must not be cancelled
+// with the caller.
+func (e *Engine) release(detached context.Context, l Lease, cause error) {
+	ctx, cancel := e.bounded(detached)
+	err := e.store.Release(ctx, l)
 	cancel()
 	e.observe(Event{Kind: EventReleased, Key: l.Key, Fence: l.Fence, Err: cause})
 	if err != nil && !errors.Is(err, ErrLeaseLost) {
@@ -368,11 +367,10 @@ func (e *Engine) storeFailed(ctx context.Context, op, key string, executed bool,
 	return se
 }
 
-// background returns a context for bookkeeping that must run even when the
-// caller's context is done: its values, not its cancellation, bounded by
-// StoreTimeout.
-func (e *Engine) background(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), e.cfg.StoreTimeout)
+// bounded bounds bookkeeping that must run even when the caller's context is
+// done: detached is the caller's context without its cancellation.
+func (e *Engine) bounded(detached context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(detached, e.cfg.StoreTimeout)
 }
 
 func (e *Engine) observe(ev Event) {
