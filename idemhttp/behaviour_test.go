@@ -37,7 +37,7 @@ func TestBehaviour(t *testing.T) {
 		cfg    *idemhttp.Config
 		steps  []step
 		setup  func(*fixture)
-		claims int64 // store claims over the whole row
+		claims int64  // store claims over the whole row
 		log    string // must appear in the log
 	}{
 		{name: "S1 missing key on a protected route", steps: []step{
