@@ -1,0 +1,205 @@
+package idemhttp_test
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/idemhttp"
+	"github.com/idemhq/idem/memstore"
+)
+
+// The benchmarks time the middleware against its floor, the bare handler,
+// in the same run, interleaved in chunks so that noise on a shared machine
+// hits both alike, and report the ratio as x-bare.
+
+// benchResponse is what both the bare and the protected handler write.
+var benchResponse = []byte(`{"id":"ch_1","object":"charge","amount":1999,"currency":"eur","status":"succeeded"}`)
+
+// bare is the floor: a handler that reads its body and writes the response.
+func bare(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, r.Body)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Location", "/charges/ch_1")
+	w.WriteHeader(http.StatusCreated)
+	w.Write(benchResponse)
+}
+
+// sink is a reusable ResponseWriter that keeps nothing, so neither side
+// pays for a recorder.
+type sink struct {
+	h      http.Header
+	status int
+}
+
+func (s *sink) Header() http.Header         { return s.h }
+func (s *sink) WriteHeader(code int)        { s.status = code }
+func (s *sink) Write(b []byte) (int, error) { return len(b), nil }
+
+// benchRequest is a POST whose body can be rewound.
+type benchRequest struct {
+	r    *http.Request
+	body *bytes.Reader
+}
+
+func newBenchRequest(key string) *benchRequest {
+	payload := []byte(`{"amount":1999,"currency":"eur","source":"tok_visa","description":"order 1234"}`)
+	br := &benchRequest{body: bytes.NewReader(payload)}
+	r, err := http.NewRequest(http.MethodPost, "http://api.example/charges", br.body)
+	if err != nil {
+		panic(err)
+	}
+	r.Header.Set("X-User", "alice")
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Idempotency-Key", key)
+	br.r = r
+	return br
+}
+
+func (br *benchRequest) serve(h http.Handler, w *sink) {
+	br.body.Seek(0, io.SeekStart)
+	clear(w.h)
+	w.status = 0
+	h.ServeHTTP(w, br.r)
+}
+
+// interleave runs op and floor b.N times each, in alternating chunks, and
+// reports op's time per call, the floor's, and their ratio.
+func interleave(b *testing.B, op, floor func(i int)) {
+	const chunk = 128
+	b.ReportAllocs()
+	var tOp, tFloor time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i += chunk {
+		n := min(chunk, b.N-i)
+		t := time.Now()
+		for j := i; j < i+n; j++ {
+			floor(j)
+		}
+		tFloor += time.Since(t)
+		t = time.Now()
+		for j := i; j < i+n; j++ {
+			op(j)
+		}
+		tOp += time.Since(t)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(tOp.Nanoseconds())/float64(b.N), "ns/op")
+	b.ReportMetric(float64(tFloor.Nanoseconds())/float64(b.N), "bare-ns/op")
+	b.ReportMetric(float64(tOp)/float64(tFloor), "x-bare")
+}
+
+func benchMiddleware(b *testing.B) http.Handler {
+	engine, err := idem.New(memstore.New(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mw, err := idemhttp.Middleware(engine, userPrincipal, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return mw(http.HandlerFunc(bare))
+}
+
+// BenchmarkMiddleware: "replay" answers a recorded key, "first" runs the
+// handler under a new key and records its response. The allocations
+// reported are the middleware's and the floor's together.
+func BenchmarkMiddleware(b *testing.B) {
+	b.Run("replay", func(b *testing.B) {
+		h := benchMiddleware(b)
+		floor := http.HandlerFunc(bare)
+		const keys = 1024
+		reqs := make([]*benchRequest, keys)
+		w := &sink{h: make(http.Header)}
+		for i := range reqs {
+			reqs[i] = newBenchRequest(`"order-` + strconv.Itoa(i) + `"`)
+			reqs[i].serve(h, w)
+		}
+		floorReq := newBenchRequest(`"order-0"`)
+		interleave(b,
+			func(i int) {
+				reqs[i%keys].serve(h, w)
+				if w.status != http.StatusCreated {
+					b.Fatalf("status %d", w.status)
+				}
+			},
+			func(int) { floorReq.serve(floor, w) })
+	})
+	b.Run("first", func(b *testing.B) {
+		h := benchMiddleware(b)
+		floor := http.HandlerFunc(bare)
+		reqs := make([]*benchRequest, b.N)
+		for i := range reqs {
+			reqs[i] = newBenchRequest(`"order-` + strconv.Itoa(i) + `"`)
+		}
+		floorReq := newBenchRequest(`"order-0"`)
+		w := &sink{h: make(http.Header)}
+		interleave(b,
+			func(i int) {
+				reqs[i].serve(h, w)
+				if w.status != http.StatusCreated || w.h.Get("Idempotent-Replayed") != "" {
+					b.Fatalf("status %d %v, want a first execution", w.status, w.h)
+				}
+			},
+			func(int) { floorReq.serve(floor, w) })
+	})
+}
+
+// BenchmarkMiddlewareServed is BenchmarkMiddleware through real servers on
+// loopback, with a keep-alive client: the cost a client sees. The floor is
+// the bare handler on its own server.
+func BenchmarkMiddlewareServed(b *testing.B) {
+	serve := func(b *testing.B, h http.Handler) string {
+		srv := httptest.NewServer(h)
+		b.Cleanup(srv.Close)
+		return srv.URL
+	}
+	transport := &http.Transport{MaxIdleConnsPerHost: 4}
+	b.Cleanup(transport.CloseIdleConnections)
+	client := &http.Client{Transport: transport}
+	post := func(url, key string) {
+		r, err := http.NewRequest(http.MethodPost, url+"/charges", strings.NewReader(`{"amount":1999,"currency":"eur","source":"tok_visa","description":"order 1234"}`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.Header.Set("X-User", "alice")
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Idempotency-Key", key)
+		resp, err := client.Do(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	b.Run("replay", func(b *testing.B) {
+		protected := serve(b, benchMiddleware(b))
+		floor := serve(b, http.HandlerFunc(bare))
+		const keys = 1024
+		names := make([]string, keys)
+		for i := range names {
+			names[i] = `"order-` + strconv.Itoa(i) + `"`
+			post(protected, names[i])
+		}
+		interleave(b, func(i int) { post(protected, names[i%keys]) }, func(i int) { post(floor, names[i%keys]) })
+	})
+	b.Run("first", func(b *testing.B) {
+		protected := serve(b, benchMiddleware(b))
+		floor := serve(b, http.HandlerFunc(bare))
+		names := make([]string, b.N)
+		for i := range names {
+			names[i] = `"order-` + strconv.Itoa(i) + `"`
+		}
+		interleave(b, func(i int) { post(protected, names[i]) }, func(i int) { post(floor, names[i]) })
+	})
+}
