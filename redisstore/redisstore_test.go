@@ -1,0 +1,307 @@
+package redisstore_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"go.uber.org/goleak"
+
+	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/internal/faultproxy"
+	"github.com/idemhq/idem/internal/testenv"
+	"github.com/idemhq/idem/redisstore"
+	"github.com/idemhq/idem/storetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newClient connects to the Redis at url, closing the client when the
+// test ends.
+func newClient(t testing.TB, url string) rueidis.Client {
+	t.Helper()
+	opt, err := rueidis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	return newClientOpt(t, opt)
+}
+
+func newClientOpt(t testing.TB, opt rueidis.ClientOption) rueidis.Client {
+	t.Helper()
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatalf("connect to Redis %v: %v", opt.InitAddress, err)
+	}
+	t.Cleanup(client.Close)
+	return client
+}
+
+// newStore returns a store on client whose keys no other test shares: a
+// per-test prefix, never FLUSHALL.
+func newStore(t testing.TB, client rueidis.Client, cfg redisstore.Config) *redisstore.Store {
+	t.Helper()
+	if cfg.Prefix == "" {
+		cfg.Prefix = "idemtest:" + rand.Text()[:10] + ":"
+	}
+	s, err := redisstore.New(t.Context(), client, &cfg)
+	if err != nil {
+		t.Fatalf("redisstore.New: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// conformanceConfig makes the polling fallback too slow to pass the
+// suite's wake-up subtests: they must be won by notifications.
+var conformanceConfig = redisstore.Config{PollInterval: time.Minute}
+
+func TestConformance(t *testing.T) {
+	client := newClient(t, testenv.RedisURL(t))
+	storetest.Run(t, func(t *testing.T) idem.Store { return newStore(t, client, conformanceConfig) })
+}
+
+// TestConformanceCluster runs the suite on a real three-master Redis
+// Cluster: every script touches one hash slot.
+func TestConformanceCluster(t *testing.T) {
+	addrs := testenv.RedisCluster(t)
+	client := newClientOpt(t, rueidis.ClientOption{InitAddress: addrs, ShuffleInit: true})
+	if mode := client.Mode(); mode != rueidis.ClientModeCluster {
+		t.Fatalf("client mode = %v, want cluster", mode)
+	}
+	storetest.Run(t, func(t *testing.T) idem.Store { return newStore(t, client, conformanceConfig) })
+}
+
+// TestPollingCoversLostNotifications loses a notification on purpose (the
+// waited-on mark is removed before completion, so nothing is published) and
+// checks that the waiter still returns, by polling.
+func TestPollingCoversLostNotifications(t *testing.T) {
+	client := newClient(t, testenv.RedisURL(t))
+	const poll = 200 * time.Millisecond
+	prefix := "idemtest:" + rand.Text()[:10] + ":"
+	s := newStore(t, client, redisstore.Config{Prefix: prefix, PollInterval: poll})
+	lease := acquire(t, s, "poll/"+rand.Text())
+	woken := make(chan error, 1)
+	go func() { woken <- s.Wait(t.Context(), lease.Key, lease.Fence) }()
+	recordKey := prefix + "{" + lease.Key + "}"
+	for { // until the waiter has marked the record
+		n, err := client.Do(t.Context(), client.B().Hexists().Key(recordKey).Field("w").Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := client.Do(t.Context(), client.B().Hdel().Key(recordKey).Field("w").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Complete(t.Context(), lease, []byte("\x01v")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-woken:
+		if err != nil {
+			t.Fatalf("Wait = %v, want nil", err)
+		}
+	case <-time.After(5 * poll):
+		t.Fatalf("waiter not back within %s of a lost notification (poll every %s)", 5*poll, poll)
+	}
+}
+
+func acquire(t *testing.T, s idem.Store, key string) idem.Lease {
+	t.Helper()
+	cr, err := s.Claim(t.Context(), idem.ClaimParams{Key: key, Owner: "o", LeaseTTL: time.Minute, Retention: time.Hour})
+	if err != nil || cr.Status != idem.ClaimAcquired {
+		t.Fatalf("Claim = (%v, %v), want acquired", cr.Status, err)
+	}
+	return cr.Lease
+}
+
+func TestNewRefusesAnEvictingServer(t *testing.T) {
+	addr := testenv.RedisServer(t, "--maxmemory-policy", "allkeys-lru")
+	client := newClientOpt(t, rueidis.ClientOption{InitAddress: []string{addr}})
+	_, err := redisstore.New(t.Context(), client, nil)
+	if err == nil || !strings.Contains(err.Error(), "allkeys-lru") || !strings.Contains(err.Error(), "noeviction") {
+		t.Fatalf("New on an allkeys-lru server = %v, want an error naming the policy and the fix", err)
+	}
+	// The operator can override the check.
+	newStore(t, client, redisstore.Config{AllowEvictingServer: true})
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	client := newClient(t, testenv.RedisURL(t))
+	for _, cfg := range []redisstore.Config{
+		{Prefix: "a{b}:"},
+		{OpTimeout: -time.Second},
+		{WaitReplicas: -1},
+	} {
+		if _, err := redisstore.New(t.Context(), client, &cfg); err == nil {
+			t.Errorf("New(%+v) = nil error, want one", cfg)
+		}
+	}
+}
+
+// TestScriptCacheFlushRecovers checks that scripts are re-sent after the
+// server forgets them (NOSCRIPT), on a private server.
+func TestScriptCacheFlushRecovers(t *testing.T) {
+	client := newClientOpt(t, rueidis.ClientOption{InitAddress: []string{testenv.RedisServer(t)}})
+	for _, cfg := range []redisstore.Config{{}, {WaitReplicas: 1, WaitTimeout: time.Millisecond}} {
+		e, err := idem.New(newStore(t, client, cfg), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := client.Do(t.Context(), client.B().ScriptFlush().Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.Run(t.Context(), "after-flush-"+rand.Text(), func(context.Context) ([]byte, error) { return []byte("v"), nil }, nil)
+		if cfg.WaitReplicas > 0 {
+			// No replicas here: the record is written but not durable.
+			if !errors.Is(err, redisstore.ErrNotDurable) {
+				t.Fatalf("Run with WaitReplicas after SCRIPT FLUSH = %v, want ErrNotDurable", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Run after SCRIPT FLUSH = %v", err)
+		}
+	}
+}
+
+// TestWaitReplicas checks WAIT after completion: acknowledged with a
+// replica, reported as not durable without one.
+func TestWaitReplicas(t *testing.T) {
+	primary := testenv.RedisServer(t)
+	host, port, _ := strings.Cut(primary, ":")
+	testenv.RedisServer(t, "--replicaof", host, port)
+	client := newClientOpt(t, rueidis.ClientOption{InitAddress: []string{primary}})
+	waitForReplica(t, client)
+
+	durable, err := idem.New(newStore(t, client, redisstore.Config{WaitReplicas: 1, WaitTimeout: 2 * time.Second}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := durable.Run(t.Context(), "k", func(context.Context) ([]byte, error) { return []byte("v"), nil }, nil); err != nil {
+		t.Fatalf("Run with one replica and WaitReplicas 1 = %v", err)
+	}
+
+	greedy, err := idem.New(newStore(t, client, redisstore.Config{WaitReplicas: 2, WaitTimeout: 50 * time.Millisecond}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = greedy.Run(t.Context(), "k", func(context.Context) ([]byte, error) { return []byte("v"), nil }, nil)
+	if !errors.Is(err, redisstore.ErrNotDurable) || !errors.Is(err, idem.ErrNotRecorded) {
+		t.Fatalf("Run with WaitReplicas 2 and one replica = %v, want ErrNotDurable reported as not recorded", err)
+	}
+}
+
+func waitForReplica(t *testing.T, client rueidis.Client) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := client.Do(t.Context(), client.B().Info().Section("replication").Build()).ToString()
+		if err == nil && strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica never came online: %v\n%s", err, info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFaultsFailClosed puts a fault proxy between the store and Redis. For
+// each fault, fn never runs without a confirmed claim, and the caller gets a
+// typed error within the op timeout plus 50ms.
+func TestFaultsFailClosed(t *testing.T) {
+	opt, err := rueidis.ParseURL(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream := opt.InitAddress[0]
+	const opTimeout = 300 * time.Millisecond
+	for _, fault := range []struct {
+		name  string
+		apply func(*faultproxy.Proxy) error
+	}{
+		{"LatencyBeyondOpTimeout", func(p *faultproxy.Proxy) error { return p.Latency(2 * opTimeout) }},
+		{"ConnectionReset", (*faultproxy.Proxy).Reset},
+		{"Blackhole", (*faultproxy.Proxy).Blackhole},
+	} {
+		t.Run(fault.name, func(t *testing.T) {
+			proxy, err := faultproxy.Start(fault.name, upstream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer proxy.Close()
+			client, err := rueidis.NewClient(rueidis.ClientOption{
+				InitAddress:      []string{proxy.Addr()},
+				DisableRetry:     true,
+				ConnWriteTimeout: opTimeout,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			store, err := redisstore.New(t.Context(), client, &redisstore.Config{
+				Prefix:    "idemtest:" + rand.Text()[:10] + ":",
+				OpTimeout: opTimeout,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			e, err := idem.New(store, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Healthy first, so the fault hits live connections.
+			if _, err := e.Run(t.Context(), "warm", func(context.Context) ([]byte, error) { return nil, nil }, nil); err != nil {
+				t.Fatalf("Run before the fault: %v", err)
+			}
+			if err := fault.apply(proxy); err != nil {
+				t.Fatal(err)
+			}
+			var executions atomic.Int32
+			for i := range 10 {
+				start := time.Now()
+				_, err := e.Run(t.Context(), "k"+rand.Text(), func(context.Context) ([]byte, error) {
+					executions.Add(1)
+					return nil, nil
+				}, nil)
+				took := time.Since(start)
+				se, ok := errors.AsType[*idem.StoreError](err)
+				if !ok || se.Executed {
+					t.Fatalf("call %d under %s: err = %v, want a *idem.StoreError before fn", i, fault.name, err)
+				}
+				if took > opTimeout+50*time.Millisecond {
+					t.Fatalf("call %d under %s took %s, want within the op timeout %s + 50ms", i, fault.name, took, opTimeout)
+				}
+			}
+			if n := executions.Load(); n != 0 {
+				t.Fatalf("fn ran %d times without a confirmed claim, want 0", n)
+			}
+			// Healed, the store works again.
+			if err := proxy.Heal(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				_, err := e.Run(t.Context(), "after-"+rand.Text(), func(context.Context) ([]byte, error) { return nil, nil }, nil)
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("store still failing 10s after the fault healed: %v", err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+}
