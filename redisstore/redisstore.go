@@ -139,7 +139,7 @@ type Store struct {
 	channel string
 
 	claim, renew, complete, release, wait *rueidis.Lua
-	completeSource, completeSHA             string // for the WAIT path, which sends EVALSHA itself
+	completeSource, completeSHA           string // for the WAIT path, which sends EVALSHA itself
 
 	waiters waiters
 	stop    context.CancelFunc
@@ -166,16 +166,16 @@ func New(ctx context.Context, client rueidis.Client, cfg *Config) (*Store, error
 	s := &Store{
 		completeSource: completeSource,
 		completeSHA:    fmt.Sprintf("%x", sha1.Sum([]byte(completeSource))),
-		client:   client,
-		cfg:      c,
-		channel:  c.Prefix + "done",
-		claim:    script(claimLua),
-		renew:    script(renewLua),
-		complete: script(completeLua),
-		release:  script(releaseLua),
-		wait:     script(waitLua),
-		waiters:  waiters{byKey: make(map[string]map[chan struct{}]struct{})},
-		stopped:  make(chan struct{}),
+		client:         client,
+		cfg:            c,
+		channel:        c.Prefix + "done",
+		claim:          script(claimLua),
+		renew:          script(renewLua),
+		complete:       script(completeLua),
+		release:        script(releaseLua),
+		wait:           script(waitLua),
+		waiters:        waiters{byKey: make(map[string]map[chan struct{}]struct{})},
+		stopped:        make(chan struct{}),
 	}
 	if err := s.subscribe(ctx); err != nil {
 		return nil, err
