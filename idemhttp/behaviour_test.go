@@ -160,6 +160,14 @@ func TestBehaviour(t *testing.T) {
 			{req: req{keys: keys(k), target: "/charges?status=402"}, status: 402, runs: 1},
 			{req: req{keys: keys(k), target: "/charges?status=402"}, status: 402, replayed: true, runs: 1},
 		}},
+		{name: "a 5xx after the client went away releases the key", claims: 2, steps: []step{
+			{req: req{keys: keys(k), target: "/charges?status=500&cancel=1"}, status: 500, runs: 1},
+			{req: req{keys: keys(k), target: "/charges?status=500&cancel=1"}, status: 500, runs: 2},
+		}},
+		{name: "a 2xx after the client went away is recorded", claims: 2, steps: []step{
+			{req: req{keys: keys(k), target: "/charges?status=201&cancel=1"}, status: 201, runs: 1},
+			{req: req{keys: keys(k), target: "/charges?status=201&cancel=1"}, status: 201, replayed: true, runs: 1},
+		}},
 		{name: "a panic releases the key", claims: 2, steps: []step{
 			{req: req{keys: keys(k), target: "/charges?panic=1"}, status: 599, runs: 1},
 			{req: req{keys: keys(k), target: "/charges?panic=1"}, status: 599, runs: 2},

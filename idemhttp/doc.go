@@ -59,12 +59,18 @@
 //   - Statuses that invite a retry (Config.RetryStatuses, 429 and 503 by
 //     default) go to the client, and the key is released: a retry runs the
 //     handler again.
+//   - A 5xx written after the client went away (the request's context is
+//     done) releases the key: it is most likely the cancellation's doing,
+//     not the request's outcome. Other statuses are recorded, so a client
+//     that gave up still gets the outcome when it retries.
 //   - A handler that panics releases the key; the panic goes on to
 //     net/http, which drops the connection.
 //   - Requests turned away before the handler runs (no or bad key, failed
 //     authentication, body too large) store nothing. So do requests turned
 //     away by middleware in front of this one, such as validation or rate
-//     limiting: mount it last, just before the handler.
+//     limiting: mount it last, just before the handler. A handler that
+//     validates its own input can add 400 and 422 to RetryStatuses, so a
+//     client may fix its request and send it again with the same key.
 //   - If the response cannot be recorded after the handler ran (the store
 //     failed), the client gets the handler's response, the failure is
 //     logged at ERROR, and a retry may run the handler again.

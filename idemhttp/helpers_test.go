@@ -86,6 +86,7 @@ func (s *syncBuffer) String() string {
 //	status=N  answer with status N (default 201)
 //	size=N    a body of N bytes instead of the JSON one
 //	panic=1   panic
+//	cancel=1  cancel the request's context first (the client went away)
 //	empty=1   write nothing
 //
 // Its JSON body carries the run number and the principal, so a replay
@@ -99,6 +100,9 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		panic(err)
 	}
 	q := r.URL.Query()
+	if q.Get("cancel") == "1" {
+		r.Context().Value(cancelKey{}).(context.CancelFunc)() // the client goes away
+	}
 	if q.Get("panic") == "1" {
 		panic("handler panicked")
 	}
@@ -127,6 +131,8 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(status)
 	fmt.Fprintf(w, `{"run":%d,"user":%q,"body":%q}`+"\n", n, r.Header.Get("X-User"), body)
 }
+
+type cancelKey struct{}
 
 // fixture is the middleware on app, on a spy memstore.
 type fixture struct {
@@ -197,6 +203,10 @@ func (q req) build() *http.Request {
 		body = io.MultiReader(strings.NewReader(q.body)) // hides the length
 	}
 	r := httptest.NewRequest(method, target, body)
+	if strings.Contains(target, "cancel=1") {
+		ctx, cancel := context.WithCancel(r.Context())
+		r = r.WithContext(context.WithValue(ctx, cancelKey{}, context.CancelFunc(cancel)))
+	}
 	if q.chunked {
 		r.ContentLength = -1
 	}

@@ -336,7 +336,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r2.Body = &bodyReader{b: body}
 		h.next.ServeHTTP(c, r2)
 		c.finish()
-		if slices.Contains(m.retry, c.status) {
+		if slices.Contains(m.retry, c.status) || c.status >= 500 && r.Context().Err() != nil {
+			// A retry is invited, or a 5xx came after the client went
+			// away, most likely because it did: neither is an outcome.
 			return nil, &released{c.status}
 		}
 		fields, nf := fieldsOf(c.sent, m.keep)

@@ -7,8 +7,6 @@ import "errors"
 const MaxKeyLen = 255
 
 var (
-	errKeyMissing   = errors.New("no Idempotency-Key header")
-	errKeyRepeated  = errors.New("more than one Idempotency-Key header")
 	errKeyMalformed = errors.New("Idempotency-Key is not a quoted string or a token of printable ASCII")
 	errKeyEmpty     = errors.New("Idempotency-Key is empty")
 	errKeyTooLong   = errors.New("Idempotency-Key is longer than 255 characters")
