@@ -71,8 +71,12 @@ func (p *Proxy) Heal() error {
 	return nil
 }
 
-// Close stops the proxy and closes its connections.
-func (p *Proxy) Close() { p.proxy.Stop() }
+// Close heals the link, then stops the proxy and closes its connections.
+// Healing first lets toxiproxy drain the goroutines of its faults.
+func (p *Proxy) Close() {
+	p.Heal()
+	p.proxy.Stop()
+}
 
 func (p *Proxy) add(kind, stream, attributes string) error {
 	p.mu.Lock()

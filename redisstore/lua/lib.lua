@@ -11,16 +11,11 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- wake tells waiters, if any announced themselves, that the in-progress
--- fence has ended.
-local function wake(key, channel)
-  if redis.call('HDEL', key, 'w') == 1 then
+-- wake ends the wait of anyone who announced themselves (w) on the
+-- in-progress fence that the caller is ending.
+local function wake(key, w, channel)
+  if w then
+    redis.call('HDEL', key, 'w')
     redis.call('PUBLISH', channel, key)
   end
-end
-
--- holds reports whether owner holds the current fence of the record r,
--- read as HMGET st owner fence.
-local function holds(r, owner, fence)
-  return r[1] == 'p' and r[2] == owner and r[3] == fence
 end
