@@ -310,9 +310,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bp := m.getBuf()
-	defer m.bufs.Put(bp)
+	defer m.putBuf(bp)
 	buf, off := m.fingerprintPrefix((*bp)[:0], r, route)
-	buf, err = readBody(buf, r.Body, m.maxRequest)
+	if r.Body != nil {
+		buf, err = readBody(buf, r.Body, m.maxRequest)
+	}
 	*bp = buf
 	switch {
 	case errors.Is(err, errBodyTooLarge):
@@ -482,6 +484,16 @@ func (m *middleware) getBuf() *[]byte {
 	}
 	b := make([]byte, 0, 4096)
 	return &b
+}
+
+// maxPooledBuf is the largest body buffer kept for reuse: an occasional
+// large body should not pin its buffer.
+const maxPooledBuf = 64 << 10
+
+func (m *middleware) putBuf(bp *[]byte) {
+	if cap(*bp) <= maxPooledBuf {
+		m.bufs.Put(bp)
+	}
 }
 
 // fingerprintPrefix appends to buf what the fingerprint covers besides the
