@@ -14,26 +14,51 @@ import (
 // A value that cannot be encoded is a bug in the caller: fn ran, nothing is
 // recorded, the claim is released, and the error matches ErrNotRecorded.
 func Do[T any](ctx context.Context, e *Engine, key string, fn func(context.Context) (T, error), opts *RunOptions) (v T, replayed bool, err error) {
+	o := releaseOnEncodeError(opts)
+	res, err := e.Run(ctx, key, func(ctx context.Context) ([]byte, error) {
+		v, err := fn(ctx)
+		return e.encode(v, err)
+	}, &o)
+	return decode[T](e, res, err)
+}
+
+// DoTx is RunTx for typed values, as Do is for Run.
+func DoTx[T, Tx any](ctx context.Context, e *Engine, key string, fn func(context.Context, Tx) (T, error), opts *RunOptions) (v T, replayed bool, err error) {
+	o := releaseOnEncodeError(opts)
+	res, err := RunTx(ctx, e, key, func(ctx context.Context, tx Tx) ([]byte, error) {
+		v, err := fn(ctx, tx)
+		return e.encode(v, err)
+	}, &o)
+	return decode[T](e, res, err)
+}
+
+// releaseOnEncodeError returns opts with encode errors counted as
+// transient, so a value that cannot be recorded releases the claim.
+func releaseOnEncodeError(opts *RunOptions) RunOptions {
 	var o RunOptions
 	if opts != nil {
 		o = *opts
 	}
 	userRetryable := o.Retryable
 	o.Retryable = func(err error) bool {
-		var ee *encodeError
-		return errors.As(err, &ee) || userRetryable != nil && userRetryable(err)
+		_, unencodable := errors.AsType[*encodeError](err)
+		return unencodable || userRetryable != nil && userRetryable(err)
 	}
-	res, err := e.Run(ctx, key, func(ctx context.Context) ([]byte, error) {
-		v, err := fn(ctx)
-		if err != nil {
-			return nil, err
-		}
-		b, err := e.cfg.Codec.Marshal(v)
-		if err != nil {
-			return nil, &encodeError{err}
-		}
-		return b, nil
-	}, &o)
+	return o
+}
+
+func (e *Engine) encode(v any, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	b, err := e.cfg.Codec.Marshal(v)
+	if err != nil {
+		return nil, &encodeError{err}
+	}
+	return b, nil
+}
+
+func decode[T any](e *Engine, res Result, err error) (v T, replayed bool, _ error) {
 	if res.Value != nil {
 		if derr := e.cfg.Codec.Unmarshal(res.Value, &v); derr != nil {
 			return v, res.Replayed, errors.Join(err, fmt.Errorf("idem: decode recorded value as %T: %w", v, derr))

@@ -41,13 +41,16 @@ var (
 // fn ran and its outcome is not recorded, and the error matches
 // ErrNotRecorded.
 type StoreError struct {
-	Op       string // "claim", "wait", "complete" or "release"
+	Op       string // "claim", "wait", "complete", "release" or "commit" (RunTx)
 	Key      string // the store key: namespace and hash, never the raw key
 	Executed bool
 	Err      error
 }
 
 func (e *StoreError) Error() string {
+	if e.Executed && e.Op == "commit" {
+		return fmt.Sprintf("idem: fn ran but its transaction, writes and outcome together, did not commit or was not confirmed: %s: %v", e.Key, e.Err)
+	}
 	if e.Executed {
 		return fmt.Sprintf("idem: fn ran but its outcome was not recorded: store %s %s: %v", e.Op, e.Key, e.Err)
 	}

@@ -101,38 +101,54 @@ type Result struct {
 // lease cannot be kept. See the package documentation for the guarantees
 // and what they need from fn.
 func (e *Engine) Run(ctx context.Context, key string, fn func(context.Context) ([]byte, error), opts *RunOptions) (Result, error) {
-	if err := validateKey(key); err != nil {
+	c, err := e.prepare(key, opts)
+	if err != nil {
 		return Result{}, err
 	}
-	c := call{fn: fn}
+	c.fn = fn
+	return e.run(ctx, &c)
+}
+
+// prepare checks key and options, before any store access, and derives the
+// call's store key.
+func (e *Engine) prepare(key string, opts *RunOptions) (call, error) {
+	var c call
+	if err := validateKey(key); err != nil {
+		return c, err
+	}
 	if opts != nil {
 		c.opts = *opts
 	}
 	if len(c.opts.Fingerprint) > MaxFingerprintLen {
-		return Result{}, fmt.Errorf("%w: fingerprint is %d bytes, at most %d allowed", ErrInvalidKey, len(c.opts.Fingerprint), MaxFingerprintLen)
+		return c, fmt.Errorf("%w: fingerprint is %d bytes, at most %d allowed", ErrInvalidKey, len(c.opts.Fingerprint), MaxFingerprintLen)
 	}
-	maxWait := c.opts.MaxWait
-	if maxWait <= 0 {
-		maxWait = e.cfg.MaxWait
+	c.maxWait = c.opts.MaxWait
+	if c.maxWait <= 0 {
+		c.maxWait = e.cfg.MaxWait
 	}
 	c.slot, c.key = storeKey(e.cfg.Namespace, key)
-	c.maxWait = maxWait
+	return c, nil
+}
+
+// run leads c's flight, or waits for this process's leader of the key.
+func (e *Engine) run(ctx context.Context, c *call) (Result, error) {
 	for {
-		f, leader := e.flights.join(&c)
+		f, leader := e.flights.join(c)
 		if leader {
-			return e.lead(ctx, &c, f)
+			return e.lead(ctx, c, f)
 		}
-		if res, err, done := e.await(ctx, &c, f); done {
+		if res, err, done := e.await(ctx, c, f); done {
 			return res, err
 		}
 	}
 }
 
-// call is one Run in progress.
+// call is one Run or RunTx in progress.
 type call struct {
 	slot    uint64 // flights key: 64 bits of the key's digest
 	key     string // the store key
 	fn      func(context.Context) ([]byte, error)
+	tx      txRunner // set by RunTx, in place of fn
 	opts    RunOptions
 	maxWait time.Duration
 	// waitUntil ends the wait budget; set when the call first waits, which
@@ -154,7 +170,11 @@ func (c *call) waitBudget() time.Duration {
 func (e *Engine) lead(ctx context.Context, c *call, f *flight) (res Result, err error) {
 	shared := false
 	defer func() { e.flights.land(c, f, res, err, shared) }()
-	res, err, shared = e.execute(ctx, c)
+	if c.tx != nil {
+		res, err, shared = c.tx.execute(ctx, e, c)
+	} else {
+		res, err, shared = e.execute(ctx, c)
+	}
 	return res, err
 }
 
@@ -190,13 +210,7 @@ func (e *Engine) execute(ctx context.Context, c *call) (res Result, err error, s
 	for {
 		owner := e.takeOwner()
 		sent := e.now()
-		cr, err := e.store.Claim(ctx, ClaimParams{
-			Key:         c.key,
-			Owner:       *owner,
-			Fingerprint: c.opts.Fingerprint,
-			LeaseTTL:    e.cfg.LeaseTTL,
-			Retention:   e.cfg.Retention,
-		})
+		cr, err := e.store.Claim(ctx, e.claimParams(c, owner))
 		if err != nil {
 			// The claim may have landed, so the owner is spent.
 			return Result{}, e.storeFailed(ctx, "claim", c.key, false, err), false
@@ -219,6 +233,16 @@ func (e *Engine) execute(ctx context.Context, c *call) (res Result, err error, s
 		default:
 			return Result{}, e.storeFailed(ctx, "claim", c.key, false, fmt.Errorf("invalid claim status %d", cr.Status)), false
 		}
+	}
+}
+
+func (e *Engine) claimParams(c *call, owner *string) ClaimParams {
+	return ClaimParams{
+		Key:         c.key,
+		Owner:       *owner,
+		Fingerprint: c.opts.Fingerprint,
+		LeaseTTL:    e.cfg.LeaseTTL,
+		Retention:   e.cfg.Retention,
 	}
 }
 

@@ -1,0 +1,198 @@
+package idem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// TxStore is a Store that can also claim a key, run fn's writes and record
+// the outcome in one database transaction of type Tx (pgx.Tx, *sql.Tx), so
+// that the writes and the record commit or roll back together. RunTx uses
+// it; storetest.RunTx checks it.
+type TxStore[Tx any] interface {
+	Store
+
+	// BeginClaim begins a transaction and claims p.Key inside it. On
+	// ClaimAcquired the claim is uncommitted: it holds the key until the
+	// transaction ends, and a concurrent claim of the key waits up to its
+	// own maxWait for that, then reports ClaimInFlight. On any other status,
+	// or an error, the transaction is already over and tx is the zero value.
+	// maxWait of zero means don't wait.
+	BeginClaim(ctx context.Context, p ClaimParams, maxWait time.Duration) (tx Tx, cr ClaimResult, err error)
+
+	// Commit records outcome for l in tx and commits tx. With discardWrites
+	// it first undoes everything written in tx since BeginClaim, so an error
+	// outcome is recorded without the writes that led to it.
+	Commit(ctx context.Context, tx Tx, l Lease, outcome []byte, discardWrites bool) error
+
+	// Rollback ends tx, recording nothing.
+	Rollback(ctx context.Context, tx Tx) error
+
+	// Conflict reports whether err, from fn or Commit, means the transaction
+	// lost a race with another (a serialization failure, a deadlock, a busy
+	// database) and may succeed if run again.
+	Conflict(err error) bool
+}
+
+// maxTxAttempts bounds how often RunTx reruns a transaction that lost a race
+// (TxStore.Conflict) before it returns the error.
+const maxTxAttempts = 5
+
+// RunTx is Run with fn's writes and the outcome in one transaction of the
+// engine's store: fn gets the transaction, and the outcome commits with
+// whatever fn wrote there, or neither does. Effects inside that database
+// then happen exactly once, with no window between effect and record.
+//
+// Concurrent callers of the key wait on the claim, then replay the outcome.
+// A final error from fn is recorded without fn's writes; a transient one
+// (RunOptions.Retryable, or the caller's context done) rolls everything
+// back. A transaction that loses a race (a serialization failure or
+// deadlock, as the store's Conflict says) is rolled back and rerun, up to
+// five times, and never reported as fn's failure unless the attempts run
+// out. fn must not commit or roll back the transaction itself.
+//
+// The engine's store must be a TxStore[Tx], such as the PostgreSQL store
+// for pgx.Tx; otherwise RunTx returns an error without running fn.
+func RunTx[Tx any](ctx context.Context, e *Engine, key string, fn func(ctx context.Context, tx Tx) ([]byte, error), opts *RunOptions) (Result, error) {
+	store, ok := e.store.(TxStore[Tx])
+	if !ok {
+		var tx Tx
+		return Result{}, fmt.Errorf("idem: RunTx: the engine's store %T cannot run fn in a %T transaction", e.store, tx)
+	}
+	c, err := e.prepare(key, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	c.tx = &txCall[Tx]{store: store, fn: fn}
+	return e.run(ctx, &c)
+}
+
+// txRunner runs a RunTx call once it leads its flight.
+type txRunner interface {
+	execute(ctx context.Context, e *Engine, c *call) (res Result, err error, shared bool)
+}
+
+type txCall[Tx any] struct {
+	store TxStore[Tx]
+	fn    func(context.Context, Tx) ([]byte, error)
+}
+
+// errConflict marks an attempt that lost a race and should run again.
+var errConflict = errors.New("idem: transaction conflict")
+
+func (t *txCall[Tx]) execute(ctx context.Context, e *Engine, c *call) (Result, error, bool) {
+	for attempt := 1; ; {
+		owner := e.takeOwner()
+		wait := time.Duration(0)
+		if !c.opts.FailFast {
+			wait = max(c.waitBudget(), 0)
+		}
+		tx, cr, err := t.store.BeginClaim(ctx, e.claimParams(c, owner), wait)
+		if err != nil {
+			return Result{}, e.storeFailed(ctx, "claim", c.key, false, err), false
+		}
+		if cr.Status != ClaimAcquired {
+			e.spareOwner.CompareAndSwap(nil, owner)
+		}
+		switch cr.Status {
+		case ClaimAcquired:
+			res, err, shared := t.hold(ctx, e, c, tx, cr.Lease)
+			if !errors.Is(err, errConflict) {
+				return res, err, shared
+			}
+			if attempt == maxTxAttempts {
+				return Result{}, fmt.Errorf("idem: transaction lost a race %d times; nothing was recorded: %w", attempt, err), false
+			}
+			attempt++
+			if err := sleepCtx(ctx, conflictBackoff(attempt)); err != nil {
+				return Result{}, err, false
+			}
+		case ClaimCompleted:
+			return e.replay(ctx, c.key, cr.Outcome)
+		case ClaimMismatch:
+			e.observe(Event{Kind: EventMismatch, Key: c.key})
+			return Result{}, ErrMismatch, true
+		case ClaimInFlight:
+			if err := e.wait(ctx, c, cr); err != nil {
+				return Result{}, err, false
+			}
+		default:
+			return Result{}, e.storeFailed(ctx, "claim", c.key, false, fmt.Errorf("invalid claim status %d", cr.Status)), false
+		}
+	}
+}
+
+// hold runs fn in tx, which holds the claim l, and commits the outcome with
+// fn's writes.
+func (t *txCall[Tx]) hold(ctx context.Context, e *Engine, c *call, tx Tx, l Lease) (Result, error, bool) {
+	detached := context.WithoutCancel(ctx)
+	returned := false
+	defer func() {
+		if !returned {
+			// fn panicked or called runtime.Goexit: undo everything.
+			t.rollback(e, detached, tx, l, errDidNotReturn)
+		}
+	}()
+	start := time.Now()
+	value, fnErr := t.fn(context.WithValue(ctx, leaseKey{}, l), tx)
+	returned = true
+	took := time.Since(start)
+
+	if fnErr != nil && t.store.Conflict(fnErr) {
+		t.rollback(e, detached, tx, l, fnErr)
+		return Result{}, fmt.Errorf("%w: %w", errConflict, fnErr), false
+	}
+	if fnErr != nil && (ctx.Err() != nil || c.opts.Retryable != nil && c.opts.Retryable(fnErr)) {
+		t.rollback(e, detached, tx, l, fnErr)
+		return Result{}, fnErr, false
+	}
+	o := outcome{value: value}
+	if fnErr != nil {
+		o = e.errorOutcome(fnErr)
+	}
+	bctx, cancel := e.bounded(detached)
+	err := t.store.Commit(bctx, tx, l, o.encode(), fnErr != nil)
+	cancel()
+	if err != nil {
+		if t.store.Conflict(err) {
+			e.observe(Event{Kind: EventReleased, Key: l.Key, Fence: l.Fence, Err: err})
+			return Result{}, fmt.Errorf("%w: %w", errConflict, err), false
+		}
+		return Result{}, e.storeFailed(ctx, "commit", l.Key, true, err), false
+	}
+	e.observe(Event{Kind: EventExecuted, Key: l.Key, Fence: l.Fence, Duration: took, Err: fnErr})
+	return Result{Value: value}, fnErr, true
+}
+
+func (t *txCall[Tx]) rollback(e *Engine, detached context.Context, tx Tx, l Lease, cause error) {
+	ctx, cancel := e.bounded(detached)
+	err := t.store.Rollback(ctx, tx)
+	cancel()
+	e.observe(Event{Kind: EventReleased, Key: l.Key, Fence: l.Fence, Err: cause})
+	if err != nil {
+		e.observe(Event{Kind: EventStoreError, Key: l.Key, Fence: l.Fence, Err: err})
+		e.cfg.Logger.LogAttrs(detached, slog.LevelWarn, "idem: rollback failed; the database ends the transaction when its connection closes",
+			slog.String("key", l.Key), slog.Any("error", err))
+	}
+}
+
+// conflictBackoff is the pause before attempt n (2 or more) of a transaction
+// that lost a race: exponential from 5ms, with full jitter.
+func conflictBackoff(n int) time.Duration {
+	return rand.N(5 * time.Millisecond << (n - 2))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
