@@ -26,59 +26,6 @@ import (
 // every resubscription all waiters are woken to look again, and each waiter
 // also re-reads the record every PollInterval.
 
-// waiters are the local waiters by Redis record key.
-type waiters struct {
-	mu    sync.Mutex
-	byKey map[string]map[chan struct{}]struct{}
-}
-
-func (w *waiters) add(key string) chan struct{} {
-	ch := make(chan struct{}, 1)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	set := w.byKey[key]
-	if set == nil {
-		set = make(map[chan struct{}]struct{})
-		w.byKey[key] = set
-	}
-	set[ch] = struct{}{}
-	return ch
-}
-
-func (w *waiters) remove(key string, ch chan struct{}) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	delete(w.byKey[key], ch)
-	if len(w.byKey[key]) == 0 {
-		delete(w.byKey, key)
-	}
-}
-
-func (w *waiters) wake(key string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for ch := range w.byKey[key] {
-		notify(ch)
-	}
-}
-
-func (w *waiters) wakeAll() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, set := range w.byKey {
-		for ch := range set {
-			notify(ch)
-		}
-	}
-}
-
-func notify(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
-
 // subscribe starts the Store's subscription and returns once the server has
 // confirmed it, or with an error if it cannot within OpTimeout.
 func (s *Store) subscribe(ctx context.Context) error {
@@ -92,21 +39,21 @@ func (s *Store) subscribe(ctx context.Context) error {
 		}
 		once.Do(func() { close(confirmed) })
 		// After a reconnection, messages may have been lost meanwhile.
-		s.waiters.wakeAll()
+		s.waiters.WakeAll()
 	})
 	go func() {
 		defer close(s.stopped)
 		backoff := 50 * time.Millisecond
 		for {
 			err := s.client.Receive(hooked, s.client.B().Subscribe().Channel(s.channel).Build(), func(m rueidis.PubSubMessage) {
-				s.waiters.wake(m.Message)
+				s.waiters.Wake(m.Message)
 			})
 			if runCtx.Err() != nil {
 				return
 			}
 			s.cfg.Logger.Warn("redisstore: notification subscription ended; resubscribing, waiters fall back to polling meanwhile",
 				slog.String("channel", s.channel), slog.Any("error", err))
-			s.waiters.wakeAll()
+			s.waiters.WakeAll()
 			select {
 			case <-runCtx.Done():
 				return
@@ -131,8 +78,8 @@ func (s *Store) subscribe(ctx context.Context) error {
 // Wait implements idem.Store.
 func (s *Store) Wait(ctx context.Context, key string, fence int64) error {
 	rkey := s.recordKey(key)
-	woken := s.waiters.add(rkey)
-	defer s.waiters.remove(rkey, woken)
+	woken := s.waiters.Add(rkey)
+	defer s.waiters.Remove(rkey, woken)
 	args := []string{strconv.FormatInt(fence, 10)}
 	for {
 		opCtx, cancel := s.op(ctx)

@@ -39,6 +39,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/internal/waitlist"
 )
 
 // Defaults for Config.
@@ -141,7 +142,7 @@ type Store struct {
 	claim, renew, complete, release, wait *rueidis.Lua
 	completeSource, completeSHA           string // for the WAIT path, which sends EVALSHA itself
 
-	waiters waiters
+	waiters waitlist.List
 	stop    context.CancelFunc
 	stopped chan struct{}
 }
@@ -174,7 +175,6 @@ func New(ctx context.Context, client rueidis.Client, cfg *Config) (*Store, error
 		complete:       script(completeLua),
 		release:        script(releaseLua),
 		wait:           script(waitLua),
-		waiters:        waiters{byKey: make(map[string]map[chan struct{}]struct{})},
 		stopped:        make(chan struct{}),
 	}
 	if err := s.subscribe(ctx); err != nil {
@@ -188,7 +188,7 @@ func New(ctx context.Context, client rueidis.Client, cfg *Config) (*Store, error
 func (s *Store) Close() error {
 	s.stop()
 	<-s.stopped
-	s.waiters.wakeAll()
+	s.waiters.WakeAll()
 	return nil
 }
 
