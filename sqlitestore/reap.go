@@ -1,0 +1,60 @@
+package sqlitestore
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// reapEvery runs reap every interval until ctx ends.
+func (s *Store) reapEvery(ctx context.Context, interval time.Duration) {
+	defer close(s.reaped)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := s.reap(ctx)
+		switch {
+		case ctx.Err() != nil, errors.Is(err, errNotMigrated):
+		case err != nil:
+			s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "sqlitestore: deleting expired records failed; they stay until the next round",
+				slog.Int("deleted", n), slog.Any("error", err))
+		case n > 0:
+			s.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "sqlitestore: deleted expired records", slog.Int("deleted", n))
+		}
+	}
+}
+
+// reap deletes every record expired by now, ReapBatch at a time, each
+// batch a write of its own so that claims interleave with a long purge. It
+// returns how many records it deleted.
+func (s *Store) reap(ctx context.Context) (int, error) {
+	st, err := s.ready(ctx)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for {
+		var n int64
+		err := s.write(ctx, func(ctx context.Context) error {
+			res, err := st.reap.ExecContext(ctx, now(), s.cfg.ReapBatch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		total += int(n)
+		if err != nil {
+			return total, failed("reap", err)
+		}
+		if n < int64(s.cfg.ReapBatch) {
+			return total, nil
+		}
+	}
+}
