@@ -60,6 +60,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
+	if err := checkWAL(ctx, s.db); err != nil {
+		return err
+	}
 	// Unlike other writes, a migration is bounded by ctx alone: it may take
 	// long on a large database, and so may another process's.
 	for attempt := 0; ; attempt++ {

@@ -1,0 +1,366 @@
+package sqlitestore_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/sqlitestore"
+)
+
+func newKey() string { return "test/" + rand.Text() }
+
+func claimParams(key, owner, fingerprint string) idem.ClaimParams {
+	return idem.ClaimParams{Key: key, Owner: owner, Fingerprint: fingerprint, LeaseTTL: time.Minute, Retention: time.Hour}
+}
+
+func TestFingerprintsComparedByteForByte(t *testing.T) {
+	s := newStore(t, newDB(t), nil)
+	for _, tc := range []struct{ name, held, other string }{
+		{"AfterNUL", "a\x00b", "a\x00c"},
+		{"NULVersusEmpty", "", "\x00"},
+		{"InvalidUTF8", "\xff", "\xfe"},
+		{"Case", "A", "a"},
+		{"UnicodeNormalisation", "\u00e9", "e\u0301"},
+		{"TrailingSpace", "fp", "fp "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newKey()
+			cr, err := s.Claim(t.Context(), claimParams(k, "a", tc.held))
+			if err != nil || cr.Status != idem.ClaimAcquired {
+				t.Fatalf("Claim(%q) = %v, %v; want acquired", tc.held, cr.Status, err)
+			}
+			for fp, want := range map[string]idem.ClaimStatus{tc.held: idem.ClaimInFlight, tc.other: idem.ClaimMismatch} {
+				if got, err := s.Claim(t.Context(), claimParams(k, "b", fp)); err != nil || got.Status != want {
+					t.Errorf("Claim(%q) while %q holds = %v, %v; want %v", fp, tc.held, got.Status, err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestNotMigratedFails(t *testing.T) {
+	s, err := sqlitestore.New(newDB(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = s.Claim(t.Context(), claimParams(newKey(), "a", ""))
+	if err == nil || !strings.Contains(err.Error(), "Migrate") {
+		t.Fatalf("Claim before Migrate = %v, want an error that says to call Migrate", err)
+	}
+}
+
+// TestMigrateConcurrently migrates one new file from two handles at once,
+// then again: every migration is applied exactly once.
+func TestMigrateConcurrently(t *testing.T) {
+	dir := t.TempDir()
+	dbs := []*sql.DB{openDB(t, dir, "m.db"), openDB(t, dir, "m.db")}
+	var wg sync.WaitGroup
+	for _, db := range dbs {
+		s, err := sqlitestore.New(db, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		wg.Go(func() {
+			for range 2 {
+				if err := s.Migrate(t.Context()); err != nil {
+					t.Errorf("Migrate: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var applied, distinct int
+	if err := dbs[0].QueryRowContext(t.Context(), "SELECT count(*), count(DISTINCT version) FROM idem_migrations").Scan(&applied, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if applied == 0 || applied != distinct {
+		t.Fatalf("idem_migrations has %d rows for %d versions, want each version once", applied, distinct)
+	}
+}
+
+func TestOpenRefusesNonFiles(t *testing.T) {
+	for _, path := range []string{"", ":memory:", "file::memory:?cache=shared"} {
+		if db, err := sqlitestore.Open(t.Context(), path); err == nil {
+			db.Close()
+			t.Errorf("Open(%q) = nil error, want a refusal", path)
+		}
+	}
+}
+
+// TestRefusesRollbackJournal: a db the caller opened without WAL is
+// refused before any schema is written.
+func TestRefusesRollbackJournal(t *testing.T) {
+	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "delete.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err := sqlitestore.New(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Migrate(t.Context()); err == nil || !strings.Contains(err.Error(), "wal") {
+		t.Fatalf("Migrate on a rollback-journal database = %v, want a refusal naming WAL", err)
+	}
+	var tables int
+	db.QueryRowContext(t.Context(), "SELECT count(*) FROM sqlite_schema").Scan(&tables)
+	if tables != 0 {
+		t.Fatalf("the refused database has %d schema objects, want 0", tables)
+	}
+}
+
+func TestNewRefusesNil(t *testing.T) {
+	if _, err := sqlitestore.New(nil, nil); err == nil {
+		t.Fatal("New(nil) = nil error")
+	}
+	if _, err := sqlitestore.New(newDB(t), &sqlitestore.Config{BusyTimeout: -1}); err == nil {
+		t.Fatal("New with a negative BusyTimeout = nil error")
+	}
+}
+
+// lockFile holds the file's write lock from another handle until the
+// returned function is called, as another process's transaction would.
+func lockFile(t *testing.T, db *sql.DB) (unlock func()) {
+	t.Helper()
+	conn, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	unlock = func() {
+		once.Do(func() {
+			if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+				t.Errorf("rollback: %v", err)
+			}
+			conn.Close()
+		})
+	}
+	t.Cleanup(unlock)
+	return unlock
+}
+
+// TestBusyWaitsForAnotherProcess: a claim waits while another handle holds
+// the write lock, and succeeds once it is released.
+func TestBusyWaitsForAnotherProcess(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, openDB(t, dir, "busy.db"), nil)
+	unlock := lockFile(t, openDB(t, dir, "busy.db"))
+	time.AfterFunc(200*time.Millisecond, unlock)
+	start := time.Now()
+	cr, err := s.Claim(t.Context(), claimParams(newKey(), "a", ""))
+	if err != nil || cr.Status != idem.ClaimAcquired {
+		t.Fatalf("Claim while another handle held the lock = %v, %v; want acquired once it was released", cr.Status, err)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Fatalf("Claim returned after %s, before the other handle released the lock", d)
+	}
+}
+
+// TestBusyPastTimeoutFailsClosed: a lock held past BusyTimeout makes the
+// claim fail, so fn does not run, with an error that says busy.
+func TestBusyPastTimeoutFailsClosed(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, openDB(t, dir, "busy.db"), &sqlitestore.Config{BusyTimeout: 200 * time.Millisecond})
+	lockFile(t, openDB(t, dir, "busy.db"))
+	e, err := idem.New(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = e.Run(t.Context(), "k", func(context.Context) ([]byte, error) {
+		t.Error("fn ran without a claim")
+		return nil, nil
+	}, nil)
+	se, ok := errors.AsType[*idem.StoreError](err)
+	if !ok || se.Executed || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("Run on a locked database = %v, want a *StoreError, fn not executed, saying busy", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Run gave up after %s, want about BusyTimeout (200ms)", d)
+	}
+	if !s.Conflict(err) {
+		t.Errorf("Conflict(%v) = false, want true", err)
+	}
+}
+
+func TestConflict(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, openDB(t, dir, "c.db"), nil)
+	lockFile(t, openDB(t, dir, "c.db"))
+	// A handle without a busy timeout gets SQLITE_BUSY at once.
+	impatient, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "c.db")+"?_pragma=busy_timeout(0)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer impatient.Close()
+	_, busyErr := impatient.ExecContext(t.Context(), "INSERT INTO idem_migrations VALUES (99, 'x', 0)")
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"SQLiteBusy", busyErr, true},
+		{"Wrapped", errors.Join(errors.New("fn"), busyErr), true},
+		{"Other", errors.New("declined"), false},
+		{"Nil", nil, false},
+		{"Canceled", context.Canceled, false},
+	} {
+		if got := s.Conflict(tc.err); got != tc.want {
+			t.Errorf("%s: Conflict(%v) = %t, want %t", tc.name, tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestBeginClaimWaitsForTheTransaction: a concurrent claim of a key held
+// in an uncommitted transaction waits for it and then sees its outcome; a
+// claim that cannot wait long enough reports the key in flight.
+func TestBeginClaimWaitsForTheTransaction(t *testing.T) {
+	s := newStore(t, newDB(t), nil)
+	k := newKey()
+	tx, cr, err := s.BeginClaim(t.Context(), claimParams(k, "a", "fp"), 0)
+	if err != nil || cr.Status != idem.ClaimAcquired {
+		t.Fatalf("BeginClaim = %v, %v; want acquired", cr.Status, err)
+	}
+
+	start := time.Now()
+	if tx2, cr, err := s.BeginClaim(t.Context(), claimParams(k, "b", "fp"), 0); err != nil || cr.Status != idem.ClaimInFlight || tx2 != nil {
+		t.Fatalf("BeginClaim with no wait while the key is held = (%v, %v, %v), want in flight and no transaction", tx2, cr.Status, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("BeginClaim with no wait took %s", d)
+	}
+
+	type result struct {
+		tx  *sql.Tx
+		cr  idem.ClaimResult
+		err error
+	}
+	waited := make(chan result, 1)
+	go func() {
+		tx, cr, err := s.BeginClaim(t.Context(), claimParams(k, "c", "fp"), 10*time.Second)
+		waited <- result{tx, cr, err}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := s.Commit(t.Context(), tx, cr.Lease, []byte("done"), false); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	r := <-waited
+	if r.err != nil || r.cr.Status != idem.ClaimCompleted || string(r.cr.Outcome) != "done" || r.tx != nil {
+		t.Fatalf("waiting BeginClaim = (%v, %v %q, %v), want completed with the outcome and no transaction", r.tx, r.cr.Status, r.cr.Outcome, r.err)
+	}
+	// Committed: the write lock is free again.
+	if cr, err := s.Claim(t.Context(), claimParams(newKey(), "d", "")); err != nil || cr.Status != idem.ClaimAcquired {
+		t.Fatalf("Claim after Commit = %v, %v", cr.Status, err)
+	}
+}
+
+// TestRollbackLeavesNothing: a rolled-back claim leaves no record and
+// frees the write lock; Rollback twice is harmless.
+func TestRollbackLeavesNothing(t *testing.T) {
+	db := newDB(t)
+	s := newStore(t, db, nil)
+	createBusiness(t, db)
+	k := newKey()
+	tx, cr, err := s.BeginClaim(t.Context(), claimParams(k, "a", ""), time.Second)
+	if err != nil || cr.Status != idem.ClaimAcquired {
+		t.Fatalf("BeginClaim = %v, %v", cr.Status, err)
+	}
+	if _, err := tx.ExecContext(t.Context(), "INSERT INTO business VALUES (?, 1)", k); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := s.Rollback(t.Context(), tx); err != nil {
+			t.Fatalf("Rollback: %v", err)
+		}
+	}
+	var records int
+	db.QueryRowContext(t.Context(), "SELECT count(*) FROM idem_records WHERE key = ?", k).Scan(&records)
+	if n, _ := countRows(t.Context(), db, k); n != 0 || records != 0 {
+		t.Fatalf("after Rollback: %d rows and %d records, want none", n, records)
+	}
+	cr, err = s.Claim(t.Context(), claimParams(k, "b", "other"))
+	if err != nil || cr.Status != idem.ClaimAcquired || cr.Lease.Fence != 1 {
+		t.Fatalf("Claim after Rollback = %v (fence %d), %v; want acquired with fence 1", cr.Status, cr.Lease.Fence, err)
+	}
+}
+
+// TestCallerGivingUpKeepsTheTransaction: the caller's context ending while
+// fn runs does not roll the transaction back behind the engine's back; a
+// value fn still returns is recorded with its writes.
+func TestCallerGivingUpKeepsTheTransaction(t *testing.T) {
+	db := newDB(t)
+	s := newStore(t, db, nil)
+	createBusiness(t, db)
+	e, err := idem.New(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	res, err := idem.RunTx(ctx, e, "k", func(fctx context.Context, tx *sql.Tx) ([]byte, error) {
+		if err := insertRow(fctx, tx, "k"); err != nil {
+			return nil, err
+		}
+		cancel()
+		time.Sleep(20 * time.Millisecond) // database/sql would roll back here if it watched ctx
+		return []byte("v"), nil
+	}, nil)
+	if err != nil || string(res.Value) != "v" {
+		t.Fatalf("RunTx = (%q, %v), want v", res.Value, err)
+	}
+	if n, err := countRows(t.Context(), db, "k"); err != nil || n != 1 {
+		t.Fatalf("business rows = %d (%v), want 1", n, err)
+	}
+}
+
+func TestClose(t *testing.T) {
+	db := newDB(t)
+	s, err := sqlitestore.New(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	k := newKey()
+	cr, err := s.Claim(t.Context(), claimParams(k, "a", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	woken := make(chan error, 1)
+	go func() { woken <- s.Wait(t.Context(), k, cr.Lease.Fence) }()
+	time.Sleep(50 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-woken:
+		if !errors.Is(err, sqlitestore.ErrClosed) {
+			t.Fatalf("Wait across Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake the waiter")
+	}
+	if _, err := s.Claim(t.Context(), claimParams(newKey(), "b", "")); !errors.Is(err, sqlitestore.ErrClosed) {
+		t.Fatalf("Claim after Close = %v, want ErrClosed", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := db.PingContext(t.Context()); err != nil {
+		t.Fatalf("the db after Close: %v, want it open", err)
+	}
+}
