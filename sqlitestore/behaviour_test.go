@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -93,6 +94,22 @@ func TestOpenRefusesNonFiles(t *testing.T) {
 		if db, err := sqlitestore.Open(t.Context(), path); err == nil {
 			db.Close()
 			t.Errorf("Open(%q) = nil error, want a refusal", path)
+		}
+	}
+}
+
+// TestOpenEscapesPaths: a path is a file name, whatever URI characters it
+// holds.
+func TestOpenEscapesPaths(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"with space.db", "query?mode=ro.db", "hash#frag.db", "percent%41.db"} {
+		db := openDB(t, dir, name)
+		s := newStore(t, db, nil)
+		if _, err := s.Claim(t.Context(), claimParams(newKey(), "a", "")); err != nil {
+			t.Errorf("%s: Claim: %v", name, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s: the database is not at its path: %v", name, err)
 		}
 	}
 }

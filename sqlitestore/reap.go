@@ -2,6 +2,7 @@ package sqlitestore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"log/slog"
 	"time"
@@ -30,19 +31,28 @@ func (s *Store) reapEvery(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// reap deletes every record expired by now, ReapBatch at a time, each
-// batch a write of its own so that claims interleave with a long purge. It
-// returns how many records it deleted.
+// reap deletes every record expired by now. It sweeps the table in key
+// order, ReapBatch records at a time: it finds the end of the next batch
+// without the write lock, then deletes the batch's expired records as one
+// write, so claims interleave with a long sweep and no write holds the lock
+// for more than one batch. It returns how many records it deleted.
 func (s *Store) reap(ctx context.Context) (int, error) {
 	st, err := s.ready(ctx)
 	if err != nil {
 		return 0, err
 	}
-	total := 0
+	total, after := 0, ""
 	for {
+		var upto sql.NullString
+		if err := st.reapNext.QueryRowContext(ctx, after, s.cfg.ReapBatch).Scan(&upto); err != nil {
+			return total, failed("reap", err)
+		}
+		if !upto.Valid {
+			return total, nil
+		}
 		var n int64
 		err := s.write(ctx, func(ctx context.Context) error {
-			res, err := st.reap.ExecContext(ctx, now(), s.cfg.ReapBatch)
+			res, err := st.reap.ExecContext(ctx, after, upto.String, now())
 			if err != nil {
 				return err
 			}
@@ -53,8 +63,6 @@ func (s *Store) reap(ctx context.Context) (int, error) {
 		if err != nil {
 			return total, failed("reap", err)
 		}
-		if n < int64(s.cfg.ReapBatch) {
-			return total, nil
-		}
+		after = upto.String
 	}
 }

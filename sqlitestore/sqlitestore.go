@@ -23,7 +23,7 @@ import (
 const (
 	DefaultPollInterval = time.Second
 	DefaultBusyTimeout  = 5 * time.Second
-	DefaultReapInterval = time.Minute
+	DefaultReapInterval = 5 * time.Minute
 	DefaultReapBatch    = 1000
 )
 
@@ -47,16 +47,19 @@ type Config struct {
 	// that fails this way has not run fn. Default 5s.
 	BusyTimeout time.Duration
 
-	// ReapInterval is how often expired records are deleted. Negative turns
-	// the reaper off, for instance in all but one of several processes
-	// sharing a file (several reapers are harmless, only redundant). Expired
-	// records are treated as absent whether or not they have been reaped.
-	// Default 1m.
+	// ReapInterval is how often expired records are deleted. Each round
+	// sweeps the whole table in key order, reading every record once, so
+	// the interval trades disk space held by expired records against that
+	// read. Negative turns the reaper off, for instance in all but one of
+	// several processes sharing a file (several reapers are harmless, only
+	// redundant). Expired records are treated as absent whether or not they
+	// have been reaped. Default 5m.
 	ReapInterval time.Duration
 
-	// ReapBatch is the most records one DELETE removes. The reaper takes and
-	// releases the write lock for each batch, so claims interleave with a
-	// large purge. Default 1000.
+	// ReapBatch is how many records one step of the sweep examines, and so
+	// the most one DELETE removes. The reaper takes and releases the write
+	// lock for each step, so claims interleave with a long sweep.
+	// Default 1000.
 	ReapBatch int
 
 	// Logger receives reaper failures. Default: discard.
@@ -293,6 +296,30 @@ func decide(p idem.ClaimParams, r record, found bool, now int64) (cr idem.ClaimR
 	return cr, true, false
 }
 
+// inspect judges key's record for p's claim, as decide does. The record
+// is peeked at first: a replay, or an absent key, needs nothing more.
+func inspect(ctx context.Context, st *statements, p idem.ClaimParams) (cr idem.ClaimResult, claimable, takeover bool, r record, found bool, err error) {
+	var v any
+	err = st.peek.QueryRowContext(ctx, p.Key, p.Fingerprint, now()).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return cr, true, false, r, false, nil
+	}
+	if err != nil {
+		return cr, false, false, r, false, failed("claim", err)
+	}
+	if out, ok := v.([]byte); ok {
+		if out == nil {
+			out = []byte{}
+		}
+		return idem.ClaimResult{Status: idem.ClaimCompleted, Outcome: out}, false, false, r, true, nil
+	}
+	if r, found, err = read(ctx, st.read, p); err != nil {
+		return cr, false, false, r, false, err
+	}
+	cr, claimable, takeover = decide(p, r, found, now())
+	return cr, claimable, takeover, r, found, nil
+}
+
 // read reads key's record through stmt (st.read, or its transaction copy).
 func read(ctx context.Context, stmt *sql.Stmt, p idem.ClaimParams) (r record, found bool, err error) {
 	err = stmt.QueryRowContext(ctx, p.Key, p.Fingerprint).Scan(&r.state, &r.fence, &r.same, &r.leaseUntil, &r.expiresAt, &r.outcome)
@@ -338,8 +365,8 @@ func acquired(p idem.ClaimParams, r record, found, takeover bool) idem.ClaimResu
 	}
 }
 
-// Claim implements idem.Store. A completed record, and a live lease, are
-// read without the write lock; only a claim that takes the key writes, with
+// Claim implements idem.Store. A completed record, a live lease and a
+// mismatch are read without the write lock; only a claim that takes the key writes, with
 // a compare-and-set against what it read, and reads again if the record
 // changed in between.
 func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
@@ -348,13 +375,9 @@ func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 		return idem.ClaimResult{}, err
 	}
 	for {
-		r, found, err := read(ctx, st.read, p)
-		if err != nil {
-			return idem.ClaimResult{}, err
-		}
-		cr, claimable, takeover := decide(p, r, found, now())
-		if !claimable {
-			return cr, nil
+		cr, claimable, takeover, r, found, err := inspect(ctx, st, p)
+		if err != nil || !claimable {
+			return cr, err
 		}
 		var ok bool
 		err = s.write(ctx, func(ctx context.Context) (err error) {
@@ -515,15 +538,27 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // statements are the Store's prepared statements. Parameters are numbered;
 // times are Unix milliseconds.
 type statements struct {
-	read, held, insert, take, renew, complete, release, reap *sql.Stmt
+	peek, read, held, insert, take, renew, complete, release *sql.Stmt
+	savepoint, rollbackTo                                    *sql.Stmt
+	reapNext, reap                                           *sql.Stmt
 }
 
 func (st *statements) all() []**sql.Stmt {
-	return []**sql.Stmt{&st.read, &st.held, &st.insert, &st.take, &st.renew, &st.complete, &st.release, &st.reap}
+	return []**sql.Stmt{
+		&st.peek, &st.read, &st.held, &st.insert, &st.take, &st.renew, &st.complete, &st.release,
+		&st.savepoint, &st.rollbackTo,
+		&st.reapNext, &st.reap,
+	}
 }
 
 // statementSQL is the text of each statement, in the order of all.
 var statementSQL = []string{
+	// peek (key, fingerprint, now): the replay path, as narrow as a
+	// primary-key SELECT of one column. The outcome (a BLOB) if the record
+	// is completed with this fingerprint and unexpired; 0 (an INTEGER) for
+	// any other record, which read then looks at; no row if absent.
+	`SELECT CASE WHEN state = 2 AND fingerprint = ?2 AND expires_at > ?3 THEN coalesce(outcome, x'') ELSE 0 END
+	FROM idem_records WHERE key = ?1`,
 	// read (key, fingerprint): the record, with the outcome only when it is
 	// the one to replay.
 	`SELECT state, fence, fingerprint = ?2, lease_until, expires_at,
@@ -550,11 +585,17 @@ var statementSQL = []string{
 	// release (key, owner, fence, now): back to free, keeping the fence.
 	`UPDATE idem_records SET state = 0, owner = '', fingerprint = '', outcome = NULL, expires_at = ?4 + retention_ms
 	WHERE key = ?1 AND owner = ?2 AND fence = ?3 AND state = 1`,
-	// reap (now, batch): delete up to batch expired records. An in-progress
-	// record expires only after its lease (expires_at = lease_until +
-	// retention), so no live holder loses its record.
-	`DELETE FROM idem_records WHERE key IN (
-		SELECT key FROM idem_records WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)`,
+	// savepoint, rollbackTo: fn's writes in a BeginClaim transaction.
+	`SAVEPOINT ` + savepoint,
+	`ROLLBACK TO ` + savepoint,
+	// reapNext (after, batch): the last key of the next batch of keys, NULL
+	// past the last.
+	`SELECT max(key) FROM (SELECT key FROM idem_records WHERE key > ?1 ORDER BY key LIMIT ?2)`,
+	// reap (after, upto, now): delete the expired records of the key range
+	// (after, upto]. An in-progress record expires only after its lease
+	// (expires_at = lease_until + retention), so no live holder loses its
+	// record.
+	`DELETE FROM idem_records WHERE key > ?1 AND key <= ?2 AND expires_at <= ?3`,
 }
 
 func (st *statements) close() error {

@@ -46,18 +46,14 @@ func (s *Store) BeginClaim(ctx context.Context, p idem.ClaimParams, maxWait time
 	if err != nil {
 		return nil, idem.ClaimResult{}, err
 	}
-	r, found, err := read(ctx, st.read, p)
-	if err != nil {
-		return nil, idem.ClaimResult{}, err
-	}
-	cr, claimable, _ := decide(p, r, found, now())
-	if !claimable {
-		return nil, cr, nil
+	cr, claimable, takeover, r, found, err := inspect(ctx, st, p)
+	if err != nil || !claimable {
+		return nil, cr, err
 	}
 	deadline := time.Now().Add(max(maxWait, minLockWait))
 	a, err := s.begin(ctx, st, deadline)
 	if err == nil {
-		cr, err = s.claimIn(ctx, a, p, r, found, deadline)
+		cr, err = s.claimIn(ctx, a, p, r, found, takeover, deadline)
 		if err == nil && cr.Status == idem.ClaimAcquired {
 			return a.tx, cr, nil
 		}
@@ -111,9 +107,8 @@ func (s *Store) begin(ctx context.Context, st *statements, deadline time.Time) (
 }
 
 // claimIn claims p in a's transaction, given r as read before it began.
-func (s *Store) claimIn(ctx context.Context, a *activeTx, p idem.ClaimParams, r record, found bool, deadline time.Time) (idem.ClaimResult, error) {
+func (s *Store) claimIn(ctx context.Context, a *activeTx, p idem.ClaimParams, r record, found, takeover bool, deadline time.Time) (idem.ClaimResult, error) {
 	bind := func(stmt *sql.Stmt) *sql.Stmt { return a.tx.StmtContext(ctx, stmt) }
-	_, _, takeover := decide(p, r, found, now())
 	// The first statement writes, so from here on the transaction holds the
 	// write lock whatever its begin mode (a db opened without
 	// _txlock=immediate begins deferred). Until it has the lock it may wait
@@ -146,7 +141,7 @@ func (s *Store) claimIn(ctx context.Context, a *activeTx, p idem.ClaimParams, r 
 			return idem.ClaimResult{}, errors.New("the record changed while the write lock was held")
 		}
 	}
-	if _, err := a.tx.ExecContext(ctx, "SAVEPOINT "+savepoint); err != nil {
+	if _, err := bind(a.st.savepoint).ExecContext(ctx); err != nil {
 		return idem.ClaimResult{}, err
 	}
 	return acquired(p, r, found, takeover), nil
@@ -169,7 +164,7 @@ func (s *Store) Commit(ctx context.Context, tx *sql.Tx, l idem.Lease, outcome []
 	}
 	defer s.end(a)
 	if discardWrites {
-		if _, err := tx.ExecContext(ctx, "ROLLBACK TO "+savepoint); err != nil {
+		if _, err := tx.StmtContext(ctx, a.st.rollbackTo).ExecContext(ctx); err != nil {
 			tx.Rollback()
 			return failed("commit", err)
 		}
