@@ -22,13 +22,14 @@
 // (TestCrashMidTransaction, which kills a real process while fn runs).
 //
 // A record is one row of idem_records. Every state change is one write
-// statement (a compare-and-set on the record's fence and owner) under the
-// database's write lock, and a claim that finds a completed record, a live
-// lease or a different fingerprint answers from one read, without the lock.
-// Fences increase by one per claim for as long as the row exists; a row is
-// deleted only after its record expired (see Config.ReapInterval), after
-// which the key's fences may start again from 1 (the owner still tells
-// holders apart).
+// statement under the database's write lock: a claim is a compare-and-set
+// on the fence, state and lease it read, and renew, complete and release
+// are compare-and-sets on (owner, fence). A replay is one narrow read
+// without the lock; a live lease or a different fingerprint is answered
+// from one more read. Fences increase by one per claim for as long as the
+// row exists. A background reaper deletes expired rows, sweeping the table
+// in batches (Config.ReapInterval, Config.ReapBatch); after that a key's
+// fences may start again from 1, and the owner still tells holders apart.
 //
 // # Clock
 //
@@ -49,7 +50,8 @@
 // SQLITE_LOCKED) is retried with backoff for up to Config.BusyTimeout and
 // is never reported as fn's failure: before fn a claim fails closed (fn did
 // not run), and in a transaction Conflict reports it, so RunTx runs the
-// transaction again.
+// transaction again. After a plain Run's fn, a completion still locked out
+// at BusyTimeout is what the engine reports as idem.ErrNotRecorded.
 //
 // A BeginClaim transaction holds the write lock from the claim to Commit or
 // Rollback, and so, while fn runs, every other write to the file waits for
