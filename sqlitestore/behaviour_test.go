@@ -381,3 +381,91 @@ func TestClose(t *testing.T) {
 		t.Fatalf("the db after Close: %v, want it open", err)
 	}
 }
+
+// TestTransactionTakesOverExpiredLease: a transactional claim takes over a
+// plain holder whose lease expired; the old holder is refused, and its
+// waiters are woken when the transaction commits.
+func TestTransactionTakesOverExpiredLease(t *testing.T) {
+	s := newStore(t, newDB(t), &conformanceConfig)
+	k := newKey()
+	p := claimParams(k, "old", "fp")
+	p.LeaseTTL = 50 * time.Millisecond
+	old, err := s.Claim(t.Context(), p)
+	if err != nil || old.Status != idem.ClaimAcquired {
+		t.Fatalf("Claim = %v, %v", old.Status, err)
+	}
+	woken := make(chan error, 1)
+	go func() { woken <- s.Wait(t.Context(), k, old.Lease.Fence) }()
+	time.Sleep(100 * time.Millisecond) // past the lease
+	tx, cr, err := s.BeginClaim(t.Context(), claimParams(k, "new", "fp"), time.Second)
+	if err != nil || cr.Status != idem.ClaimAcquired || !cr.TookOver || cr.Lease.Fence != old.Lease.Fence+1 {
+		t.Fatalf("BeginClaim after the lease expired = %+v, %v; want acquired, took over, fence %d", cr, err, old.Lease.Fence+1)
+	}
+	select {
+	case err := <-woken:
+		t.Fatalf("waiter woken (%v) before the takeover committed", err)
+	default:
+	}
+	if err := s.Commit(t.Context(), tx, cr.Lease, []byte("new"), false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-woken:
+		if err != nil {
+			t.Fatalf("Wait = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the commit did not wake the old fence's waiter")
+	}
+	if err := s.Complete(t.Context(), old.Lease, []byte("old")); !errors.Is(err, idem.ErrLeaseLost) {
+		t.Fatalf("the old holder's Complete = %v, want ErrLeaseLost", err)
+	}
+	if got, err := s.Claim(t.Context(), claimParams(k, "c", "fp")); err != nil || string(got.Outcome) != "new" {
+		t.Fatalf("Claim = %v %q, %v; want the transaction's outcome", got.Status, got.Outcome, err)
+	}
+}
+
+// TestDeferredTransactions: on databases the caller opened without
+// _txlock=immediate, BeginClaim's first statement takes the write lock, so
+// a transactional storm over two handles still writes each row once.
+func TestDeferredTransactions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "deferred.db")
+	var engines []*idem.Engine
+	var dbs []*sql.DB
+	for range 2 {
+		db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs = append(dbs, db)
+		e, err := idem.New(newStore(t, db, nil), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		engines = append(engines, e)
+	}
+	createBusiness(t, dbs[0])
+	const goroutines, keys = 16, 20
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range keys {
+				key := "order-" + string(rune('a'+(i+g)%keys))
+				_, err := idem.RunTx(t.Context(), engines[g%2], key, func(ctx context.Context, tx *sql.Tx) ([]byte, error) {
+					return nil, insertRow(ctx, tx, key)
+				}, nil)
+				if err != nil {
+					t.Errorf("RunTx(%s): %v", key, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range keys {
+		key := "order-" + string(rune('a'+i))
+		if n, err := countRows(t.Context(), dbs[1], key); err != nil || n != 1 {
+			t.Errorf("%s: %d business rows (%v), want 1", key, n, err)
+		}
+	}
+}
