@@ -98,6 +98,41 @@ func TestOpenRefusesNonFiles(t *testing.T) {
 	}
 }
 
+// TestOpenSettings checks the settings Open promises, on several
+// connections of the pool at once (pragmas are per connection).
+func TestOpenSettings(t *testing.T) {
+	db := newDB(t)
+	var conns []*sql.Conn
+	for range 3 {
+		c, err := db.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	for i, c := range conns {
+		for pragma, want := range map[string]string{
+			"journal_mode":       "wal",
+			"synchronous":        "2", // FULL
+			"busy_timeout":       "5000",
+			"foreign_keys":       "1",
+			"journal_size_limit": "67108864",
+		} {
+			var got string
+			if err := c.QueryRowContext(t.Context(), "PRAGMA "+pragma).Scan(&got); err != nil {
+				t.Fatalf("conn %d: PRAGMA %s: %v", i, pragma, err)
+			}
+			if got != want {
+				t.Errorf("conn %d: PRAGMA %s = %s, want %s", i, pragma, got, want)
+			}
+		}
+	}
+	if got := db.Stats().MaxOpenConnections; got < 4 {
+		t.Errorf("MaxOpenConnections = %d, want at least 4", got)
+	}
+}
+
 // TestOpenEscapesPaths: a path is a file name, whatever URI characters it
 // holds.
 func TestOpenEscapesPaths(t *testing.T) {

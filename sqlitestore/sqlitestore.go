@@ -44,7 +44,8 @@ type Config struct {
 	// transaction of this process (BeginClaim until Commit or Rollback) or of
 	// another process; busy and locked errors are retried with backoff
 	// within it. An operation that cannot write in time fails, and a claim
-	// that fails this way has not run fn. Default 5s.
+	// that fails this way has not run fn. BeginClaim waits by its own
+	// maxWait instead. Default 5s.
 	BusyTimeout time.Duration
 
 	// ReapInterval is how often expired records are deleted. Each round
@@ -189,6 +190,9 @@ func (s *Store) Close() error {
 //     acknowledged record survives power loss, not only a process crash
 //     (NORMAL, which syncs only at checkpoints, is faster and loses the last
 //     commits on power loss; open the db yourself to choose it);
+//   - journal_size_limit 64 MiB: the WAL file is truncated to that size
+//     once a checkpoint has emptied it, so a burst of writes does not leave
+//     a large file behind;
 //   - foreign_keys on, for the caller's schema;
 //   - _txlock=immediate: every transaction takes the write lock when it
 //     begins, so a transaction that reads and then writes cannot fail with
@@ -203,7 +207,7 @@ func Open(ctx context.Context, path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("sqlitestore: Open needs a file path, got %q (for a store in memory use memstore)", path)
 	}
 	q := url.Values{}
-	for _, p := range []string{"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
+	for _, p := range []string{"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(FULL)", "journal_size_limit(67108864)", "foreign_keys(1)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
