@@ -26,7 +26,8 @@ type TxStore[Tx any] interface {
 
 	// Commit records outcome for l in tx and commits tx. With discardWrites
 	// it first undoes everything written in tx since BeginClaim, so an error
-	// outcome is recorded without the writes that led to it.
+	// outcome is recorded without the writes that led to it. It ends tx
+	// even when it fails.
 	Commit(ctx context.Context, tx Tx, l Lease, outcome []byte, discardWrites bool) error
 
 	// Rollback ends tx, recording nothing.

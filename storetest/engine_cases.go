@@ -182,7 +182,11 @@ func testEngineWaiterGetsOutcome(t *testing.T, s idem.Store) {
 		}, nil)
 		held <- err
 	}()
-	<-started
+	select {
+	case <-started:
+	case err := <-held:
+		t.Fatalf("holder returned %v before fn started", err)
+	}
 	type result struct {
 		res idem.Result
 		err error
@@ -296,7 +300,11 @@ func testEnginePausedHolderCannotComplete(t *testing.T, s idem.Store) {
 		}, nil)
 		pausedDone <- result{err, cause}
 	}()
-	<-started
+	select {
+	case <-started:
+	case r := <-pausedDone:
+		t.Fatalf("paused holder returned %v before fn started", r.err)
+	}
 	res, err := survivor.Run(t.Context(), key, func(context.Context) ([]byte, error) {
 		return []byte("survivor"), nil
 	}, nil)

@@ -1,0 +1,283 @@
+package pgstore_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
+
+	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/internal/testenv"
+	"github.com/idemhq/idem/pgstore"
+	"github.com/idemhq/idem/storetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newPool connects to the test database, with room for the storms.
+func newPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 32
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// newStore returns a migrated store in a schema of its own, dropped when
+// the test ends.
+func newStore(t testing.TB, pool *pgxpool.Pool, cfg pgstore.Config) *pgstore.Store {
+	t.Helper()
+	if cfg.Schema == "" {
+		cfg.Schema = "idemtest_" + strings.ToLower(rand.Text()[:12])
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = time.Minute // wake-ups must come from NOTIFY
+	}
+	s, err := pgstore.New(t.Context(), pool, &cfg)
+	if err != nil {
+		t.Fatalf("pgstore.New: %v", err)
+	}
+	t.Cleanup(func() {
+		s.Close()
+		if _, err := pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{cfg.Schema}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", cfg.Schema, err)
+		}
+	})
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	pool := newPool(t)
+	s := newStore(t, pool, pgstore.Config{})
+	storetest.Run(t, func(*testing.T) idem.Store { return s })
+}
+
+// businessRows is a caller's table in the store's database.
+func businessRows(t *testing.T, pool *pgxpool.Pool) storetest.Rows[pgx.Tx] {
+	t.Helper()
+	table := pgx.Identifier{"idemtest_business_" + strings.ToLower(rand.Text()[:12])}.Sanitize()
+	if _, err := pool.Exec(t.Context(), "CREATE TABLE "+table+" (id text NOT NULL, n serial)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Exec(context.Background(), "DROP TABLE "+table) })
+	return storetest.Rows[pgx.Tx]{
+		Insert: func(ctx context.Context, tx pgx.Tx, id string) error {
+			_, err := tx.Exec(ctx, "INSERT INTO "+table+" (id) VALUES ($1)", id)
+			return err
+		},
+		Count: func(ctx context.Context, id string) (n int, err error) {
+			err = pool.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE id = $1", id).Scan(&n)
+			return n, err
+		},
+	}
+}
+
+func TestConformanceTx(t *testing.T) {
+	pool := newPool(t)
+	s := newStore(t, pool, pgstore.Config{})
+	storetest.RunTx(t, func(*testing.T) idem.TxStore[pgx.Tx] { return s }, businessRows(t, pool))
+}
+
+// TestKilledBackendMidTransaction kills the backend of a transaction while
+// fn runs in it: neither the row nor the record survives, and the retry
+// writes the row once.
+func TestKilledBackendMidTransaction(t *testing.T) {
+	pool := newPool(t)
+	s := newStore(t, pool, pgstore.Config{})
+	rows := businessRows(t, pool)
+	e, err := idem.New(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "order-1"
+	_, err = idem.RunTx(t.Context(), e, key, func(ctx context.Context, tx pgx.Tx) ([]byte, error) {
+		if err := rows.Insert(ctx, tx, key); err != nil {
+			return nil, err
+		}
+		var pid int
+		if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			return nil, err
+		}
+		if _, err := pool.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+			return nil, err
+		}
+		return []byte("too late"), nil
+	}, nil)
+	se, ok := errors.AsType[*idem.StoreError](err)
+	if !ok || se.Op != "commit" || !se.Executed {
+		t.Fatalf("RunTx on a killed backend = %v, want a *StoreError{Op: commit, Executed: true}", err)
+	}
+	if n, _ := rows.Count(t.Context(), key); n != 0 {
+		t.Fatalf("rows after the killed transaction = %d, want 0", n)
+	}
+	res, err := idem.RunTx(t.Context(), e, key, func(ctx context.Context, tx pgx.Tx) ([]byte, error) {
+		return []byte("retried"), rows.Insert(ctx, tx, key)
+	}, nil)
+	if err != nil || res.Replayed || string(res.Value) != "retried" {
+		t.Fatalf("retry = (%q, replayed %t, %v), want a fresh run", res.Value, res.Replayed, err)
+	}
+	if n, _ := rows.Count(t.Context(), key); n != 1 {
+		t.Fatalf("rows after the retry = %d, want 1", n)
+	}
+}
+
+// TestDeadlockIsRetried makes two transactions lock two rows in opposite
+// orders. PostgreSQL aborts one with a deadlock; RunTx reruns it, and both
+// commit, each once.
+func TestDeadlockIsRetried(t *testing.T) {
+	pool := newPool(t)
+	s := newStore(t, pool, pgstore.Config{})
+	e, err := idem.New(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := pgx.Identifier{"idemtest_accounts_" + strings.ToLower(rand.Text()[:12])}.Sanitize()
+	if _, err := pool.Exec(t.Context(), "CREATE TABLE "+table+" (id text PRIMARY KEY, n int NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Exec(context.Background(), "DROP TABLE "+table) })
+	if _, err := pool.Exec(t.Context(), "INSERT INTO "+table+" VALUES ('a', 0), ('b', 0)"); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		barrier sync.WaitGroup
+		once    [2]sync.Once
+		wg      sync.WaitGroup
+		runs    [2]int
+	)
+	barrier.Add(2)
+	transfer := func(i int, first, second string) {
+		defer wg.Done()
+		_, err := idem.RunTx(t.Context(), e, "transfer-"+first, func(ctx context.Context, tx pgx.Tx) ([]byte, error) {
+			runs[i]++
+			if _, err := tx.Exec(ctx, "UPDATE "+table+" SET n = n + 1 WHERE id = $1", first); err != nil {
+				return nil, err
+			}
+			once[i].Do(func() { barrier.Done(); barrier.Wait() }) // both hold their first lock
+			_, err := tx.Exec(ctx, "UPDATE "+table+" SET n = n + 1 WHERE id = $1", second)
+			return nil, err
+		}, nil)
+		if err != nil {
+			t.Errorf("transfer %s→%s: %v", first, second, err)
+		}
+	}
+	wg.Add(2)
+	go transfer(0, "a", "b")
+	go transfer(1, "b", "a")
+	wg.Wait()
+	if runs[0]+runs[1] != 3 {
+		t.Errorf("fn ran %v times, want one rerun in all: one deadlock victim", runs)
+	}
+	var a, b int
+	if err := pool.QueryRow(t.Context(), "SELECT (SELECT n FROM "+table+" WHERE id = 'a'), (SELECT n FROM "+table+" WHERE id = 'b')").Scan(&a, &b); err != nil {
+		t.Fatal(err)
+	}
+	if a != 2 || b != 2 {
+		t.Fatalf("balances a=%d b=%d, want 2 and 2: each transfer committed once", a, b)
+	}
+}
+
+func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
+	pool := newPool(t)
+	s := newStore(t, pool, pgstore.Config{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if err := s.Migrate(t.Context()); err != nil {
+				t.Errorf("concurrent Migrate: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestClaimBeforeMigrateSaysWhatToDo(t *testing.T) {
+	pool := newPool(t)
+	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
+	s, err := pgstore.New(t.Context(), pool, &pgstore.Config{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = s.Claim(t.Context(), idem.ClaimParams{Key: "k", Owner: "o", LeaseTTL: time.Second, Retention: time.Hour})
+	if err == nil || !strings.Contains(err.Error(), "Migrate") {
+		t.Fatalf("Claim before Migrate = %v, want an error that says to call Migrate", err)
+	}
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	pool := newPool(t)
+	for _, cfg := range []pgstore.Config{
+		{Schema: "Upper"},
+		{Schema: "semi;colon"},
+		{OpTimeout: -time.Second},
+	} {
+		if _, err := pgstore.New(t.Context(), pool, &cfg); err == nil {
+			t.Errorf("New(%+v) = nil error, want one", cfg)
+		}
+	}
+}
+
+// TestReapDeletesExpiredRecordsInBatches checks the reaper keeps live
+// leases and unexpired outcomes, and deletes the rest a batch at a time.
+func TestReapDeletesExpiredRecordsInBatches(t *testing.T) {
+	pool := newPool(t)
+	s := newStore(t, pool, pgstore.Config{ReapInterval: -1, ReapBatch: 3})
+	ctx := t.Context()
+	claim := func(key string, lease, retention time.Duration) idem.Lease {
+		cr, err := s.Claim(ctx, idem.ClaimParams{Key: key, Owner: "o", LeaseTTL: lease, Retention: retention})
+		if err != nil || cr.Status != idem.ClaimAcquired {
+			t.Fatalf("Claim(%s) = (%v, %v)", key, cr.Status, err)
+		}
+		return cr.Lease
+	}
+	for i := range 7 { // expire at once: completed with a 1ms retention
+		l := claim("short-"+string(rune('a'+i)), time.Minute, time.Millisecond)
+		if err := s.Complete(ctx, l, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claim("live", time.Minute, time.Millisecond) // in progress: kept by its lease
+	kept := claim("kept", time.Minute, time.Hour)
+	if err := s.Complete(ctx, kept, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	var batches []int64
+	for {
+		n, err := s.Reap(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batches = append(batches, n)
+		if n < 3 {
+			break
+		}
+	}
+	if len(batches) != 3 || batches[0] != 3 || batches[1] != 3 || batches[2] != 1 {
+		t.Fatalf("reaped batches %v, want [3 3 1]", batches)
+	}
+	for _, key := range []string{"live", "kept"} {
+		cr, err := s.Claim(ctx, idem.ClaimParams{Key: key, Owner: "p", LeaseTTL: time.Minute, Retention: time.Hour})
+		if err != nil || cr.Status == idem.ClaimAcquired {
+			t.Fatalf("Claim(%s) after reaping = (%v, %v), want the record still there", key, cr.Status, err)
+		}
+	}
+}
