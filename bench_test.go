@@ -4,13 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"runtime"
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/idemhq/idem/internal/floorbench"
 
 	"github.com/idemhq/idem/memstore"
 )
@@ -29,44 +31,10 @@ func benchKeyNames(prefix string, n int) []string {
 	return keys
 }
 
-// A floor is the least the measured operation could cost, timed in the same
-// run. Its name prefixes the metrics: <name>-ns/op and x-<name>.
-type floor struct {
-	name string
-	run  func(i int)
-}
-
-// vsFloors runs op and each floor b.N times, interleaved in small chunks so
-// that noise on the shared machine hits them alike. It reports op's time
-// (ns/op, replacing the framework's figure, which would count the floors
-// too), each floor's time, op's ratio to each floor, and op's allocations.
-func vsFloors(b *testing.B, op func(i int), mem memPerOp, floors ...floor) {
-	const chunk = 128
+// reportMem replaces the framework's allocation figures, which would count
+// the floors too, with op's own.
+func reportMem(b *testing.B, mem memPerOp) {
 	b.ReportAllocs()
-	var tOp time.Duration
-	tFloors := make([]time.Duration, len(floors))
-	b.ResetTimer()
-	for i := 0; i < b.N; i += chunk {
-		n := min(chunk, b.N-i)
-		for k, f := range floors {
-			t := time.Now()
-			for j := i; j < i+n; j++ {
-				f.run(j)
-			}
-			tFloors[k] += time.Since(t)
-		}
-		t := time.Now()
-		for j := i; j < i+n; j++ {
-			op(j)
-		}
-		tOp += time.Since(t)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(tOp.Nanoseconds())/float64(b.N), "ns/op")
-	for k, f := range floors {
-		b.ReportMetric(float64(tFloors[k].Nanoseconds())/float64(b.N), f.name+"-ns/op")
-		b.ReportMetric(float64(tOp)/float64(tFloors[k]), "x-"+f.name)
-	}
 	b.ReportMetric(mem.allocs, "allocs/op")
 	b.ReportMetric(mem.bytes, "B/op")
 }
@@ -106,24 +74,29 @@ func BenchmarkReplay(b *testing.B) {
 		byKey.Store(derivedKey(k), []byte("charged"))
 	}
 	fn := mustNotRunB(b)
-	replay := func(i int) {
+	replay := func(i int) error {
 		res, err := e.Run(ctx, keys[i%benchKeys], fn, nil)
-		if err != nil || !res.Replayed {
-			b.Fatalf("Run = (replayed %t, %v), want a replay", res.Replayed, err)
+		if err == nil && !res.Replayed {
+			return errors.New("not a replay")
 		}
+		return err
 	}
-	vsFloors(b, replay, measureMem(1000, func() { replay(0) }),
-		floor{"floor", func(i int) {
+	mem := measureMem(1000, func() { replay(0) })
+	floorbench.Compare(b, floorbench.Options{}, replay,
+		floorbench.Floor{Name: "floor", Op: func(i int) error {
 			if _, ok := byDigest.Load(sha256.Sum256([]byte(keys[i%benchKeys]))); !ok {
-				b.Fatal("floor missed a key")
+				return errors.New("floor missed a key")
 			}
+			return nil
 		}},
-		floor{"keyed", func(i int) {
+		floorbench.Floor{Name: "keyed", Op: func(i int) error {
 			if _, ok := byKey.Load(derivedKey(keys[i%benchKeys])); !ok {
-				b.Fatal("keyed floor missed a key")
+				return errors.New("keyed floor missed a key")
 			}
+			return nil
 		}},
 	)
+	reportMem(b, mem)
 }
 
 // derivedKey builds a store key the way the engine does, in one allocation.
@@ -146,17 +119,22 @@ func BenchmarkFirstExecution(b *testing.B) {
 	var g singleflight.Group
 	charged := []byte("charged")
 	fn := value("charged")
-	execute := func(key string) {
+	execute := func(key string) error {
 		res, err := e.Run(ctx, key, fn, nil)
-		if err != nil || res.Replayed {
-			b.Fatalf("Run = (replayed %t, %v), want a first execution", res.Replayed, err)
+		if err == nil && res.Replayed {
+			return errors.New("replayed a new key")
 		}
+		return err
 	}
 	memKeys := benchKeyNames("mem-", 1001)
 	next := 0
 	mem := measureMem(1000, func() { execute(memKeys[next]); next++ })
-	vsFloors(b, func(i int) { execute(keys[i]) }, mem,
-		floor{"floor", func(i int) { g.Do(floorKeys[i], func() (any, error) { return charged, nil }) }})
+	floorbench.Compare(b, floorbench.Options{}, func(i int) error { return execute(keys[i]) },
+		floorbench.Floor{Name: "floor", Op: func(i int) error {
+			_, err, _ := g.Do(floorKeys[i], func() (any, error) { return charged, nil })
+			return err
+		}})
+	reportMem(b, mem)
 }
 func mustNotRunB(b *testing.B) func(ctx context.Context) ([]byte, error) {
 	return func(context.Context) ([]byte, error) {

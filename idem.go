@@ -171,7 +171,9 @@ func (e *Engine) lead(ctx context.Context, c *call, f *flight) (res Result, err 
 	shared := false
 	defer func() { e.flights.land(c, f, res, err, shared) }()
 	if c.tx != nil {
-		res, err, shared = c.tx.execute(ctx, e, c)
+		// By value: a pointer passed through an interface escapes, and the
+		// replay path of Run must not allocate for RunTx's sake.
+		res, err, shared = c.tx.execute(ctx, e, *c)
 	} else {
 		res, err, shared = e.execute(ctx, c)
 	}

@@ -510,3 +510,19 @@ func TestObserverSeesEachOutcome(t *testing.T) {
 		t.Errorf("EventLeaseLost.String() = %q, want lease_lost", got)
 	}
 }
+
+// TestReplayAllocations pins the replay path's allocations on memstore: the
+// derived store key and the store's copy of the outcome, nothing else. A
+// value escaping to the heap on that path shows up here first.
+func TestReplayAllocations(t *testing.T) {
+	e := newEngine(t, memstore.New(), nil)
+	ctx := context.Background()
+	if _, err := e.Run(ctx, "order-1", value("charged"), nil); err != nil {
+		t.Fatal(err)
+	}
+	fn := mustNotRun(t)
+	allocs := testing.AllocsPerRun(100, func() { e.Run(ctx, "order-1", fn, nil) })
+	if allocs > 2 {
+		t.Fatalf("a replay allocates %.1f times, want at most 2", allocs)
+	}
+}

@@ -74,7 +74,7 @@ func RunTx[Tx any](ctx context.Context, e *Engine, key string, fn func(ctx conte
 
 // txRunner runs a RunTx call once it leads its flight.
 type txRunner interface {
-	execute(ctx context.Context, e *Engine, c *call) (res Result, err error, shared bool)
+	execute(ctx context.Context, e *Engine, c call) (res Result, err error, shared bool)
 }
 
 type txCall[Tx any] struct {
@@ -85,7 +85,8 @@ type txCall[Tx any] struct {
 // errConflict marks an attempt that lost a race and should run again.
 var errConflict = errors.New("idem: transaction conflict")
 
-func (t *txCall[Tx]) execute(ctx context.Context, e *Engine, c *call) (Result, error, bool) {
+func (t *txCall[Tx]) execute(ctx context.Context, e *Engine, cv call) (Result, error, bool) {
+	c := &cv
 	for attempt := 1; ; {
 		owner := e.takeOwner()
 		wait := time.Duration(0)
