@@ -8,10 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/idemhttp"
+	"github.com/idemhq/idem/internal/floorbench"
 	"github.com/idemhq/idem/memstore"
 )
 
@@ -70,30 +70,14 @@ func (br *benchRequest) serve(h http.Handler, w *sink) {
 	h.ServeHTTP(w, br.r)
 }
 
-// interleave runs op and floor b.N times each, in alternating chunks, and
-// reports op's time per call, the floor's, and their ratio.
-func interleave(b *testing.B, op, floor func(i int)) {
-	const chunk = 128
+// compare measures op against the bare handler (internal/floorbench):
+// x-bare is the middleware's cost as a multiple of the bare handler's.
+func compare(b *testing.B, op, bare func(i int)) {
+	b.Helper()
 	b.ReportAllocs()
-	var tOp, tFloor time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i += chunk {
-		n := min(chunk, b.N-i)
-		t := time.Now()
-		for j := i; j < i+n; j++ {
-			floor(j)
-		}
-		tFloor += time.Since(t)
-		t = time.Now()
-		for j := i; j < i+n; j++ {
-			op(j)
-		}
-		tOp += time.Since(t)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(tOp.Nanoseconds())/float64(b.N), "ns/op")
-	b.ReportMetric(float64(tFloor.Nanoseconds())/float64(b.N), "bare-ns/op")
-	b.ReportMetric(float64(tOp)/float64(tFloor), "x-bare")
+	floorbench.Compare(b, floorbench.Options{},
+		func(i int) error { op(i); return nil },
+		floorbench.Floor{Name: "bare", Op: func(i int) error { bare(i); return nil }})
 }
 
 func benchMiddleware(b *testing.B) http.Handler {
@@ -123,7 +107,7 @@ func BenchmarkMiddleware(b *testing.B) {
 			reqs[i].serve(h, w)
 		}
 		floorReq := newBenchRequest(`"order-0"`)
-		interleave(b,
+		compare(b,
 			func(i int) {
 				reqs[i%keys].serve(h, w)
 				if w.status != http.StatusCreated {
@@ -141,7 +125,7 @@ func BenchmarkMiddleware(b *testing.B) {
 		}
 		floorReq := newBenchRequest(`"order-0"`)
 		w := &sink{h: make(http.Header)}
-		interleave(b,
+		compare(b,
 			func(i int) {
 				reqs[i].serve(h, w)
 				if w.status != http.StatusCreated || w.h.Get("Idempotent-Replayed") != "" {
@@ -191,7 +175,7 @@ func BenchmarkMiddlewareServed(b *testing.B) {
 			names[i] = `"order-` + strconv.Itoa(i) + `"`
 			post(protected, names[i])
 		}
-		interleave(b, func(i int) { post(protected, names[i%keys]) }, func(i int) { post(floor, names[i%keys]) })
+		compare(b, func(i int) { post(protected, names[i%keys]) }, func(i int) { post(floor, names[i%keys]) })
 	})
 	b.Run("first", func(b *testing.B) {
 		protected := serve(b, benchMiddleware(b))
@@ -200,6 +184,6 @@ func BenchmarkMiddlewareServed(b *testing.B) {
 		for i := range names {
 			names[i] = `"order-` + strconv.Itoa(i) + `"`
 		}
-		interleave(b, func(i int) { post(protected, names[i]) }, func(i int) { post(floor, names[i]) })
+		compare(b, func(i int) { post(protected, names[i]) }, func(i int) { post(floor, names[i]) })
 	})
 }

@@ -2,22 +2,89 @@ package idemhttp_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/rueidis"
+
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/idemhttp"
+	"github.com/idemhq/idem/internal/testenv"
 	"github.com/idemhq/idem/memstore"
+	"github.com/idemhq/idem/pgstore"
+	"github.com/idemhq/idem/redisstore"
+	"github.com/idemhq/idem/sqlitestore"
 )
+
+// The durable stores of the storm, each on the server the tests use.
+
+func redisStore(t *testing.T) idem.Store {
+	opt, err := rueidis.ParseURL(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	s, err := redisstore.New(t.Context(), client, &redisstore.Config{Prefix: "idemhttp-storm:" + rand.Text()[:10] + ":"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func sqliteStore(t *testing.T) idem.Store {
+	db, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "storm.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := sqlitestore.New(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func postgresStore(t *testing.T) idem.Store {
+	pool, err := pgxpool.New(t.Context(), testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	schema := "idemtest_storm_" + strings.ToLower(rand.Text()[:10])
+	s, err := pgstore.New(t.Context(), pool, &pgstore.Config{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Close()
+		pool.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+	})
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 // TestStorm sends 1,000 concurrent requests with one key to 4 servers, each
 // with its own engine, sharing one store: the handler runs once, and every
@@ -29,6 +96,9 @@ func TestStorm(t *testing.T) {
 		new  func(t *testing.T) idem.Store
 	}{
 		{"memstore", func(*testing.T) idem.Store { return memstore.New() }},
+		{"redis", redisStore},
+		{"sqlite", sqliteStore},
+		{"postgres", postgresStore},
 	}
 	for _, s := range stores {
 		t.Run(s.name, func(t *testing.T) { storm(t, s.new(t), 1000, 4) })

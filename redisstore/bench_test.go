@@ -3,7 +3,6 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,6 +12,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/internal/floorbench"
 	"github.com/idemhq/idem/internal/testenv"
 	"github.com/idemhq/idem/redisstore"
 )
@@ -31,107 +31,80 @@ func benchServer(b *testing.B) (rueidis.Client, *idem.Engine) {
 	return client, e
 }
 
-// phase is one timed run of n operations by conc workers.
-type phase struct {
-	ops      int
-	wall     time.Duration
-	p50, p99 time.Duration
+func report(b *testing.B, name string, p floorbench.Phase) {
+	b.ReportMetric(p.OpsPerSec(), name+"-ops/s")
+	b.ReportMetric(float64(p.P50.Nanoseconds())/1e3, name+"-p50-µs")
+	b.ReportMetric(float64(p.P99.Nanoseconds())/1e3, name+"-p99-µs")
 }
 
-func (p phase) opsPerSec() float64 { return float64(p.ops) / p.wall.Seconds() }
-
-// run calls op(i) for i in [0, n) from conc workers and times each call.
-func run(b *testing.B, n, conc int, op func(i int) error) phase {
+func measure(b *testing.B, n, conc int, op func(i int) error) floorbench.Phase {
 	b.Helper()
-	lat := make([]time.Duration, n)
-	var next atomic.Int64
-	var failed atomic.Pointer[error]
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range conc {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				t := time.Now()
-				if err := op(i); err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-				lat[i] = time.Since(t)
-			}
-		})
+	p, err := floorbench.Measure(n, conc, op)
+	if err != nil {
+		b.Fatal(err)
 	}
-	wg.Wait()
-	wall := time.Since(start)
-	if err := failed.Load(); err != nil {
-		b.Fatal(*err)
-	}
-	slices.Sort(lat)
-	return phase{ops: n, wall: wall, p50: lat[n/2], p99: lat[n*99/100]}
+	return p
 }
 
-func report(b *testing.B, name string, p phase) {
-	b.ReportMetric(p.opsPerSec(), name+"-ops/s")
-	b.ReportMetric(float64(p.p50.Microseconds()), name+"-p50-µs")
-	b.ReportMetric(float64(p.p99.Microseconds()), name+"-p99-µs")
-}
+var benchValue = []byte(`{"id":"ch_1","amount":1999}`)
 
-// BenchmarkVsFloor measures, at concurrency 1 and 64: raw SET then the
-// engine's first execution (claim + complete: two round trips against
-// one), and raw GET then the engine's replay (one round trip each). It
-// reports ops/s, p50 and p99 of each, and the engine's throughput as a
-// fraction of the floor's (first/set, replay/get). Each b.N is one round of
-// 2,000 operations per phase.
-func BenchmarkVsFloor(b *testing.B) {
+func benchFn(context.Context) ([]byte, error) { return benchValue, nil }
+
+// eachConc runs bench at concurrency 1 and 64.
+func eachConc(b *testing.B, bench func(b *testing.B, conc int)) {
 	for _, conc := range []int{1, 64} {
-		b.Run("c"+strconv.Itoa(conc), func(b *testing.B) {
-			client, e := benchServer(b)
-			ctx := b.Context()
-			const n = 2000
-			value := []byte(`{"id":"ch_1","amount":1999}`)
-			fn := func(context.Context) ([]byte, error) { return value, nil }
-			var set, first, get, replay []phase
-			b.ResetTimer()
-			for round := range b.N {
-				prefix := fmt.Sprintf("bench:%d:", round)
-				set = append(set, run(b, n, conc, func(i int) error {
-					return client.Do(ctx, client.B().Set().Key(prefix+"raw"+strconv.Itoa(i)).Value(string(value)).Ex(time.Hour).Build()).Error()
-				}))
-				first = append(first, run(b, n, conc, func(i int) error {
-					_, err := e.Run(ctx, prefix+strconv.Itoa(i), fn, nil)
-					return err
-				}))
-				get = append(get, run(b, n, conc, func(i int) error {
-					return client.Do(ctx, client.B().Get().Key(prefix+"raw"+strconv.Itoa(i)).Build()).Error()
-				}))
-				replay = append(replay, run(b, n, conc, func(i int) error {
-					res, err := e.Run(ctx, prefix+strconv.Itoa(i), fn, nil)
-					if err == nil && !res.Replayed {
-						return fmt.Errorf("key %d was not replayed", i)
-					}
-					return err
-				}))
-			}
-			b.StopTimer()
-			s, f, g, r := median(set), median(first), median(get), median(replay)
-			report(b, "set", s)
-			report(b, "first", f)
-			report(b, "get", g)
-			report(b, "replay", r)
-			b.ReportMetric(f.opsPerSec()/s.opsPerSec(), "first/set")
-			b.ReportMetric(r.opsPerSec()/g.opsPerSec(), "replay/get")
-		})
+		b.Run("c"+strconv.Itoa(conc), func(b *testing.B) { bench(b, conc) })
 	}
 }
 
-// median returns the phase with the median throughput.
-func median(ps []phase) phase {
-	ps = slices.Clone(ps)
-	slices.SortFunc(ps, func(a, b phase) int { return int(a.wall - b.wall) })
-	return ps[len(ps)/2]
+// BenchmarkFirstExecution: claim and complete on a new key, two round trips.
+// Floor: a raw SET of a new key with the same client, one round trip. The
+// bar is rate-vs-set ≥ 0.45.
+func BenchmarkFirstExecution(b *testing.B) {
+	eachConc(b, func(b *testing.B, conc int) {
+		client, e := benchServer(b)
+		ctx := b.Context()
+		floorbench.Compare(b, floorbench.Options{Conc: conc, Latency: true},
+			func(i int) error {
+				res, err := e.Run(ctx, "first:"+strconv.Itoa(i), benchFn, nil)
+				if err == nil && res.Replayed {
+					return fmt.Errorf("key %d replayed on its first call", i)
+				}
+				return err
+			},
+			floorbench.Floor{Name: "set", Op: func(i int) error {
+				return client.Do(ctx, client.B().Set().Key("raw:"+strconv.Itoa(i)).Value(string(benchValue)).Ex(time.Hour).Build()).Error()
+			}})
+	})
+}
+
+// BenchmarkReplay: a completed key, one round trip. Floor: a raw GET of an
+// existing key with the same client. The bar is rate-vs-get ≥ 0.90.
+func BenchmarkReplay(b *testing.B) {
+	eachConc(b, func(b *testing.B, conc int) {
+		client, e := benchServer(b)
+		ctx := b.Context()
+		const keys = 1024
+		for i := range keys {
+			if _, err := e.Run(ctx, "replay:"+strconv.Itoa(i), benchFn, nil); err != nil {
+				b.Fatal(err)
+			}
+			if err := client.Do(ctx, client.B().Set().Key("raw:"+strconv.Itoa(i)).Value(string(benchValue)).Build()).Error(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		floorbench.Compare(b, floorbench.Options{Conc: conc, Latency: true},
+			func(i int) error {
+				res, err := e.Run(ctx, "replay:"+strconv.Itoa(i%keys), benchFn, nil)
+				if err == nil && !res.Replayed {
+					return fmt.Errorf("key %d ran again", i%keys)
+				}
+				return err
+			},
+			floorbench.Floor{Name: "get", Op: func(i int) error {
+				return client.Do(ctx, client.B().Get().Key("raw:"+strconv.Itoa(i%keys)).Build()).Error()
+			}})
+	})
 }
 
 // BenchmarkPeerWorkload runs the workload of the peer benchmark of Node
@@ -144,21 +117,19 @@ func BenchmarkPeerWorkload(b *testing.B) {
 	_, e := benchServer(b)
 	ctx := b.Context()
 	const keys = 20000
-	value := []byte(`{"id":"ch_1","amount":1999}`)
-	fn := func(context.Context) ([]byte, error) { return value, nil }
 	b.ResetTimer()
 	for round := range b.N {
 		for _, conc := range []int{1, 64} {
 			prefix := fmt.Sprintf("peer:%d:c%d:", round, conc)
-			miss := run(b, keys, conc, func(i int) error {
-				res, err := e.Run(ctx, prefix+strconv.Itoa(i), fn, nil)
+			miss := measure(b, keys, conc, func(i int) error {
+				res, err := e.Run(ctx, prefix+strconv.Itoa(i), benchFn, nil)
 				if err == nil && res.Replayed {
 					return fmt.Errorf("key %d replayed on its first call", i)
 				}
 				return err
 			})
-			hit := run(b, keys, conc, func(i int) error {
-				res, err := e.Run(ctx, prefix+strconv.Itoa(i), fn, nil)
+			hit := measure(b, keys, conc, func(i int) error {
+				res, err := e.Run(ctx, prefix+strconv.Itoa(i), benchFn, nil)
 				if err == nil && !res.Replayed {
 					return fmt.Errorf("key %d ran twice", i)
 				}

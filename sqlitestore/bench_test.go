@@ -9,18 +9,16 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/internal/floorbench"
 )
 
 // The benchmarks measure their floors in the same run, on the same *sql.DB,
-// interleaved with the engine in chunks so that noise on a shared machine
-// hits both alike, and report the engine's throughput as a fraction of each
-// floor's (rate-vs-<floor>: 1 means as fast as the floor). Absolute times
+// interleaved with the engine (internal/floorbench), and report the engine's
+// throughput as a fraction of each floor's (rate-vs-<floor>: 1 means as
+// fast as the floor). Absolute times
 // depend on the disk's fsync; the ratios are the figures to track.
 //
 //   - first execution (a new key: read, claim, complete) against a raw
@@ -67,71 +65,6 @@ func storeKey(prefix string, i int) string {
 	return "bench/" + hex.EncodeToString(sum[:])
 }
 
-type floor struct {
-	name string
-	run  func(i int) error
-}
-
-// interleave runs op and each floor b.N times, conc workers at a time, in
-// alternating chunks, and reports each one's time per operation and op's
-// throughput as a fraction of each floor's.
-func interleave(b *testing.B, conc int, op func(i int) error, floors ...floor) {
-	chunk := 64 * conc
-	var tOp time.Duration
-	tFloors := make([]time.Duration, len(floors))
-	b.ResetTimer()
-	for i := 0; i < b.N; i += chunk {
-		n := min(chunk, b.N-i)
-		for k, f := range floors {
-			tFloors[k] += runChunk(b, conc, i, n, f.run)
-		}
-		tOp += runChunk(b, conc, i, n, op)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(tOp.Nanoseconds())/float64(b.N), "ns/op")
-	for k, f := range floors {
-		b.ReportMetric(float64(tFloors[k].Nanoseconds())/float64(b.N), f.name+"-ns/op")
-		b.ReportMetric(float64(tFloors[k])/float64(tOp), "rate-vs-"+f.name)
-	}
-}
-
-// runChunk calls f(i) for i in [from, from+n) from conc workers and returns
-// the wall time.
-func runChunk(b *testing.B, conc, from, n int, f func(i int) error) time.Duration {
-	start := time.Now()
-	if conc == 1 {
-		for i := from; i < from+n; i++ {
-			if err := f(i); err != nil {
-				b.Fatal(err)
-			}
-		}
-		return time.Since(start)
-	}
-	var next atomic.Int64
-	next.Store(int64(from))
-	var failed atomic.Pointer[error]
-	var wg sync.WaitGroup
-	for range conc {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= from+n {
-					return
-				}
-				if err := f(i); err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := failed.Load(); err != nil {
-		b.Fatal(*err)
-	}
-	return time.Since(start)
-}
-
 // benchSetup returns an engine on a Store on a new database with the floor
 // table and the business table, and the floor's prepared statements.
 func benchSetup(b *testing.B, synchronous string) (db *sql.DB, e *idem.Engine, insert, selectPK *sql.Stmt) {
@@ -174,13 +107,13 @@ func BenchmarkFirstExecution(b *testing.B) {
 		ctx := b.Context()
 		value := []byte(benchValue)
 		fn := func(context.Context) ([]byte, error) { return value, nil }
-		interleave(b, conc, func(i int) error {
+		floorbench.Compare(b, floorbench.Options{Conc: conc, Latency: true}, func(i int) error {
 			res, err := e.Run(ctx, "order-"+strconv.Itoa(i), fn, nil)
 			if err == nil && res.Replayed {
 				return fmt.Errorf("key %d replayed on its first call", i)
 			}
 			return err
-		}, floor{"insert", func(i int) error {
+		}, floorbench.Floor{Name: "insert", Op: func(i int) error {
 			_, err := insert.ExecContext(ctx, storeKey("floor", i), value)
 			return err
 		}})
@@ -204,13 +137,13 @@ func BenchmarkReplay(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		interleave(b, conc, func(i int) error {
+		floorbench.Compare(b, floorbench.Options{Conc: conc, Latency: true}, func(i int) error {
 			res, err := e.Run(ctx, "order-"+strconv.Itoa(i%keys), fn, nil)
 			if err == nil && !res.Replayed {
 				return fmt.Errorf("key %d ran again", i%keys)
 			}
 			return err
-		}, floor{"select", func(i int) error {
+		}, floorbench.Floor{Name: "select", Op: func(i int) error {
 			var v []byte
 			return selectPK.QueryRowContext(ctx, storeKey("floor", i%keys)).Scan(&v)
 		}})
@@ -224,14 +157,14 @@ func BenchmarkRunTx(b *testing.B) {
 	eachSetting(b, func(b *testing.B, synchronous string, conc int) {
 		db, e, _, _ := benchSetup(b, synchronous)
 		ctx := b.Context()
-		interleave(b, conc, func(i int) error {
+		floorbench.Compare(b, floorbench.Options{Conc: conc, Latency: true}, func(i int) error {
 			key := "order-" + strconv.Itoa(i)
 			_, err := idem.RunTx(ctx, e, key, func(ctx context.Context, tx *sql.Tx) ([]byte, error) {
 				_, err := tx.ExecContext(ctx, "INSERT INTO business (id, fence) VALUES (?, 1)", key)
 				return []byte(benchValue), err
 			}, nil)
 			return err
-		}, floor{"tx", func(i int) error {
+		}, floorbench.Floor{Name: "tx", Op: func(i int) error {
 			tx, err := db.BeginTx(ctx, nil)
 			if err != nil {
 				return err
