@@ -232,16 +232,29 @@ func newStatements(table string) statements {
 	fill := func(q string) string { return strings.ReplaceAll(q, "{{table}}", table) }
 	return statements{
 		// $1 key, $2 owner, $3 fingerprint, $4 lease ms, $5 retention ms.
-		// The CTE claims when the record is free, past retention, or in
-		// progress under an expired lease with the same fingerprint. When it
-		// does not, the second branch reports the record as the statement's
-		// snapshot saw it. A row the claim found changed after that
-		// snapshot is reported in flight (3) so the caller looks again.
+		//
+		// cur reads the record. When it is plainly not claimable (completed,
+		// or held by a live lease, or bound to another fingerprint, and not
+		// past retention), nothing is written: a replay is a read, and takes
+		// no row lock. Otherwise the INSERT … ON CONFLICT … DO UPDATE claims
+		// it if it is still claimable on the latest row version: free, past
+		// retention, or in progress under an expired lease with the same
+		// fingerprint. When the claim does not happen, the second branch
+		// reports the record as cur saw it; a record that changed after
+		// that snapshot is reported in flight (3), so the caller looks again.
 		claim: fill(`
-WITH claimed AS (
+WITH cur AS (
+	SELECT state, fence, fingerprint, outcome, lease_until, expires_at
+	FROM {{table}} WHERE key = $1::text
+), claimed AS (
 	INSERT INTO {{table}} AS r (key, state, fence, owner, fingerprint, lease_until, lease_ms, retention_ms, took_over, waited, outcome, expires_at)
-	VALUES ($1::text, 'p', 1, $2::text, $3::text, statement_timestamp() + $4::bigint * interval '1 millisecond', $4::bigint, $5::bigint, false, false, NULL,
-	        statement_timestamp() + ($4::bigint + $5::bigint) * interval '1 millisecond')
+	SELECT $1::text, 'p', 1, $2::text, $3::text, statement_timestamp() + $4::bigint * interval '1 millisecond', $4::bigint, $5::bigint, false, false, NULL,
+	       statement_timestamp() + ($4::bigint + $5::bigint) * interval '1 millisecond'
+	WHERE NOT EXISTS (
+		SELECT FROM cur
+		WHERE cur.expires_at > statement_timestamp()
+		  AND (cur.state = 'c'
+		       OR (cur.state = 'p' AND (cur.lease_until > statement_timestamp() OR cur.fingerprint IS DISTINCT FROM $3::text))))
 	ON CONFLICT (key) DO UPDATE SET
 		state = 'p', fence = r.fence + 1, owner = excluded.owner, fingerprint = excluded.fingerprint,
 		lease_until = excluded.lease_until, lease_ms = excluded.lease_ms, retention_ms = excluded.retention_ms,
@@ -253,15 +266,15 @@ WITH claimed AS (
 )
 SELECT 1, fence, took_over, NULL::bytea, 0::bigint FROM claimed
 UNION ALL
-SELECT CASE WHEN r.state = 'f' OR r.expires_at <= statement_timestamp() THEN 3
-            WHEN r.fingerprint IS DISTINCT FROM $3::text THEN 4
-            WHEN r.state = 'c' THEN 2
+SELECT CASE WHEN cur.state = 'f' OR cur.expires_at <= statement_timestamp() THEN 3
+            WHEN cur.fingerprint IS DISTINCT FROM $3::text THEN 4
+            WHEN cur.state = 'c' THEN 2
             ELSE 3 END,
-       r.fence, false,
-       CASE WHEN r.state = 'c' AND r.fingerprint = $3::text THEN r.outcome END,
-       GREATEST(0, ceil(extract(epoch FROM r.lease_until - statement_timestamp()) * 1000))::bigint
-FROM {{table}} r
-WHERE r.key = $1::text AND NOT EXISTS (SELECT FROM claimed)`),
+       cur.fence, false,
+       CASE WHEN cur.state = 'c' AND cur.fingerprint = $3::text THEN cur.outcome END,
+       GREATEST(0, ceil(extract(epoch FROM cur.lease_until - statement_timestamp()) * 1000))::bigint
+FROM cur
+WHERE NOT EXISTS (SELECT FROM claimed)`),
 
 		// $1 key, $2 owner, $3 fence.
 		renew: fill(`
