@@ -112,7 +112,6 @@ var noReplay = []string{
 
 // middleware is a resolved Config.
 type middleware struct {
-	engine       *idem.Engine
 	principal    func(*http.Request) (string, error)
 	methods      []string
 	optional     bool
@@ -150,8 +149,38 @@ func Middleware(engine *idem.Engine, principal func(*http.Request) (string, erro
 		return nil, err
 	}
 	return func(next http.Handler) http.Handler {
-		return &handler{m: m, next: next}
+		return &handler{m: m, next: next, run: engine.Run}
 	}, nil
+}
+
+// MiddlewareTx is Middleware for handlers that write to the database of the
+// engine's store: the handler runs inside the transaction that records its
+// response (idem.RunTx), finds it with TxFrom, and its writes and its
+// response commit together, or neither does. A response with a
+// RetryStatuses status rolls the handler's writes back with the claim. The
+// engine's store must be an idem.TxStore[Tx].
+func MiddlewareTx[Tx any](engine *idem.Engine, principal func(*http.Request) (string, error), cfg *Config) (func(http.Handler) http.Handler, error) {
+	m, err := newMiddleware(engine, principal, cfg)
+	if err != nil {
+		return nil, err
+	}
+	run := func(ctx context.Context, key string, fn func(context.Context) ([]byte, error), opts *idem.RunOptions) (idem.Result, error) {
+		return idem.RunTx(ctx, engine, key, func(ctx context.Context, tx Tx) ([]byte, error) {
+			return fn(context.WithValue(ctx, txKey{}, tx))
+		}, opts)
+	}
+	return func(next http.Handler) http.Handler {
+		return &handler{m: m, next: next, run: run}
+	}, nil
+}
+
+type txKey struct{}
+
+// TxFrom returns the transaction a handler under MiddlewareTx runs in; ok is
+// false anywhere else.
+func TxFrom[Tx any](ctx context.Context) (tx Tx, ok bool) {
+	tx, ok = ctx.Value(txKey{}).(Tx)
+	return tx, ok
 }
 
 func newMiddleware(engine *idem.Engine, principal func(*http.Request) (string, error), cfg *Config) (*middleware, error) {
@@ -166,7 +195,6 @@ func newMiddleware(engine *idem.Engine, principal func(*http.Request) (string, e
 		c = *cfg
 	}
 	m := &middleware{
-		engine:      engine,
 		principal:   principal,
 		methods:     []string{http.MethodPost, http.MethodPatch},
 		optional:    c.Optional,
@@ -273,6 +301,8 @@ func (r *released) Error() string {
 type handler struct {
 	m    *middleware
 	next http.Handler
+	// run is the engine's Run, or RunTx for MiddlewareTx.
+	run func(ctx context.Context, key string, fn func(context.Context) ([]byte, error), opts *idem.RunOptions) (idem.Result, error)
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -332,7 +362,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hex.Encode(lookup[:], sum[:])
 
 	var c *capture
-	res, err := m.engine.Run(r.Context(), string(lookup[:]), func(ctx context.Context) ([]byte, error) {
+	res, err := h.run(r.Context(), string(lookup[:]), func(ctx context.Context) ([]byte, error) {
 		c = newCapture(w, m.maxResponse)
 		r2 := r.WithContext(ctx)
 		r2.Body = &bodyReader{b: body}

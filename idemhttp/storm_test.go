@@ -3,6 +3,7 @@ package idemhttp_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -49,6 +50,12 @@ func redisStore(t *testing.T) idem.Store {
 }
 
 func sqliteStore(t *testing.T) idem.Store {
+	_, s := openSQLite(t)
+	return s
+}
+
+// openSQLite opens a migrated SQLite store on a new file.
+func openSQLite(t *testing.T) (*sql.DB, *sqlitestore.Store) {
 	db, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "storm.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +69,7 @@ func sqliteStore(t *testing.T) idem.Store {
 	if err := s.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return db, s
 }
 
 func postgresStore(t *testing.T) idem.Store {
