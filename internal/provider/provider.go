@@ -1,0 +1,159 @@
+// Package provider is payd's view of a payment provider: a small interface,
+// the classification of everything a call can end in, and an HTTP client
+// for providers that speak the simulator's API (internal/simulator).
+//
+// The classification is what keeps money safe. A call ends in one of four
+// ways, and the caller must treat each differently:
+//
+//   - success: the provider has the charge (or refund);
+//   - ErrDeclined (a *Error of KindDeclined): final, not retried, never
+//     charged;
+//   - KindRetryable: the provider did not act (a 5xx or 429 it answered, or
+//     a connection refused before the request was sent); retry with backoff
+//     and the same idempotency key;
+//   - KindUnknown: the request may have been acted on (a timeout or a reset
+//     after it was sent); never treat it as failed: retry with the same
+//     idempotency key, or look the key up.
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Charge statuses at the provider.
+const (
+	StatusSucceeded = "succeeded"
+	StatusFailed    = "failed" // declined: no money moved
+)
+
+// Charge is a charge as the provider records it. A declined request is
+// recorded too, with StatusFailed, so that its key keeps answering the same
+// way.
+type Charge struct {
+	ID             string            `json:"id"`
+	IdempotencyKey string            `json:"idempotency_key"`
+	Amount         int64             `json:"amount"`
+	Currency       string            `json:"currency"`
+	Status         string            `json:"status"`
+	DeclineCode    string            `json:"decline_code,omitempty"`
+	Metadata       map[string]string `json:"metadata,omitempty"`
+	AmountRefunded int64             `json:"amount_refunded"`
+	Created        time.Time         `json:"created"`
+}
+
+// ChargeRequest asks for a charge. The same IdempotencyKey within the
+// provider's key window returns the same charge, never a second one.
+type ChargeRequest struct {
+	IdempotencyKey string
+	Amount         int64
+	Currency       string
+	// Metadata reaches the provider with the charge: payd sends its payment
+	// id and reference, so charges can be matched on both sides.
+	Metadata map[string]string
+}
+
+// Refund is a refund as the provider records it.
+type Refund struct {
+	ID             string    `json:"id"`
+	IdempotencyKey string    `json:"idempotency_key"`
+	ChargeID       string    `json:"charge"`
+	Amount         int64     `json:"amount"`
+	Status         string    `json:"status"`
+	Created        time.Time `json:"created"`
+}
+
+// RefundRequest asks for a refund of part or all of a succeeded charge.
+type RefundRequest struct {
+	IdempotencyKey string
+	ChargeID       string
+	Amount         int64
+}
+
+// Provider is what payd needs from a payment provider.
+type Provider interface {
+	// Charge charges once per idempotency key.
+	Charge(ctx context.Context, req ChargeRequest) (Charge, error)
+	// ChargeByKey looks a charge up by its idempotency key; ErrNotFound if
+	// the provider never received one.
+	ChargeByKey(ctx context.Context, key string) (Charge, error)
+	// Charges lists the charges created in [from, to).
+	Charges(ctx context.Context, from, to time.Time) ([]Charge, error)
+	// Refund refunds once per idempotency key.
+	Refund(ctx context.Context, req RefundRequest) (Refund, error)
+	// RefundByKey looks a refund up by its idempotency key; ErrNotFound if
+	// the provider never received one.
+	RefundByKey(ctx context.Context, key string) (Refund, error)
+}
+
+// ErrNotFound is returned by the lookups when the provider has no such
+// charge or refund.
+var ErrNotFound = errors.New("provider: not found")
+
+// Kind classifies a failed call.
+type Kind uint8
+
+const (
+	// KindDeclined: the provider refused; final, nothing charged.
+	KindDeclined Kind = iota + 1
+	// KindRetryable: the provider did not act; retry with the same key.
+	KindRetryable
+	// KindUnknown: the provider may have acted; retry with the same key or
+	// look it up, never assume failure.
+	KindUnknown
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindDeclined:
+		return "declined"
+	case KindRetryable:
+		return "retryable"
+	case KindUnknown:
+		return "unknown"
+	}
+	return "invalid"
+}
+
+// Error is a failed call, classified.
+type Error struct {
+	Kind Kind
+	// Code is the provider's reason, such as a decline code
+	// ("insufficient_funds") or "rate_limited".
+	Code    string
+	Message string
+	// Status is the HTTP status the provider answered with, 0 if none.
+	Status int
+	Err    error
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("provider: %s", e.Kind)
+	if e.Code != "" {
+		msg += " (" + e.Code + ")"
+	}
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// KindOf returns the kind of a call's error: a *Error's kind, KindUnknown
+// for any other error (when in doubt, the provider may have acted), and 0
+// for nil.
+func KindOf(err error) Kind {
+	if err == nil {
+		return 0
+	}
+	if pe, ok := errors.AsType[*Error](err); ok {
+		return pe.Kind
+	}
+	return KindUnknown
+}
