@@ -1,0 +1,86 @@
+// Package api is payd's HTTP API: charges, health, readiness and metrics.
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/idemhttp"
+	"github.com/idemhq/idem/internal/payments"
+)
+
+// Defaults for Config.
+const (
+	DefaultMaxPreferWait   = 30 * time.Second
+	DefaultIdempotencyWait = 10 * time.Second
+)
+
+// Config is what the API needs.
+type Config struct {
+	Store  *payments.Store
+	Engine *idem.Engine // on Store.IdemStore()
+	// Processor, if this process runs workers, lets Prefer: wait wake as soon
+	// as a payment settles here; without it, waiting polls the database.
+	Processor *payments.Processor
+	Registry  *prometheus.Registry
+	Logger    *slog.Logger
+	// MaxPreferWait caps Prefer: wait=N. Default 30s.
+	MaxPreferWait time.Duration
+	// IdempotencyWait is how long a request waits for another request with
+	// the same Idempotency-Key to finish before answering 409. Default 10s.
+	IdempotencyWait time.Duration
+}
+
+type server struct {
+	store     *payments.Store
+	processor *payments.Processor
+	registry  *prometheus.Registry
+	log       *slog.Logger
+	maxWait   time.Duration
+	idemWait  time.Duration
+	metrics   metrics
+
+	idempotent func(http.Handler) http.Handler
+}
+
+// NewServer returns payd's HTTP API.
+func NewServer(cfg Config) (http.Handler, error) {
+	if cfg.Store == nil || cfg.Engine == nil || cfg.Registry == nil {
+		return nil, errors.New("api: NewServer needs a Store, an Engine and a Registry")
+	}
+	s := &server{
+		store:     cfg.Store,
+		processor: cfg.Processor,
+		registry:  cfg.Registry,
+		log:       cfg.Logger,
+		maxWait:   cfg.MaxPreferWait,
+		idemWait:  cfg.IdempotencyWait,
+		metrics:   newMetrics(cfg.Registry),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.maxWait <= 0 {
+		s.maxWait = DefaultMaxPreferWait
+	}
+	if s.idemWait <= 0 {
+		s.idemWait = DefaultIdempotencyWait
+	}
+	mw, err := cfg.Store.Middleware(cfg.Engine, principal, &idemhttp.Config{
+		Methods: []string{http.MethodPost},
+		Wait:    s.idemWait,
+		Logger:  s.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.idempotent = mw
+	mux := http.NewServeMux()
+	s.routes(mux)
+	return mux, nil
+}

@@ -1,0 +1,93 @@
+package payments
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/idemhq/idem/internal/provider"
+)
+
+// Metrics are the processor's Prometheus metrics. A nil *Metrics records
+// nothing.
+type Metrics struct {
+	providerCalls *prometheus.CounterVec
+	retries       prometheus.Counter
+	sweeps        prometheus.Counter
+	leaseLosses   prometheus.Counter
+	settled       *prometheus.CounterVec
+}
+
+// NewMetrics registers the processor's metrics, and a gauge of the backlog
+// read from store on each scrape, on reg.
+func NewMetrics(reg prometheus.Registerer, store *Store) *Metrics {
+	m := &Metrics{
+		providerCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "payd_provider_calls_total",
+			Help: "Provider charge calls, by result: succeeded, declined, retryable or unknown.",
+		}, []string{"result"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "payd_retries_total",
+			Help: "Payments scheduled for another attempt after a retryable provider error.",
+		}),
+		sweeps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "payd_sweeps_total",
+			Help: "Payments re-driven after their worker's lease expired.",
+		}),
+		leaseLosses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "payd_lease_losses_total",
+			Help: "Outcomes refused because a newer claim held the payment.",
+		}),
+		settled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "payd_payments_settled_total",
+			Help: "Payments that reached a final state, by state.",
+		}, []string{"state"}),
+	}
+	backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "payd_queue_depth",
+		Help: "Payments not yet final: pending, processing, retrying or unknown.",
+	}, func() float64 {
+		n, err := store.Backlog(context.Background())
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	})
+	reg.MustRegister(m.providerCalls, m.retries, m.sweeps, m.leaseLosses, m.settled, backlog)
+	return m
+}
+
+func (m *Metrics) providerCall(kind provider.Kind, status string) {
+	if m == nil {
+		return
+	}
+	result := kind.String()
+	if kind == 0 {
+		result = status
+	}
+	m.providerCalls.WithLabelValues(result).Inc()
+}
+
+func (m *Metrics) retry() {
+	if m != nil {
+		m.retries.Inc()
+	}
+}
+
+func (m *Metrics) sweep() {
+	if m != nil {
+		m.sweeps.Inc()
+	}
+}
+
+func (m *Metrics) leaseLost() {
+	if m != nil {
+		m.leaseLosses.Inc()
+	}
+}
+
+func (m *Metrics) settledAs(state string) {
+	if m != nil {
+		m.settled.WithLabelValues(state).Inc()
+	}
+}

@@ -1,0 +1,297 @@
+package payments
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/idemhq/idem/internal/failpoint"
+	"github.com/idemhq/idem/internal/provider"
+)
+
+// Defaults for ProcessorConfig.
+const (
+	DefaultWorkers      = 4
+	DefaultLease        = 30 * time.Second
+	DefaultPollInterval = 200 * time.Millisecond
+	DefaultRetryBase    = time.Second
+	DefaultRetryMax     = time.Minute
+	DefaultMaxAttempts  = 8
+	DefaultUnknownDelay = 2 * time.Second
+	DefaultKeyWindow    = 24 * time.Hour
+)
+
+// ProcessorConfig tunes a Processor. Zero fields mean the defaults.
+type ProcessorConfig struct {
+	// Workers is how many payments one process works on at once. Default 4.
+	Workers int
+	// Lease is how long a claim keeps a payment from other workers. It must
+	// outlast a provider call; a worker that dies holding one is replaced
+	// when it expires. Default 30s.
+	Lease time.Duration
+	// PollInterval is how often an idle worker looks for due payments, with
+	// jitter; Notify wakes them sooner. Default 200ms.
+	PollInterval time.Duration
+	// RetryBase and RetryMax bound the backoff after a retryable provider
+	// error: attempt n waits a random time in [0, min(RetryMax,
+	// RetryBase·2^(n-1))] (full jitter). Defaults 1s and 1m.
+	RetryBase, RetryMax time.Duration
+	// MaxAttempts is how many provider calls a payment gets before it is
+	// settled by a lookup of its provider key. Default 8.
+	MaxAttempts int
+	// UnknownDelay is how long an unknown outcome waits before the same
+	// provider key is tried again. Default 2s.
+	UnknownDelay time.Duration
+	// KeyWindow is how long the provider honours an idempotency key. Past
+	// it, less a margin, a payment is only ever looked up, never charged
+	// again. Default 24h.
+	KeyWindow time.Duration
+	// Failpoints, if set, kill the process at named points (chaos testing).
+	Failpoints *failpoint.Set
+	Logger     *slog.Logger
+	Metrics    *Metrics
+}
+
+func (c *ProcessorConfig) resolve() ProcessorConfig {
+	var r ProcessorConfig
+	if c != nil {
+		r = *c
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if r.Workers <= 0 {
+		r.Workers = DefaultWorkers
+	}
+	def(&r.Lease, DefaultLease)
+	def(&r.PollInterval, DefaultPollInterval)
+	def(&r.RetryBase, DefaultRetryBase)
+	def(&r.RetryMax, DefaultRetryMax)
+	def(&r.UnknownDelay, DefaultUnknownDelay)
+	def(&r.KeyWindow, DefaultKeyWindow)
+	if r.MaxAttempts <= 0 {
+		r.MaxAttempts = DefaultMaxAttempts
+	}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.DiscardHandler)
+	}
+	return r
+}
+
+// Processor works payments through the provider: claim, commit, call,
+// classify, record with the fence checked.
+type Processor struct {
+	store    *Store
+	provider provider.Provider
+	cfg      ProcessorConfig
+
+	wake    chan struct{}
+	settled settledSignal
+
+	stopClaims context.CancelFunc // ends the claim loops
+	stopWork   context.CancelFunc // ends in-flight work, last resort
+	done       sync.WaitGroup
+}
+
+// NewProcessor returns a Processor on store and prov. Start it.
+func NewProcessor(store *Store, prov provider.Provider, cfg *ProcessorConfig) *Processor {
+	return &Processor{
+		store:    store,
+		provider: prov,
+		cfg:      cfg.resolve(),
+		wake:     make(chan struct{}, 1),
+	}
+}
+
+// Start starts the workers; it returns at once.
+func (p *Processor) Start(ctx context.Context) {
+	claimCtx, stopClaims := context.WithCancel(context.WithoutCancel(ctx))
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	p.stopClaims, p.stopWork = stopClaims, stopWork
+	for range p.cfg.Workers {
+		p.done.Add(1)
+		go p.work(claimCtx, workCtx)
+	}
+}
+
+// Stop stops claiming and waits for the payments in progress to be
+// recorded, until ctx ends; then it cancels them (their leases expire and
+// another worker finishes them). It is safe to call before Start and twice.
+func (p *Processor) Stop(ctx context.Context) error {
+	if p.stopClaims == nil {
+		return nil
+	}
+	p.stopClaims()
+	finished := make(chan struct{})
+	go func() { p.done.Wait(); close(finished) }()
+	select {
+	case <-finished:
+		p.stopWork()
+		return nil
+	case <-ctx.Done():
+		p.stopWork()
+		<-finished
+		return ctx.Err()
+	}
+}
+
+// Notify wakes an idle worker: a payment was just accepted.
+func (p *Processor) Notify() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Settled returns a channel closed the next time this process records a
+// final outcome, for callers waiting on a payment.
+func (p *Processor) Settled() <-chan struct{} { return p.settled.wait() }
+
+func (p *Processor) work(claimCtx, workCtx context.Context) {
+	defer p.done.Done()
+	for claimCtx.Err() == nil {
+		c, err := p.store.ClaimDue(claimCtx, p.cfg.Lease)
+		if err != nil && claimCtx.Err() == nil {
+			p.cfg.Logger.Warn("payd: claiming a due payment failed; retrying", slog.Any("error", err))
+		}
+		if c == nil {
+			p.idle(claimCtx)
+			continue
+		}
+		p.process(workCtx, c)
+	}
+}
+
+func (p *Processor) idle(ctx context.Context) {
+	t := time.NewTimer(p.cfg.PollInterval/2 + rand.N(p.cfg.PollInterval))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-p.wake:
+	}
+}
+
+// process works one claimed payment to its next state.
+func (p *Processor) process(ctx context.Context, c *Claim) {
+	m, log := p.cfg.Metrics, p.cfg.Logger.With(slog.String("payment", c.ID), slog.Int64("fence", c.Fence))
+	if c.From == StateProcessing {
+		m.sweep()
+		log.Info("payd: re-driving a payment whose worker lost its lease")
+	}
+	p.cfg.Failpoints.Hit(failpoint.AfterClaim)
+
+	// Past the provider's key window a second request could charge again:
+	// from then on, and once attempts run out, only a lookup may settle.
+	if c.Age > p.cfg.KeyWindow-time.Hour || c.Attempts > p.cfg.MaxAttempts {
+		p.settle(ctx, c, p.lookup(ctx, c), log)
+		return
+	}
+	ch, err := p.provider.Charge(ctx, provider.ChargeRequest{
+		IdempotencyKey: c.ProviderKey,
+		Amount:         c.Amount,
+		Currency:       c.Currency,
+		Metadata:       map[string]string{"payment_id": c.ID, "reference": c.Reference},
+	})
+	p.cfg.Failpoints.Hit(failpoint.AfterResponse)
+	kind := provider.KindOf(err)
+	m.providerCall(kind, ch.Status)
+	var o Outcome
+	switch kind {
+	case 0:
+		o = chargeOutcome(ch)
+	case provider.KindDeclined:
+		pe, _ := errors.AsType[*provider.Error](err)
+		o = Outcome{State: StateFailed, FailureCode: pe.Code, FailureMessage: pe.Message}
+	case provider.KindRetryable:
+		if c.Attempts >= p.cfg.MaxAttempts {
+			o = p.lookup(ctx, c)
+			break
+		}
+		m.retry()
+		o = Outcome{State: StateRetryScheduled, Due: backoff(c.Attempts, p.cfg.RetryBase, p.cfg.RetryMax)}
+		log.Info("payd: provider call failed and will be retried", slog.Int("attempt", c.Attempts), slog.Duration("in", o.Due), slog.Any("error", err))
+	default: // unknown: the provider may have charged
+		o = Outcome{State: StateUnknown, Due: p.cfg.UnknownDelay}
+		log.Warn("payd: provider outcome unknown; retrying with the same provider key", slog.Any("error", err))
+	}
+	p.settle(ctx, c, o, log)
+}
+
+// chargeOutcome is the outcome of a charge the provider answered with.
+func chargeOutcome(ch provider.Charge) Outcome {
+	if ch.Status == provider.StatusSucceeded {
+		return Outcome{State: StateSucceeded, ProviderChargeID: ch.ID}
+	}
+	return Outcome{State: StateFailed, ProviderChargeID: ch.ID, FailureCode: ch.DeclineCode, FailureMessage: "declined by the provider"}
+}
+
+// lookup settles a payment by asking the provider what its key did. A
+// payment is failed only when the provider confirms it has no charge for
+// the key; when the lookup itself fails, the payment stays unknown.
+func (p *Processor) lookup(ctx context.Context, c *Claim) Outcome {
+	ch, err := p.provider.ChargeByKey(ctx, c.ProviderKey)
+	switch {
+	case err == nil:
+		return chargeOutcome(ch)
+	case errors.Is(err, provider.ErrNotFound):
+		return Outcome{State: StateFailed, FailureCode: "provider_unavailable",
+			FailureMessage: "the provider could not be reached in time and confirms it has no charge"}
+	}
+	p.cfg.Logger.Warn("payd: provider lookup failed; the outcome stays unknown", slog.String("payment", c.ID), slog.Any("error", err))
+	return Outcome{State: StateUnknown, Due: p.cfg.UnknownDelay}
+}
+
+func (p *Processor) settle(ctx context.Context, c *Claim, o Outcome, log *slog.Logger) {
+	err := p.store.Settle(ctx, c, o)
+	switch {
+	case errors.Is(err, ErrFenced):
+		p.cfg.Metrics.leaseLost()
+		log.Warn("payd: lease lost while the provider was called; the newer claim decides the payment")
+	case err != nil:
+		log.Warn("payd: recording the outcome failed; the lease will expire and the same provider key is tried again", slog.Any("error", err))
+	case o.State == StateSucceeded || o.State == StateFailed:
+		p.cfg.Metrics.settledAs(o.State)
+		p.settled.broadcast()
+		log.Info("payd: payment settled", slog.String("state", o.State), slog.Int("attempts", c.Attempts))
+	}
+}
+
+// backoff is the wait before attempt n+1 after n failed: exponential, with
+// full jitter.
+func backoff(n int, base, ceiling time.Duration) time.Duration {
+	d := ceiling
+	if n < 32 && base<<(n-1) < ceiling && base<<(n-1) > 0 {
+		d = base << (n - 1)
+	}
+	return rand.N(d + 1)
+}
+
+// settledSignal lets callers wait for the next final outcome.
+type settledSignal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (s *settledSignal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+func (s *settledSignal) broadcast() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+}

@@ -1,0 +1,239 @@
+package payments
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// statements are payd's SQL for one dialect.
+type statements struct {
+	upsertAccount, accountByKey                string
+	insertPayment, getPayment, listByReference string
+	claimDue, settle, countDue                 string
+}
+
+const paymentColumns = `id, account_id, amount, currency, reference, description, metadata, state, fence, attempts,
+	provider_key, coalesce(provider_charge_id, ''), coalesce(failure_code, ''), coalesce(failure_message, ''),
+	amount_refunded, created_at, updated_at`
+
+func newStatements(d dialect) statements {
+	return statements{
+		upsertAccount: d.sql(`
+INSERT INTO accounts (id, name, api_key_hash, created_at) VALUES ($1, $2, $3, {{now}})
+ON CONFLICT (id) DO UPDATE SET name = excluded.name, api_key_hash = excluded.api_key_hash`),
+		accountByKey: d.sql(`SELECT id FROM accounts WHERE api_key_hash = $1`),
+
+		insertPayment: d.sql(`
+INSERT INTO payments (id, account_id, amount, currency, reference, description, metadata, state,
+	next_attempt_at, provider_key, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', {{now}}, $8, {{now}}, {{now}})
+RETURNING ` + paymentColumns),
+		getPayment: d.sql(`SELECT ` + paymentColumns + ` FROM payments WHERE id = $1 AND account_id = $2`),
+		listByReference: d.sql(`
+SELECT ` + paymentColumns + ` FROM payments
+WHERE account_id = $1 AND reference = $2 AND (created_at, id) > ($3, $4)
+ORDER BY created_at, id
+LIMIT $5`),
+
+		// claimDue takes the payment due first: pending, retrying or unknown
+		// and due, or processing under an expired lease. The fence grows,
+		// and the lease is $1 ms from now by the database's clock.
+		claimDue: d.sql(`
+UPDATE payments SET
+	claimed_from = state, state = 'processing', fence = fence + 1, attempts = attempts + 1,
+	lease_until = {{now}} + $1, next_attempt_at = {{now}} + $1, updated_at = {{now}}
+WHERE id = (
+	SELECT id FROM payments
+	WHERE state IN ('pending', 'processing', 'retry_scheduled', 'unknown') AND next_attempt_at <= {{now}}
+	ORDER BY next_attempt_at
+	LIMIT 1{{skip_locked}})
+RETURNING ` + paymentColumns + `, claimed_from, {{now}} - created_at`),
+
+		// settle records an outcome if the fence is still the caller's: $3
+		// state, $4 provider charge, $5 and $6 failure, $7 ms until due
+		// again (for retry_scheduled and unknown).
+		settle: d.sql(`
+UPDATE payments SET
+	state = $3, provider_charge_id = coalesce($4, provider_charge_id), failure_code = $5, failure_message = $6,
+	lease_until = NULL, next_attempt_at = {{now}} + $7, updated_at = {{now}}
+WHERE id = $1 AND fence = $2 AND state = 'processing'`),
+
+		countDue: d.sql(`SELECT count(*) FROM payments WHERE state IN ('pending', 'processing', 'retry_scheduled', 'unknown')`),
+	}
+}
+
+// hashKey is how API keys are stored: SHA-256, hex. Keys are random and
+// long, so a fast hash is enough.
+func hashKey(apiKey string) string {
+	sum := sha256.Sum256([]byte(apiKey))
+	return hex.EncodeToString(sum[:])
+}
+
+// EnsureAccount creates or updates the account id, reached with apiKey.
+func (s *Store) EnsureAccount(ctx context.Context, id, name, apiKey string) error {
+	_, err := s.pool.exec(ctx, s.sql.upsertAccount, id, name, hashKey(apiKey))
+	return wrap("ensure account", err)
+}
+
+// AccountByKey returns the account an API key belongs to, or ErrNotFound.
+func (s *Store) AccountByKey(ctx context.Context, apiKey string) (string, error) {
+	var id string
+	err := s.pool.queryRow(ctx, s.sql.accountByKey, hashKey(apiKey)).Scan(&id)
+	if errors.Is(err, errNoRows) {
+		return "", ErrNotFound
+	}
+	return id, wrap("find account", err)
+}
+
+// Create inserts a pending payment: from then on it is due work. Under
+// Middleware it writes in the request's transaction, so the payment and the
+// request's recorded response commit together.
+func (s *Store) Create(ctx context.Context, np NewPayment) (*Payment, error) {
+	id := newID("ch_")
+	p, err := scanPayment(s.querierFor(ctx).queryRow(ctx, s.sql.insertPayment,
+		id, np.AccountID, np.Amount, np.Currency, np.Reference, np.Description, encodeMetadata(np.Metadata),
+		"payd_"+id))
+	return p, wrap("create payment", err)
+}
+
+// Get returns the account's payment id, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, accountID, id string) (*Payment, error) {
+	p, err := scanPayment(s.pool.queryRow(ctx, s.sql.getPayment, id, accountID))
+	if errors.Is(err, errNoRows) {
+		return nil, ErrNotFound
+	}
+	return p, wrap("get payment", err)
+}
+
+// Page is a cursor into a listing: the last payment seen.
+type Page struct {
+	After string // payment id; "" starts at the beginning
+	Limit int
+}
+
+// ListByReference returns up to page.Limit of the account's payments with
+// reference, oldest first, after the payment page.After, and whether more
+// follow.
+func (s *Store) ListByReference(ctx context.Context, accountID, reference string, page Page) ([]*Payment, bool, error) {
+	afterAt, afterID := int64(-1), ""
+	if page.After != "" {
+		p, err := s.Get(ctx, accountID, page.After)
+		if err != nil {
+			return nil, false, fmt.Errorf("payments: list after %s: %w", page.After, err)
+		}
+		afterAt, afterID = millis(p.CreatedAt), p.ID
+	}
+	rs, err := s.pool.query(ctx, s.sql.listByReference, accountID, reference, afterAt, afterID, page.Limit+1)
+	if err != nil {
+		return nil, false, wrap("list payments", err)
+	}
+	defer rs.Close()
+	var out []*Payment
+	for rs.Next() {
+		p, err := scanPayment(rs)
+		if err != nil {
+			return nil, false, wrap("list payments", err)
+		}
+		out = append(out, p)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, false, wrap("list payments", err)
+	}
+	more := len(out) > page.Limit
+	if more {
+		out = out[:page.Limit]
+	}
+	return out, more, nil
+}
+
+// Backlog counts payments not yet final.
+func (s *Store) Backlog(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.queryRow(ctx, s.sql.countDue).Scan(&n)
+	return n, wrap("count backlog", err)
+}
+
+func scanPayment(row scanner, extra ...any) (*Payment, error) {
+	var (
+		p                Payment
+		metadata         string
+		created, updated int64
+	)
+	dest := append([]any{&p.ID, &p.AccountID, &p.Amount, &p.Currency, &p.Reference, &p.Description, &metadata,
+		&p.State, &p.Fence, &p.Attempts, &p.ProviderKey, &p.ProviderChargeID, &p.FailureCode, &p.FailureMessage,
+		&p.AmountRefunded, &created, &updated}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	p.Metadata = decodeMetadata(metadata)
+	p.CreatedAt, p.UpdatedAt = fromMillis(created), fromMillis(updated)
+	return &p, nil
+}
+
+// Claim is a payment a worker holds: its fence, the state it was claimed
+// from, and its age when claimed, by the database's clock.
+type Claim struct {
+	*Payment
+	From string
+	Age  time.Duration
+}
+
+// ClaimDue claims the payment due first for lease, or returns nil when
+// none is due.
+func (s *Store) ClaimDue(ctx context.Context, lease time.Duration) (*Claim, error) {
+	var (
+		from  string
+		ageMs int64
+	)
+	p, err := scanPayment(s.pool.queryRow(ctx, s.sql.claimDue, lease.Milliseconds()), &from, &ageMs)
+	if errors.Is(err, errNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrap("claim a due payment", err)
+	}
+	return &Claim{Payment: p, From: from, Age: time.Duration(ageMs) * time.Millisecond}, nil
+}
+
+// Outcome is what a worker records for the payment it holds.
+type Outcome struct {
+	State            string
+	ProviderChargeID string
+	FailureCode      string
+	FailureMessage   string
+	// Due is how long until a retry_scheduled or unknown payment is due
+	// again.
+	Due time.Duration
+}
+
+// ErrFenced is returned by Settle when the caller's fence is no longer the
+// payment's: another worker has claimed it since, and decides it.
+var ErrFenced = errors.New("payments: lease lost: a newer claim holds the payment")
+
+// Settle records o for c if c's fence is still current.
+func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) error {
+	var chargeID any
+	if o.ProviderChargeID != "" {
+		chargeID = o.ProviderChargeID
+	}
+	n, err := s.pool.exec(ctx, s.sql.settle, c.ID, c.Fence, o.State, chargeID,
+		nullable(o.FailureCode), nullable(o.FailureMessage), o.Due.Milliseconds())
+	if err != nil {
+		return wrap("settle payment", err)
+	}
+	if n != 1 {
+		return ErrFenced
+	}
+	return nil
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}

@@ -1,0 +1,250 @@
+package payments
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/idemhttp"
+	"github.com/idemhq/idem/pgstore"
+	"github.com/idemhq/idem/sqlitestore"
+)
+
+// Store is payd's database: accounts, payments and the idempotency records,
+// in one PostgreSQL database or one SQLite file, so that a payment and the
+// outcome of the request that created it commit together.
+type Store struct {
+	dialect dialect
+	pool    querier
+	idem    idem.Store
+	sql     statements
+	log     *slog.Logger
+
+	// txFrom finds the transaction idemhttp.MiddlewareTx runs a handler in.
+	txFrom func(ctx context.Context) (querier, bool)
+	// middleware is idemhttp.MiddlewareTx for the store's transaction type.
+	middleware func(e *idem.Engine, principal func(*http.Request) (string, error), cfg *idemhttp.Config) (func(http.Handler) http.Handler, error)
+	migrate    func(ctx context.Context) error
+	ping       func(ctx context.Context) error
+	closers    []func()
+}
+
+// Open connects to url: a postgres:// or postgresql:// URL, or else a path
+// to a SQLite file (created if missing). It runs no DDL: call Migrate.
+func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+		return openPostgres(ctx, url, log)
+	}
+	return openSQLite(ctx, url, log)
+}
+
+func openPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("payments: database URL: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("payments: connect to PostgreSQL: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("payments: PostgreSQL at %s does not answer: %w", cfg.ConnConfig.Host, err)
+	}
+	is, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: "idem", Logger: log})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s := &Store{
+		dialect: postgres,
+		pool:    pgxQuerier{pool},
+		idem:    is,
+		log:     log,
+		txFrom: func(ctx context.Context) (querier, bool) {
+			tx, ok := idemhttp.TxFrom[pgx.Tx](ctx)
+			return pgxQuerier{tx}, ok
+		},
+		middleware: idemhttp.MiddlewareTx[pgx.Tx],
+		ping:       pool.Ping,
+		closers:    []func(){is.Close, pool.Close},
+	}
+	s.migrate = func(ctx context.Context) error {
+		if err := is.Migrate(ctx); err != nil {
+			return err
+		}
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('payd migrate'))`); err != nil {
+				return err
+			}
+			return s.applyMigrations(ctx, pgxQuerier{tx})
+		})
+	}
+	s.sql = newStatements(s.dialect)
+	return s, nil
+}
+
+func openSQLite(ctx context.Context, path string, log *slog.Logger) (*Store, error) {
+	db, err := sqlitestore.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("payments: open SQLite file %s: %w", path, err)
+	}
+	is, err := sqlitestore.New(db, &sqlitestore.Config{Logger: log})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Store{
+		dialect: sqlite,
+		pool:    sqlQuerier{db},
+		idem:    is,
+		log:     log,
+		txFrom: func(ctx context.Context) (querier, bool) {
+			tx, ok := idemhttp.TxFrom[*sql.Tx](ctx)
+			return sqlQuerier{tx}, ok
+		},
+		middleware: idemhttp.MiddlewareTx[*sql.Tx],
+		ping:       db.PingContext,
+		closers:    []func(){func() { is.Close() }, func() { db.Close() }},
+	}
+	s.migrate = func(ctx context.Context) error {
+		if err := is.Migrate(ctx); err != nil {
+			return err
+		}
+		tx, err := db.BeginTx(ctx, nil) // an immediate transaction: Open asks for them
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if err := s.applyMigrations(ctx, sqlQuerier{tx}); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}
+	s.sql = newStatements(s.dialect)
+	return s, nil
+}
+
+// Close closes the idempotency store and the database.
+func (s *Store) Close() {
+	for _, c := range s.closers {
+		c()
+	}
+}
+
+// Dialect names the database: "postgres" or "sqlite".
+func (s *Store) Dialect() string { return s.dialect.name }
+
+// IdemStore is the store of idempotency records, in the same database.
+func (s *Store) IdemStore() idem.Store { return s.idem }
+
+// Middleware is idemhttp.MiddlewareTx for this database: handlers under it
+// write through the transaction that records their response, and Create
+// finds that transaction in the request's context.
+func (s *Store) Middleware(e *idem.Engine, principal func(*http.Request) (string, error), cfg *idemhttp.Config) (func(http.Handler) http.Handler, error) {
+	return s.middleware(e, principal, cfg)
+}
+
+//go:embed migrations
+var migrations embed.FS
+
+// Migrate applies the idempotency store's schema and payd's own, each
+// migration once, safely from several processes at a time.
+func (s *Store) Migrate(ctx context.Context) error {
+	if err := s.migrate(ctx); err != nil {
+		return fmt.Errorf("payments: migrate: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) migrationNames() ([]string, error) {
+	names, err := fs.Glob(migrations, "migrations/"+s.dialect.name+"/*.sql")
+	sort.Strings(names)
+	return names, err
+}
+
+// applyMigrations runs, in the caller's transaction, the migrations not
+// recorded yet in payd_migrations.
+func (s *Store) applyMigrations(ctx context.Context, q querier) error {
+	if _, err := q.exec(ctx, `CREATE TABLE IF NOT EXISTS payd_migrations (name text PRIMARY KEY, applied_at bigint NOT NULL)`); err != nil {
+		return err
+	}
+	names, err := s.migrationNames()
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		base := name[strings.LastIndex(name, "/")+1:]
+		var n int
+		if err := q.queryRow(ctx, s.dialect.sql(`SELECT count(*) FROM payd_migrations WHERE name = $1`), base).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			continue
+		}
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if _, err := q.exec(ctx, string(body)); err != nil {
+			return fmt.Errorf("apply %s: %w", base, err)
+		}
+		if _, err := q.exec(ctx, s.dialect.sql(`INSERT INTO payd_migrations (name, applied_at) VALUES ($1, {{now}})`), base); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Ready reports whether the database answers and every migration is
+// applied, saying which part is not.
+func (s *Store) Ready(ctx context.Context) error {
+	if err := s.ping(ctx); err != nil {
+		return fmt.Errorf("database unreachable: %w", err)
+	}
+	names, err := s.migrationNames()
+	if err != nil {
+		return err
+	}
+	var n int
+	if err := s.pool.queryRow(ctx, `SELECT count(*) FROM payd_migrations`).Scan(&n); err != nil {
+		return fmt.Errorf("migrations not applied (run payd migrate, or start payd once with --migrate): %w", err)
+	}
+	if n < len(names) {
+		return fmt.Errorf("%d of %d migrations applied", n, len(names))
+	}
+	return nil
+}
+
+// Now reads the database's clock.
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	var ms int64
+	err := s.pool.queryRow(ctx, s.dialect.sql(`SELECT {{now}}`)).Scan(&ms)
+	return fromMillis(ms), wrap("read the clock", err)
+}
+
+// querierFor returns the transaction of ctx, if a handler runs under
+// Middleware, else the pool.
+func (s *Store) querierFor(ctx context.Context) querier {
+	if q, ok := s.txFrom(ctx); ok {
+		return q
+	}
+	return s.pool
+}
+
+var errTxEnded = errors.New("payments: transaction already ended")
