@@ -1,0 +1,203 @@
+package payments
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/idemhq/idem/internal/testenv"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// eachDatabase runs test on a migrated Store on a new SQLite file and on a
+// new PostgreSQL database.
+func eachDatabase(t *testing.T, test func(t *testing.T, s *Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		test(t, openStore(t, filepath.Join(t.TempDir(), "payd.db")))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		test(t, openStore(t, testenv.PostgresDatabase(t)))
+	})
+}
+
+func openStore(t *testing.T, url string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureAccount(t.Context(), "acct_test", "test", "sk_test"); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newPayment(t *testing.T, s *Store, reference string) *Payment {
+	t.Helper()
+	p, err := s.Create(t.Context(), NewPayment{AccountID: "acct_test", Amount: 1999, Currency: "usd", Reference: reference,
+		Metadata: map[string]string{"order": reference}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestMigrateTwice(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		if err := s.Migrate(t.Context()); err != nil {
+			t.Fatalf("second Migrate: %v", err)
+		}
+	})
+}
+
+func TestAccounts(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		if id, err := s.AccountByKey(t.Context(), "sk_test"); err != nil || id != "acct_test" {
+			t.Fatalf("AccountByKey(sk_test) = (%q, %v), want acct_test", id, err)
+		}
+		if _, err := s.AccountByKey(t.Context(), "sk_wrong"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("AccountByKey(unknown) = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func TestCreateGetAndList(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		p := newPayment(t, s, "order-1")
+		if p.State != StatePending || p.ProviderKey != "payd_"+p.ID || p.Metadata["order"] != "order-1" {
+			t.Fatalf("created %+v, want pending with its provider key and metadata", p)
+		}
+		got, err := s.Get(t.Context(), "acct_test", p.ID)
+		if err != nil || got.ID != p.ID || got.Amount != 1999 {
+			t.Fatalf("Get = (%+v, %v)", got, err)
+		}
+		if _, err := s.Get(t.Context(), "acct_other", p.ID); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get by another account = %v, want ErrNotFound", err)
+		}
+		for range 4 {
+			newPayment(t, s, "order-2")
+		}
+		var seen []string
+		page := Page{Limit: 2}
+		for {
+			ps, more, err := s.ListByReference(t.Context(), "acct_test", "order-2", page)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range ps {
+				seen = append(seen, p.ID)
+			}
+			if !more {
+				break
+			}
+			page.After = ps[len(ps)-1].ID
+		}
+		if len(seen) != 4 {
+			t.Fatalf("listed %d payments with reference order-2 in pages of 2, want 4: %v", len(seen), seen)
+		}
+	})
+}
+
+// TestClaimIsFenced: a claim raises the fence; an outcome from an older
+// fence is refused, and the newer one's stands.
+func TestClaimIsFenced(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		p := newPayment(t, s, "order-1")
+		first, err := s.ClaimDue(t.Context(), 50*time.Millisecond)
+		if err != nil || first == nil || first.ID != p.ID || first.From != StatePending || first.Fence != 1 {
+			t.Fatalf("ClaimDue = (%+v, %v), want the pending payment at fence 1", first, err)
+		}
+		if again, err := s.ClaimDue(t.Context(), time.Minute); err != nil || again != nil {
+			t.Fatalf("ClaimDue while leased = (%+v, %v), want nothing due", again, err)
+		}
+		var second *Claim
+		for deadline := time.Now().Add(10 * time.Second); second == nil; {
+			if time.Now().After(deadline) {
+				t.Fatal("the expired lease was never claimed again")
+			}
+			time.Sleep(20 * time.Millisecond)
+			if second, err = s.ClaimDue(t.Context(), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if second.Fence != 2 || second.From != StateProcessing || second.Attempts != 2 {
+			t.Fatalf("re-claim = fence %d from %s after %d attempts, want fence 2 from processing after 2", second.Fence, second.From, second.Attempts)
+		}
+		if err := s.Settle(t.Context(), first, Outcome{State: StateFailed, FailureCode: "stale"}); !errors.Is(err, ErrFenced) {
+			t.Fatalf("Settle by the stale claim = %v, want ErrFenced", err)
+		}
+		if err := s.Settle(t.Context(), second, Outcome{State: StateSucceeded, ProviderChargeID: "pch_1"}); err != nil {
+			t.Fatalf("Settle by the current claim = %v", err)
+		}
+		got, _ := s.Get(t.Context(), "acct_test", p.ID)
+		if got.State != StateSucceeded || got.ProviderChargeID != "pch_1" || got.FailureCode != "" {
+			t.Fatalf("payment = %s %q %q, want succeeded with pch_1 and no failure", got.State, got.ProviderChargeID, got.FailureCode)
+		}
+		if c, _ := s.ClaimDue(t.Context(), time.Minute); c != nil {
+			t.Fatalf("a succeeded payment was claimed again: %+v", c)
+		}
+	})
+}
+
+// TestRetryIsDueLater: a retry_scheduled payment is not claimed before it
+// is due, and is claimed after.
+func TestRetryIsDueLater(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		newPayment(t, s, "order-1")
+		c, _ := s.ClaimDue(t.Context(), time.Minute)
+		if err := s.Settle(t.Context(), c, Outcome{State: StateRetryScheduled, Due: 300 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		if early, _ := s.ClaimDue(t.Context(), time.Minute); early != nil {
+			t.Fatal("claimed a retry before it was due")
+		}
+		time.Sleep(400 * time.Millisecond)
+		later, err := s.ClaimDue(t.Context(), time.Minute)
+		if err != nil || later == nil || later.From != StateRetryScheduled {
+			t.Fatalf("ClaimDue after the retry was due = (%+v, %v), want it claimed from retry_scheduled", later, err)
+		}
+		if n, err := s.Backlog(t.Context()); err != nil || n != 1 {
+			t.Fatalf("Backlog = (%d, %v), want 1", n, err)
+		}
+	})
+}
+
+func TestManyPaymentsEachClaimedOnce(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		const n = 20
+		for i := range n {
+			newPayment(t, s, fmt.Sprint("order-", i))
+		}
+		seen := map[string]bool{}
+		for {
+			c, err := s.ClaimDue(t.Context(), time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c == nil {
+				break
+			}
+			if seen[c.ID] {
+				t.Fatalf("payment %s claimed twice under a live lease", c.ID)
+			}
+			seen[c.ID] = true
+		}
+		if len(seen) != n {
+			t.Fatalf("claimed %d payments, want %d", len(seen), n)
+		}
+	})
+}
