@@ -1,4 +1,5 @@
-// Package testenv finds the servers that tests run against. Tests talk to
+// Package testenv finds the servers that tests run against, and makes
+// private ones where a test needs them (a database, a Redis). Tests talk to
 // real Redis and PostgreSQL, found through environment variables with local
 // defaults. A missing server skips the test, unless IDEM_REQUIRE_SERVICES=1
 // (as CI sets): then it fails, so a skipped suite never passes as green.
