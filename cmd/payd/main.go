@@ -1,0 +1,22 @@
+// Command payd is a payment processor that never double-charges and never
+// loses a charge. With no flags it runs everything in one process: the API
+// on 127.0.0.1:8080, the workers, a SQLite file and a provider simulator.
+// Run payd --help for the rest.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "payd:", err)
+		os.Exit(1)
+	}
+}

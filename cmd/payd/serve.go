@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/internal/api"
+	"github.com/idemhq/idem/internal/failpoint"
+	"github.com/idemhq/idem/internal/payments"
+	"github.com/idemhq/idem/internal/provider"
+	"github.com/idemhq/idem/internal/simulator"
+)
+
+// serveConfig is what payd serve is told.
+type serveConfig struct {
+	addr, databaseURL, apiKey, providerURL, simAddr, role, logFormat, failpoints string
+	workers                                                                      int
+	lease, shutdownGrace, providerTimeout, retryBase                             time.Duration
+	migrate                                                                      bool
+	seed                                                                         uint64
+}
+
+func (c *serveConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "where the API listens")
+	fs.StringVar(&c.databaseURL, "database-url", "payd.db", "a SQLite file path, or a postgres:// URL")
+	fs.StringVar(&c.apiKey, "api-key", "", "the dev account's API key (default: a new random key, printed at start)")
+	fs.StringVar(&c.providerURL, "provider-url", "", "the provider's base URL (default: start the built-in simulator)")
+	fs.StringVar(&c.simAddr, "sim-addr", "127.0.0.1:8081", "where the built-in simulator serves its own API, when --provider-url is empty")
+	fs.StringVar(&c.role, "role", "all", "api, worker, or all")
+	fs.IntVar(&c.workers, "workers", payments.DefaultWorkers, "payments one process works on at once")
+	fs.DurationVar(&c.lease, "lease", payments.DefaultLease, "how long a worker's claim on a payment lasts; longer than --provider-timeout")
+	fs.DurationVar(&c.providerTimeout, "provider-timeout", 10*time.Second, "how long one provider call may take")
+	fs.DurationVar(&c.retryBase, "retry-base", payments.DefaultRetryBase, "the first backoff after a retryable provider error; it doubles, with full jitter")
+	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 20*time.Second, "on SIGTERM, how long in-flight provider calls may take to finish")
+	fs.BoolVar(&c.migrate, "migrate", true, "apply the database schema at start (use payd migrate and --migrate=false to do it once, ahead of many replicas)")
+	fs.StringVar(&c.logFormat, "log-format", "auto", "json, text, or auto: json unless stderr is a terminal")
+	fs.StringVar(&c.failpoints, "failpoints", "", "crash testing only: kill the process at named points, e.g. after-claim=0.01,after-send=0.01,after-response=0.01")
+	fs.Uint64Var(&c.seed, "seed", 0, "seed for --failpoints; 0 picks one at random")
+}
+
+func (c *serveConfig) check() error {
+	switch c.role {
+	case "all", "api", "worker":
+	default:
+		return fmt.Errorf("--role must be api, worker or all, not %q", c.role)
+	}
+	if c.workers < 1 {
+		return fmt.Errorf("--workers must be at least 1, not %d", c.workers)
+	}
+	if c.lease <= c.providerTimeout {
+		return fmt.Errorf("--lease (%s) must outlast --provider-timeout (%s): a worker must not lose its claim while the provider is still answering", c.lease, c.providerTimeout)
+	}
+	switch c.logFormat {
+	case "auto", "json", "text":
+	default:
+		return fmt.Errorf("--log-format must be json, text or auto, not %q", c.logFormat)
+	}
+	return nil
+}
+
+func (c *serveConfig) runsAPI() bool    { return c.role != "worker" }
+func (c *serveConfig) runsWorker() bool { return c.role != "api" }
+
+func newLogger(format string, stderr io.Writer) *slog.Logger {
+	if format == "text" || format == "auto" && isTerminal(stderr) {
+		return slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	return slog.New(slog.NewJSONHandler(stderr, nil))
+}
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var cfg serveConfig
+	fs := flag.NewFlagSet("payd serve", flag.ContinueOnError)
+	cfg.flags(fs)
+	if err := parse(fs, "Run the API, the workers, or both, on SQLite or PostgreSQL.", args, getenv, stdout, stderr); err != nil {
+		if errors.Is(err, errHelp) {
+			return nil
+		}
+		return err
+	}
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	log := newLogger(cfg.logFormat, stderr)
+	if cfg.seed == 0 {
+		cfg.seed = rand.Uint64()
+	}
+	fps, err := failpoint.Parse(cfg.failpoints, cfg.seed)
+	if err != nil {
+		return err
+	}
+
+	store, err := payments.Open(ctx, cfg.databaseURL, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if cfg.migrate {
+		if err := store.Migrate(ctx); err != nil {
+			return err
+		}
+	}
+	if err := store.Ready(ctx); err != nil {
+		return fmt.Errorf("database not ready: %w", err)
+	}
+
+	apiKey := cfg.apiKey
+	if apiKey == "" {
+		apiKey = "sk_dev_" + strings.ToLower(crand.Text())
+	}
+	if err := store.EnsureAccount(ctx, "acct_dev", "dev", apiKey); err != nil {
+		return err
+	}
+
+	providerURL := cfg.providerURL
+	if providerURL == "" {
+		sim, err := startSimulator(ctx, cfg.simAddr, simulator.Config{Logger: log})
+		if err != nil {
+			return err
+		}
+		defer sim.stop()
+		providerURL = sim.url
+	}
+	prov, err := provider.NewClient(providerURL, &provider.ClientConfig{
+		Timeout:          cfg.providerTimeout,
+		OnRequestWritten: func() { fps.Hit(failpoint.AfterSend) },
+	})
+	if err != nil {
+		return err
+	}
+
+	engine, err := idem.New(store.IdemStore(), &idem.Config{Namespace: "payd", Logger: log})
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var proc *payments.Processor
+	if cfg.runsWorker() {
+		proc = payments.NewProcessor(store, prov, &payments.ProcessorConfig{
+			Workers:    cfg.workers,
+			Lease:      cfg.lease,
+			RetryBase:  cfg.retryBase,
+			Failpoints: fps,
+			Logger:     log,
+			Metrics:    payments.NewMetrics(reg, store),
+		})
+		proc.Start(ctx)
+	}
+
+	var srv *http.Server
+	if cfg.runsAPI() {
+		handler, err := api.NewServer(api.Config{Store: store, Engine: engine, Processor: proc, Registry: reg, Logger: log})
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", cfg.addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s (set --addr): %w", cfg.addr, err)
+		}
+		srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		printBanner(stdout, ln.Addr().String(), store, providerURL, cfg, apiKey)
+	} else {
+		fmt.Fprintf(stdout, "payd worker running (%d workers, %s, provider %s)\n", cfg.workers, store.Dialect(), providerURL)
+	}
+	log.Info("payd: started", slog.String("role", cfg.role), slog.String("database", store.Dialect()), slog.String("provider", providerURL))
+
+	<-ctx.Done()
+	log.Info("payd: stopping: no new requests or claims; in-flight work finishes", slog.Duration("grace", cfg.shutdownGrace))
+	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownGrace)
+	defer cancel()
+	if srv != nil {
+		srv.Shutdown(stopCtx)
+	}
+	if proc != nil {
+		if err := proc.Stop(stopCtx); err != nil {
+			log.Warn("payd: in-flight work did not finish in time; its leases will expire and another worker completes it", slog.Any("error", err))
+		}
+	}
+	return nil
+}
+
+func printBanner(w io.Writer, addr string, store *payments.Store, providerURL string, cfg serveConfig, apiKey string) {
+	where := store.Dialect()
+	if where == "sqlite" {
+		where = "SQLite " + cfg.databaseURL
+	} else {
+		where = "PostgreSQL"
+	}
+	fmt.Fprintf(w, "payd is ready on http://%s (%s, provider %s, role %s)\n", addr, where, providerURL, cfg.role)
+	fmt.Fprintf(w, "dev API key: %s\n\n", apiKey)
+	fmt.Fprintf(w, "Try it:\n  curl -s http://%s/v1/charges -H 'Authorization: Bearer %s' -H 'Idempotency-Key: order-123-try-1' -H 'Prefer: wait=5' -d '{\"amount\":1999,\"currency\":\"usd\",\"reference\":\"order_123\"}'\n\n", addr, apiKey)
+}
+
+func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("payd migrate", flag.ContinueOnError)
+	databaseURL := fs.String("database-url", "payd.db", "a SQLite file path, or a postgres:// URL")
+	if err := parse(fs, "Apply payd's database schema, including the idempotency store's, and exit.", args, getenv, stdout, stderr); err != nil {
+		if errors.Is(err, errHelp) {
+			return nil
+		}
+		return err
+	}
+	store, err := payments.Open(ctx, *databaseURL, nil)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.Migrate(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "payd: %s schema is up to date\n", store.Dialect())
+	return nil
+}
