@@ -26,6 +26,7 @@ import (
 // in one PostgreSQL database or one SQLite file, so that a payment and the
 // outcome of the request that created it commit together.
 type Store struct {
+	url     string
 	dialect dialect
 	pool    querier
 	idem    idem.Store
@@ -47,10 +48,20 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var (
+		s   *Store
+		err error
+	)
 	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
-		return openPostgres(ctx, url, log)
+		s, err = openPostgres(ctx, url, log)
+	} else {
+		s, err = openSQLite(ctx, url, log)
 	}
-	return openSQLite(ctx, url, log)
+	if err != nil {
+		return nil, err
+	}
+	s.url = url
+	return s, nil
 }
 
 func openPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, error) {

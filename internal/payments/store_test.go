@@ -46,6 +46,12 @@ func openStore(t *testing.T, url string) *Store {
 	return s
 }
 
+// reopen opens another Store on s's database, as another process would.
+func (s *Store) reopen(t *testing.T) *Store {
+	t.Helper()
+	return openStore(t, s.url)
+}
+
 func newPayment(t *testing.T, s *Store, reference string) *Payment {
 	t.Helper()
 	p, err := s.Create(t.Context(), NewPayment{AccountID: "acct_test", Amount: 1999, Currency: "usd", Reference: reference,

@@ -1,0 +1,305 @@
+package payments
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/idemhq/idem/internal/provider"
+	"github.com/idemhq/idem/internal/simulator"
+)
+
+// testSim is the provider simulator behind a real HTTP server, with the
+// arrival time of every charge request recorded.
+type testSim struct {
+	*simulator.Sim
+	url string
+
+	mu       sync.Mutex
+	arrivals []time.Time
+}
+
+func newSim(t *testing.T, faults simulator.Faults) *testSim {
+	t.Helper()
+	s := &testSim{Sim: simulator.New(&simulator.Config{Seed: 1, Faults: faults})}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/charges" {
+			s.mu.Lock()
+			s.arrivals = append(s.arrivals, time.Now())
+			s.mu.Unlock()
+		}
+		s.Sim.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { srv.Close(); s.Sim.Close() })
+	s.url = srv.URL
+	return s
+}
+
+func (s *testSim) chargeRequests() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.arrivals...)
+}
+
+func (s *testSim) client(t *testing.T, timeout time.Duration) provider.Provider {
+	t.Helper()
+	c, err := provider.NewClient(s.url, &provider.ClientConfig{Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// fastConfig makes a processor that polls and backs off in milliseconds.
+func fastConfig() *ProcessorConfig {
+	return &ProcessorConfig{
+		Workers:      2,
+		Lease:        2 * time.Second,
+		PollInterval: 10 * time.Millisecond,
+		RetryBase:    20 * time.Millisecond,
+		RetryMax:     time.Second,
+		UnknownDelay: 50 * time.Millisecond,
+	}
+}
+
+func startProcessor(t *testing.T, s *Store, prov provider.Provider, cfg *ProcessorConfig) *Processor {
+	t.Helper()
+	p := NewProcessor(s, prov, cfg)
+	p.Start(t.Context())
+	t.Cleanup(func() { p.Stop(context.Background()) })
+	return p
+}
+
+// awaitFinal polls the payment until it is final.
+func awaitFinal(t *testing.T, s *Store, id string) *Payment {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		p, err := s.Get(t.Context(), "acct_test", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Final() {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("payment %s still %s after 20s (attempts %d)", id, p.State, p.Attempts)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func chargesFor(sim *testSim, key string) []provider.Charge {
+	var out []provider.Charge
+	for _, c := range sim.Charges() {
+		if c.IdempotencyKey == key {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func TestProcessorCharges(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		sim := newSim(t, simulator.Faults{})
+		startProcessor(t, s, sim.client(t, time.Second), fastConfig())
+		p := awaitFinal(t, s, newPayment(t, s, "order-1").ID)
+		charges := chargesFor(sim, p.ProviderKey)
+		if p.State != StateSucceeded || len(charges) != 1 || p.ProviderChargeID != charges[0].ID || p.Attempts != 1 {
+			t.Fatalf("payment %s (charge %q, %d attempts) with %d provider charges, want succeeded, its one charge, 1 attempt",
+				p.State, p.ProviderChargeID, p.Attempts, len(charges))
+		}
+		if md := charges[0].Metadata; md["payment_id"] != p.ID || md["reference"] != "order-1" {
+			t.Fatalf("charge metadata %v, want the payment id and reference", md)
+		}
+	})
+}
+
+func TestProcessorDecline(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		sim := newSim(t, simulator.Faults{})
+		startProcessor(t, s, sim.client(t, time.Second), fastConfig())
+		created, err := s.Create(t.Context(), NewPayment{AccountID: "acct_test", Amount: 1902, Currency: "usd", Reference: "order-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := awaitFinal(t, s, created.ID)
+		if p.State != StateFailed || p.FailureCode != "card_declined" || p.Attempts != 1 {
+			t.Fatalf("declined payment = %s %q after %d attempts, want failed card_declined after 1", p.State, p.FailureCode, p.Attempts)
+		}
+		if n := len(sim.chargeRequests()); n != 1 {
+			t.Fatalf("provider saw %d charge requests, want 1: a decline is not retried", n)
+		}
+	})
+}
+
+// TestProcessorFlappingProvider: 500s for three attempts, then success:
+// one charge, four attempts, and each wait within its jittered bound.
+func TestProcessorFlappingProvider(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		sim := newSim(t, simulator.Faults{ErrorRate: 1})
+		cfg := fastConfig()
+		startProcessor(t, s, sim.client(t, time.Second), cfg)
+		created := newPayment(t, s, "order-1")
+		for len(sim.chargeRequests()) < 3 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := sim.SetFaults(simulator.Faults{}); err != nil {
+			t.Fatal(err)
+		}
+		p := awaitFinal(t, s, created.ID)
+		if p.State != StateSucceeded || len(chargesFor(sim, p.ProviderKey)) != 1 {
+			t.Fatalf("payment %s with %d charges, want succeeded with 1", p.State, len(chargesFor(sim, p.ProviderKey)))
+		}
+		arrivals := sim.chargeRequests()
+		if p.Attempts != len(arrivals) || len(arrivals) < 4 {
+			t.Fatalf("%d attempts recorded, %d requests seen, want equal and at least 4", p.Attempts, len(arrivals))
+		}
+		// Attempt n+1 comes after a wait in [0, base·2^(n-1)], plus the
+		// round trip and up to 1.5 poll intervals before a worker looks.
+		slack := 3*cfg.PollInterval/2 + 100*time.Millisecond
+		for n := 1; n < len(arrivals); n++ {
+			gap := arrivals[n].Sub(arrivals[n-1])
+			if bound := cfg.RetryBase<<(n-1) + slack; gap > bound {
+				t.Errorf("wait before attempt %d = %s, want at most %s", n+1, gap, bound)
+			}
+		}
+	})
+}
+
+// TestProcessorGhostCharge: the provider charges and drops the response.
+// The outcome is unknown, never failed, and the retry with the same key
+// returns the charge that happened.
+func TestProcessorGhostCharge(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		sim := newSim(t, simulator.Faults{DropAfterChargeRate: 1})
+		startProcessor(t, s, sim.client(t, time.Second), fastConfig())
+		created := newPayment(t, s, "order-1")
+		for len(sim.Charges()) == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		// The first response was lost: the payment must not be failed.
+		for deadline := time.Now().Add(time.Second); ; {
+			p, _ := s.Get(t.Context(), "acct_test", created.ID)
+			if p.State == StateUnknown {
+				break
+			}
+			if p.State == StateFailed || time.Now().After(deadline) {
+				t.Fatalf("payment %s after a lost response, want unknown (shown as %s)", p.State, p.Status())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := sim.SetFaults(simulator.Faults{}); err != nil {
+			t.Fatal(err)
+		}
+		p := awaitFinal(t, s, created.ID)
+		if p.State != StateSucceeded || len(sim.Charges()) != 1 {
+			t.Fatalf("payment %s with %d provider charges, want succeeded with 1", p.State, len(sim.Charges()))
+		}
+	})
+}
+
+// TestProcessorStaleWorker: a worker whose provider call outlives its
+// lease loses the payment to another; the other settles it with the same
+// charge, and the stale worker's outcome is refused.
+func TestProcessorStaleWorker(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		sim := newSim(t, simulator.Faults{HangRate: 1, HangFor: time.Second})
+		created := newPayment(t, s, "order-1")
+
+		reg := prometheus.NewRegistry()
+		staleCfg := fastConfig()
+		staleCfg.Workers, staleCfg.Lease, staleCfg.Metrics = 1, 200*time.Millisecond, NewMetrics(reg, s)
+		startProcessor(t, s, sim.client(t, 5*time.Second), staleCfg) // paused in a call past its lease
+		for len(sim.chargeRequests()) == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := sim.SetFaults(simulator.Faults{}); err != nil {
+			t.Fatal(err)
+		}
+		freshCfg := fastConfig()
+		freshCfg.Workers = 1
+		startProcessor(t, s, sim.client(t, time.Second), freshCfg)
+
+		p := awaitFinal(t, s, created.ID)
+		if p.State != StateSucceeded || len(sim.Charges()) != 1 || p.Fence < 2 {
+			t.Fatalf("payment %s at fence %d with %d charges, want succeeded by a newer claim with 1 charge", p.State, p.Fence, len(sim.Charges()))
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for testutil.ToFloat64(staleCfg.Metrics.leaseLosses) < 1 {
+			if time.Now().After(deadline) {
+				t.Fatal("the stale worker's outcome was never refused")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		after, _ := s.Get(t.Context(), "acct_test", created.ID)
+		if after.State != StateSucceeded || after.Fence != p.Fence {
+			t.Fatalf("after the stale worker answered: %s at fence %d, want unchanged", after.State, after.Fence)
+		}
+	})
+}
+
+// TestProcessorLooksUpBeforeFailing: with the provider down for good,
+// attempts run out and the payment waits on a lookup; it is failed only
+// once the provider confirms it has no charge.
+func TestProcessorLooksUpBeforeFailing(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		sim := newSim(t, simulator.Faults{ErrorRate: 1})
+		cfg := fastConfig()
+		cfg.MaxAttempts = 2
+		startProcessor(t, s, sim.client(t, time.Second), cfg)
+		created := newPayment(t, s, "order-1")
+		time.Sleep(500 * time.Millisecond)
+		p, _ := s.Get(t.Context(), "acct_test", created.ID)
+		if p.Final() {
+			t.Fatalf("payment %s while the provider cannot be asked, want still open", p.State)
+		}
+		if err := sim.SetFaults(simulator.Faults{}); err != nil {
+			t.Fatal(err)
+		}
+		p = awaitFinal(t, s, created.ID)
+		if p.State != StateFailed || p.FailureCode != "provider_unavailable" || len(sim.Charges()) != 0 {
+			t.Fatalf("payment %s %q with %d charges, want failed provider_unavailable and no charge", p.State, p.FailureCode, len(sim.Charges()))
+		}
+	})
+}
+
+// TestTwoReplicasOneBacklog: two processes' processors, each with its own
+// pool, on one database: every payment is charged exactly once.
+func TestTwoReplicasOneBacklog(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		const n = 100
+		var ids []string
+		for i := range n {
+			ids = append(ids, newPayment(t, s, fmt.Sprint("order-", i)).ID)
+		}
+		sim := newSim(t, simulator.Faults{})
+		other := s.reopen(t)
+		startProcessor(t, s, sim.client(t, time.Second), fastConfig())
+		startProcessor(t, other, sim.client(t, time.Second), fastConfig())
+		for _, id := range ids {
+			if p := awaitFinal(t, s, id); p.State != StateSucceeded {
+				t.Fatalf("payment %s %s, want succeeded", id, p.State)
+			}
+		}
+		perKey := map[string]int{}
+		for _, c := range sim.Charges() {
+			perKey[c.IdempotencyKey]++
+		}
+		for key, count := range perKey {
+			if count != 1 {
+				t.Errorf("provider key %s charged %d times", key, count)
+			}
+		}
+		if len(perKey) != n {
+			t.Fatalf("%d provider keys charged, want %d", len(perKey), n)
+		}
+	})
+}
