@@ -70,6 +70,9 @@ type ClientConfig struct {
 //     the caller, to alert on, not to retry. Status tells it apart from a
 //     card decline (402).
 //   - 404 answered to a lookup with error code "not_found": ErrNotFound.
+//     Any other 404 (a wrong base URL) is a refusal, as above.
+//   - A call the Client refuses to send (no idempotency key): KindDeclined,
+//     Code "invalid_request", Status 0.
 //   - No connection was made (refused, unreachable, DNS, TLS, or the call
 //     ran out of time dialing): KindRetryable. Nothing was written, so the
 //     provider cannot have acted.

@@ -60,8 +60,10 @@
 //
 // Every random decision comes from one math/rand/v2 source seeded by
 // Config.Seed, with a fixed number of draws per request and per event, so
-// the same seed and the same sequence of requests give the same faults,
-// decisions and ids. Concurrent requests draw in the order they arrive.
+// the same seed and the same sequence of requests give the same faults and
+// decisions. Concurrent requests draw in the order they arrive. Ids are
+// sequential (ch_000001, re_000001, evt_000001) and unique within one
+// simulator.
 //
 // # Webhooks
 //
