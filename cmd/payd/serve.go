@@ -48,7 +48,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 20*time.Second, "on SIGTERM, how long in-flight provider calls may take to finish")
 	fs.BoolVar(&c.migrate, "migrate", true, "apply the database schema at start (use payd migrate and --migrate=false to do it once, ahead of many replicas)")
 	fs.StringVar(&c.logFormat, "log-format", "auto", "json, text, or auto: json unless stderr is a terminal")
-	fs.StringVar(&c.failpoints, "failpoints", "", "crash testing only: kill the process at named points, e.g. after-claim=0.01,after-send=0.01,after-response=0.01")
+	fs.StringVar(&c.failpoints, "failpoints", "", "crash testing only: kill the process at named points with a probability each, e.g. after-claim=0.01,after-send=0.01 (points: "+strings.Join(failpoint.Points, ", ")+")")
 	fs.Uint64Var(&c.seed, "seed", 0, "seed for --failpoints; 0 picks one at random")
 }
 
@@ -165,7 +165,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	var srv *http.Server
 	if cfg.runsAPI() {
-		handler, err := api.NewServer(api.Config{Store: store, Engine: engine, Processor: proc, Registry: reg, Logger: log})
+		handler, err := api.NewServer(api.Config{Store: store, Engine: engine, Processor: proc, Registry: reg, Logger: log, Failpoints: fps})
 		if err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/idemhq/idem/internal/failpoint"
 	"github.com/idemhq/idem/internal/payments"
 )
 
@@ -183,6 +184,7 @@ func (s *server) createCharge() http.Handler {
 			internalError(w)
 			return
 		}
+		s.fps.Hit(failpoint.InAccept)
 		w.Header().Set("Location", "/v1/charges/"+p.ID)
 		encode(w, http.StatusAccepted, p.Charge())
 	})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/idemhttp"
+	"github.com/idemhq/idem/internal/failpoint"
 	"github.com/idemhq/idem/internal/payments"
 )
 
@@ -34,6 +35,8 @@ type Config struct {
 	// IdempotencyWait is how long a request waits for another request with
 	// the same Idempotency-Key to finish before answering 409. Default 10s.
 	IdempotencyWait time.Duration
+	// Failpoints, if set, kill the process around the accept (crash tests).
+	Failpoints *failpoint.Set
 }
 
 type server struct {
@@ -44,6 +47,7 @@ type server struct {
 	maxWait   time.Duration
 	idemWait  time.Duration
 	metrics   metrics
+	fps       *failpoint.Set
 
 	idempotent func(http.Handler) http.Handler
 }
@@ -61,6 +65,7 @@ func NewServer(cfg Config) (http.Handler, error) {
 		maxWait:   cfg.MaxPreferWait,
 		idemWait:  cfg.IdempotencyWait,
 		metrics:   newMetrics(cfg.Registry),
+		fps:       cfg.Failpoints,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

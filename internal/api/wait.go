@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idemhq/idem/internal/failpoint"
 	"github.com/idemhq/idem/internal/payments"
 )
 
@@ -24,6 +25,9 @@ func (s *server) preferWait(next http.Handler) http.Handler {
 		wait, ok := preferredWait(r.Header.Values("Prefer"))
 		rec := &captured{header: http.Header{}}
 		next.ServeHTTP(rec, r)
+		if rec.status == http.StatusAccepted {
+			s.fps.Hit(failpoint.AfterAccept)
+		}
 		switch {
 		case rec.header.Get("Idempotent-Replayed") == "true":
 			s.metrics.replays.Inc()

@@ -19,15 +19,17 @@ import (
 	"syscall"
 )
 
-// The points payd's processor hits.
+// The points payd hits.
 const (
+	InAccept      = "in-accept"      // the payment is written, its transaction not committed
+	AfterAccept   = "after-accept"   // the payment is committed, the client not yet answered
 	AfterClaim    = "after-claim"    // the claim is committed, the provider not yet called
 	AfterSend     = "after-send"     // the provider request is written, no response read
 	AfterResponse = "after-response" // the provider answered, the outcome is not recorded
 )
 
 // Points lists every point, for validation and help text.
-var Points = []string{AfterClaim, AfterSend, AfterResponse}
+var Points = []string{InAccept, AfterAccept, AfterClaim, AfterSend, AfterResponse}
 
 // Set is a set of armed points. The zero value and nil are disabled.
 type Set struct {

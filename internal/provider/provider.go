@@ -6,7 +6,7 @@
 // ways, and the caller must treat each differently:
 //
 //   - success: the provider has the charge (or refund);
-//   - ErrDeclined (a *Error of KindDeclined): final, not retried, never
+//   - a *Error of KindDeclined: final, not retried, never
 //     charged;
 //   - KindRetryable: the provider did not act (a 5xx or 429 it answered, or
 //     a connection refused before the request was sent); retry with backoff
