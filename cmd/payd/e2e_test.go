@@ -495,3 +495,26 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestSIGTERMLetsInFlightWorkFinish stops payd while a provider call is in
+// flight: the call finishes, its outcome is recorded, and payd exits 0.
+func TestSIGTERMLetsInFlightWorkFinish(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "payd.db")
+	sim, simURL := newSim(t, simulator.Faults{LatencyMin: 500 * time.Millisecond, LatencyMax: 500 * time.Millisecond})
+	p := startPayd(t, paydArgs(db, simURL)...)
+	r, err := postCharge(http.DefaultClient, p.url, "stop-1", orderBody, 0)
+	if err != nil || r.status != http.StatusAccepted {
+		t.Fatalf("accept = %v %d", err, r.status)
+	}
+	for sim.Stats().Requests == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.wait(); err != nil {
+		t.Fatalf("payd exited with %v after SIGTERM, want 0:\n%s", err, p.logs)
+	}
+	got, err := openStore(t, db).Get(t.Context(), "acct_dev", r.charge.ID)
+	if err != nil || got.State != payments.StateSucceeded || len(sim.Charges()) != 1 {
+		t.Fatalf("after a clean stop: %v %+v with %d charges, want succeeded with 1", err, got, len(sim.Charges()))
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/idemhq/idem/internal/payments"
 )
@@ -37,7 +39,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			fail(w, http.StatusUnauthorized, "unauthenticated", "", "send your API key as Authorization: Bearer <key>")
 			return
 		}
-		account, err := s.store.AccountByKey(r.Context(), key)
+		account, err := s.accounts.lookup(r.Context(), key, s.store.AccountByKey)
 		switch {
 		case errors.Is(err, payments.ErrNotFound):
 			w.Header().Set("WWW-Authenticate", `Bearer realm="payd", error="invalid_token"`)
@@ -51,4 +53,43 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), accountKey{}, account)))
 	})
+}
+
+// accountCache remembers which account an API key belongs to for a few
+// seconds, sparing the database a query per request. A key removed from
+// the database keeps working until its entry expires.
+type accountCache struct {
+	mu      sync.Mutex
+	entries map[string]cachedAccount
+}
+
+type cachedAccount struct {
+	id      string
+	expires time.Time
+}
+
+const (
+	accountTTL       = 5 * time.Second
+	maxCachedAccount = 10_000
+)
+
+func (c *accountCache) lookup(ctx context.Context, key string, find func(context.Context, string) (string, error)) (string, error) {
+	now := time.Now()
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	c.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.id, nil
+	}
+	id, err := find(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) >= maxCachedAccount {
+		c.entries = make(map[string]cachedAccount) // crude, and enough: keys are few
+	}
+	c.entries[key] = cachedAccount{id: id, expires: now.Add(accountTTL)}
+	return id, nil
 }

@@ -61,6 +61,9 @@ func parseCharge(body []byte) (*chargeRequest, error) {
 	if err := dec.Decode(&req); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
+			if strings.HasPrefix(typeErr.Field, "metadata") {
+				return nil, &invalid{"metadata", "invalid_type", "metadata must be an object whose values are strings"}
+			}
 			return nil, &invalid{typeErr.Field, "invalid_type", fmt.Sprintf("%s must be a %s", typeErr.Field, jsonKind(typeErr.Type.String()))}
 		}
 		if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
@@ -103,8 +106,6 @@ func jsonKind(goType string) string {
 	switch {
 	case strings.Contains(goType, "int"):
 		return "whole number"
-	case strings.Contains(goType, "map"):
-		return "object of strings"
 	}
 	return "string"
 }

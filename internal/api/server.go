@@ -48,6 +48,7 @@ type server struct {
 	idemWait  time.Duration
 	metrics   metrics
 	fps       *failpoint.Set
+	accounts  accountCache
 
 	idempotent func(http.Handler) http.Handler
 }

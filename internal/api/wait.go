@@ -82,36 +82,39 @@ func preferredWait(values []string) (time.Duration, bool) {
 }
 
 // awaitFinal returns the payment once it is final, or as it is when wait
-// has passed or the client has gone. A settlement in this process wakes it
-// at once; one elsewhere is seen within a poll.
+// has passed or the client has gone. A settlement by this process's
+// workers wakes it at once; one by another process is seen within a poll.
 func (s *server) awaitFinal(r *http.Request, id string, wait time.Duration) (*payments.Payment, error) {
 	ctx := r.Context()
+	var settled <-chan struct{}
+	if s.processor != nil {
+		ch, done := s.processor.AwaitSettled(id)
+		defer done()
+		settled = ch
+	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
-	const poll = 50 * time.Millisecond
+	poll := time.NewTicker(pollFinal)
+	defer poll.Stop()
 	for {
-		var settled <-chan struct{}
-		if s.processor != nil {
-			settled = s.processor.Settled()
-		}
 		p, err := s.store.Get(ctx, accountFrom(ctx), id)
 		if err != nil || p.Final() {
 			return p, err
 		}
-		t := time.NewTimer(poll)
 		select {
 		case <-settled:
-		case <-t.C:
+		case <-poll.C:
 		case <-deadline.C:
-			t.Stop()
 			return s.store.Get(ctx, accountFrom(ctx), id)
 		case <-ctx.Done():
-			t.Stop()
 			return p, nil
 		}
-		t.Stop()
 	}
 }
+
+// pollFinal is how often a waiting request reads a payment another process
+// may settle.
+const pollFinal = 100 * time.Millisecond
 
 // captured is a response held back so preferWait can decide what to send.
 type captured struct {

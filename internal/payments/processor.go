@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/idemhq/idem/internal/failpoint"
+	"github.com/idemhq/idem/internal/waitlist"
 	"github.com/idemhq/idem/internal/provider"
 )
 
@@ -91,7 +92,7 @@ type Processor struct {
 	cfg      ProcessorConfig
 
 	wake    chan struct{}
-	settled settledSignal
+	settled waitlist.List // by payment id: callers waiting for a final outcome
 
 	stopClaims context.CancelFunc // ends the claim loops
 	stopWork   context.CancelFunc // ends in-flight work, last resort
@@ -148,9 +149,13 @@ func (p *Processor) Notify() {
 	}
 }
 
-// Settled returns a channel closed the next time this process records a
-// final outcome, for callers waiting on a payment.
-func (p *Processor) Settled() <-chan struct{} { return p.settled.wait() }
+// AwaitSettled registers a wait for payment id: the channel receives when
+// this process records the payment's final outcome. Call the returned
+// function when done waiting.
+func (p *Processor) AwaitSettled(id string) (<-chan struct{}, func()) {
+	ch := p.settled.Add(id)
+	return ch, func() { p.settled.Remove(id, ch) }
+}
 
 func (p *Processor) work(claimCtx, workCtx context.Context) {
 	defer p.done.Done()
@@ -257,7 +262,7 @@ func (p *Processor) settle(ctx context.Context, c *Claim, o Outcome, log *slog.L
 		log.Warn("payd: recording the outcome failed; the lease will expire and the same provider key is tried again", slog.Any("error", err))
 	case o.State == StateSucceeded || o.State == StateFailed:
 		p.cfg.Metrics.settledAs(o.State)
-		p.settled.broadcast()
+		p.settled.Wake(c.ID)
 		log.Info("payd: payment settled", slog.String("state", o.State), slog.Int("attempts", c.Attempts))
 	}
 }
@@ -270,28 +275,4 @@ func backoff(n int, base, ceiling time.Duration) time.Duration {
 		d = base << (n - 1)
 	}
 	return rand.N(d + 1)
-}
-
-// settledSignal lets callers wait for the next final outcome.
-type settledSignal struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (s *settledSignal) wait() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ch == nil {
-		s.ch = make(chan struct{})
-	}
-	return s.ch
-}
-
-func (s *settledSignal) broadcast() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ch != nil {
-		close(s.ch)
-		s.ch = nil
-	}
 }

@@ -22,6 +22,10 @@ import (
 	"github.com/idemhq/idem/sqlitestore"
 )
 
+// defaultMaxConns is the PostgreSQL pool's size unless the URL sets
+// pool_max_conns.
+const defaultMaxConns = 32
+
 // Store is payd's database: accounts, payments and the idempotency records,
 // in one PostgreSQL database or one SQLite file, so that a payment and the
 // outcome of the request that created it commit together.
@@ -68,6 +72,11 @@ func openPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, er
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("payments: database URL: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgxpool's default (4 on a small machine) starves the API and the
+		// workers of each other; pool_max_conns in the URL overrides this.
+		cfg.MaxConns = defaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
