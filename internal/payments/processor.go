@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/idemhq/idem/internal/failpoint"
-	"github.com/idemhq/idem/internal/waitlist"
 	"github.com/idemhq/idem/internal/provider"
+	"github.com/idemhq/idem/internal/waitlist"
 )
 
 // Defaults for ProcessorConfig.
