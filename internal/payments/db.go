@@ -146,16 +146,6 @@ type sqlRows struct{ *sql.Rows }
 
 func (r sqlRows) Close() { r.Rows.Close() }
 
-// uniqueViolation reports whether err is a unique-constraint violation in
-// either database.
-func uniqueViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code == "23505"
-	}
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
-}
-
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -266,5 +265,3 @@ func (s *Store) querierFor(ctx context.Context) querier {
 	}
 	return s.pool
 }
-
-var errTxEnded = errors.New("payments: transaction already ended")
