@@ -24,8 +24,8 @@ func NewMetrics(reg prometheus.Registerer, store *Store) *Metrics {
 	m := &Metrics{
 		providerCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "payd_provider_calls_total",
-			Help: "Provider charge calls, by result: succeeded, declined, retryable or unknown.",
-		}, []string{"result"}),
+			Help: "Provider calls, by what they were for (payment or refund) and result: succeeded, failed, declined, retryable or unknown.",
+		}, []string{"kind", "result"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "payd_retries_total",
 			Help: "Payments scheduled for another attempt after a retryable provider error.",
@@ -39,13 +39,13 @@ func NewMetrics(reg prometheus.Registerer, store *Store) *Metrics {
 			Help: "Outcomes refused because a newer claim held the payment.",
 		}),
 		settled: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "payd_payments_settled_total",
-			Help: "Payments that reached a final state, by state.",
-		}, []string{"state"}),
+			Name: "payd_settled_total",
+			Help: "Payments and refunds that reached a final state, by kind (payment or refund) and state.",
+		}, []string{"kind", "state"}),
 	}
 	backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "payd_queue_depth",
-		Help: "Payments not yet final: pending, processing, retrying or unknown.",
+		Help: "Payments and refunds not yet final: pending, processing, retrying or unknown.",
 	}, func() float64 {
 		n, err := store.Backlog(context.Background())
 		if err != nil {
@@ -57,15 +57,15 @@ func NewMetrics(reg prometheus.Registerer, store *Store) *Metrics {
 	return m
 }
 
-func (m *Metrics) providerCall(kind provider.Kind, status string) {
+func (m *Metrics) providerCall(task string, kind provider.Kind, state string) {
 	if m == nil {
 		return
 	}
 	result := kind.String()
 	if kind == 0 {
-		result = status
+		result = state
 	}
-	m.providerCalls.WithLabelValues(result).Inc()
+	m.providerCalls.WithLabelValues(task, result).Inc()
 }
 
 func (m *Metrics) retry() {
@@ -86,8 +86,8 @@ func (m *Metrics) leaseLost() {
 	}
 }
 
-func (m *Metrics) settledAs(state string) {
+func (m *Metrics) settledAs(task, state string) {
 	if m != nil {
-		m.settled.WithLabelValues(state).Inc()
+		m.settled.WithLabelValues(task, state).Inc()
 	}
 }

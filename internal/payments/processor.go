@@ -160,16 +160,29 @@ func (p *Processor) AwaitSettled(id string) (<-chan struct{}, func()) {
 func (p *Processor) work(claimCtx, workCtx context.Context) {
 	defer p.done.Done()
 	for claimCtx.Err() == nil {
-		c, err := p.store.ClaimDue(claimCtx, p.cfg.Lease)
+		t, err := p.claim(claimCtx)
 		if err != nil && claimCtx.Err() == nil {
-			p.cfg.Logger.Warn("payd: claiming a due payment failed; retrying", slog.Any("error", err))
+			p.cfg.Logger.Warn("payd: claiming due work failed; retrying", slog.Any("error", err))
 		}
-		if c == nil {
+		if t == nil {
 			p.idle(claimCtx)
 			continue
 		}
-		p.process(workCtx, c)
+		p.process(workCtx, t)
 	}
+}
+
+// claim claims a due payment or, if none is due, a due refund.
+func (p *Processor) claim(ctx context.Context) (*task, error) {
+	c, err := p.store.ClaimDue(ctx, p.cfg.Lease)
+	if c != nil || err != nil {
+		return p.paymentTask(c), err
+	}
+	rc, err := p.store.ClaimDueRefund(ctx, p.cfg.Lease)
+	if rc != nil {
+		return p.refundTask(rc), err
+	}
+	return nil, err
 }
 
 func (p *Processor) idle(ctx context.Context) {
@@ -182,88 +195,161 @@ func (p *Processor) idle(ctx context.Context) {
 	}
 }
 
-// process works one claimed payment to its next state.
-func (p *Processor) process(ctx context.Context, c *Claim) {
-	m, log := p.cfg.Metrics, p.cfg.Logger.With(slog.String("payment", c.ID), slog.Int64("fence", c.Fence))
-	if c.From == StateProcessing {
+// task is a claimed payment or refund, as the processor drives it: the
+// same discipline for both, with their own provider calls.
+type task struct {
+	kind, id string // kind is "payment" or "refund"
+	fence    int64
+	attempts int
+	from     string        // the state it was claimed from
+	age      time.Duration // since it was accepted
+	// call sends the provider request under the task's provider key. An
+	// answer, success or decline, is an Outcome; anything else an error.
+	call func(ctx context.Context) (Outcome, error)
+	// lookup asks the provider what the task's key did: provider.ErrNotFound
+	// if it has nothing under the key.
+	lookup func(ctx context.Context) (Outcome, error)
+	settle func(ctx context.Context, o Outcome) error
+	// settled runs once the task's final outcome is recorded.
+	settled func()
+}
+
+func (p *Processor) paymentTask(c *Claim) *task {
+	if c == nil {
+		return nil
+	}
+	return &task{
+		kind: "payment", id: c.ID, fence: c.Fence, attempts: c.Attempts, from: c.From, age: c.Age,
+		call: func(ctx context.Context) (Outcome, error) {
+			ch, err := p.provider.Charge(ctx, provider.ChargeRequest{
+				IdempotencyKey: c.ProviderKey,
+				Amount:         c.Amount,
+				Currency:       c.Currency,
+				Metadata:       map[string]string{"payment_id": c.ID, "reference": c.Reference},
+			})
+			return chargeOutcome(ch), err
+		},
+		lookup: func(ctx context.Context) (Outcome, error) {
+			ch, err := p.provider.ChargeByKey(ctx, c.ProviderKey)
+			return chargeOutcome(ch), err
+		},
+		settle:  func(ctx context.Context, o Outcome) error { return p.store.Settle(ctx, c, o) },
+		settled: func() { p.settled.Wake(c.ID) },
+	}
+}
+
+func (p *Processor) refundTask(c *RefundClaim) *task {
+	return &task{
+		kind: "refund", id: c.ID, fence: c.Fence, attempts: c.Attempts, from: c.From, age: c.Age,
+		call: func(ctx context.Context) (Outcome, error) {
+			r, err := p.provider.Refund(ctx, provider.RefundRequest{IdempotencyKey: c.ProviderKey, ChargeID: c.ChargeID, Amount: c.Amount})
+			return refundOutcome(r), err
+		},
+		lookup: func(ctx context.Context) (Outcome, error) {
+			r, err := p.provider.RefundByKey(ctx, c.ProviderKey)
+			return refundOutcome(r), err
+		},
+		settle:  func(ctx context.Context, o Outcome) error { return p.store.SettleRefund(ctx, c, o) },
+		settled: func() {},
+	}
+}
+
+// process works one claimed task to its next state.
+func (p *Processor) process(ctx context.Context, t *task) {
+	m, log := p.cfg.Metrics, p.cfg.Logger.With(slog.String(t.kind, t.id), slog.Int64("fence", t.fence))
+	if t.from == StateProcessing {
 		m.sweep()
-		log.Info("payd: re-driving a payment whose worker lost its lease")
+		log.Info("payd: re-driving work whose worker lost its lease")
 	}
 	p.cfg.Failpoints.Hit(failpoint.AfterClaim)
 
-	// Past the provider's key window a second request could charge again:
+	// Past the provider's key window a second request could act again:
 	// from then on, and once attempts run out, only a lookup may settle.
-	if c.Age > p.cfg.KeyWindow-time.Hour || c.Attempts > p.cfg.MaxAttempts {
-		p.settle(ctx, c, p.lookup(ctx, c), log)
-		return
+	// An unknown outcome is looked up first too: the provider knows it.
+	exhausted := t.age > p.cfg.KeyWindow-time.Hour || t.attempts > p.cfg.MaxAttempts
+	if exhausted || t.from == StateUnknown {
+		o, err := t.lookup(ctx)
+		if err == nil || !errors.Is(err, provider.ErrNotFound) || exhausted {
+			p.settle(ctx, t, p.lookedUp(t, o, err), log)
+			return
+		}
+		// The provider has nothing under the key: it never acted, so the
+		// request is sent again, with the same key.
 	}
-	ch, err := p.provider.Charge(ctx, provider.ChargeRequest{
-		IdempotencyKey: c.ProviderKey,
-		Amount:         c.Amount,
-		Currency:       c.Currency,
-		Metadata:       map[string]string{"payment_id": c.ID, "reference": c.Reference},
-	})
+	o, err := t.call(ctx)
 	p.cfg.Failpoints.Hit(failpoint.AfterResponse)
 	kind := provider.KindOf(err)
-	m.providerCall(kind, ch.Status)
-	var o Outcome
+	m.providerCall(t.kind, kind, o.State)
 	switch kind {
 	case 0:
-		o = chargeOutcome(ch)
 	case provider.KindDeclined:
 		pe, _ := errors.AsType[*provider.Error](err)
-		o = Outcome{State: StateFailed, FailureCode: pe.Code, FailureMessage: pe.Message}
+		o = Outcome{State: StateFailed, ProviderID: o.ProviderID, FailureCode: pe.Code, FailureMessage: pe.Message}
 	case provider.KindRetryable:
-		if c.Attempts >= p.cfg.MaxAttempts {
-			o = p.lookup(ctx, c)
+		if t.attempts >= p.cfg.MaxAttempts {
+			lo, lerr := t.lookup(ctx)
+			o = p.lookedUp(t, lo, lerr)
 			break
 		}
 		m.retry()
-		o = Outcome{State: StateRetryScheduled, Due: backoff(c.Attempts, p.cfg.RetryBase, p.cfg.RetryMax)}
-		log.Info("payd: provider call failed and will be retried", slog.Int("attempt", c.Attempts), slog.Duration("in", o.Due), slog.Any("error", err))
-	default: // unknown: the provider may have charged
+		o = Outcome{State: StateRetryScheduled, Due: backoff(t.attempts, p.cfg.RetryBase, p.cfg.RetryMax)}
+		log.Info("payd: provider call failed and will be retried", slog.Int("attempt", t.attempts), slog.Duration("in", o.Due), slog.Any("error", err))
+	default: // unknown: the provider may have acted
 		o = Outcome{State: StateUnknown, Due: p.cfg.UnknownDelay}
-		log.Warn("payd: provider outcome unknown; retrying with the same provider key", slog.Any("error", err))
+		log.Warn("payd: provider outcome unknown; it will be looked up, and the request sent again with the same key only if the provider has nothing", slog.Any("error", err))
 	}
-	p.settle(ctx, c, o, log)
+	p.settle(ctx, t, o, log)
 }
 
 // chargeOutcome is the outcome of a charge the provider answered with.
 func chargeOutcome(ch provider.Charge) Outcome {
-	if ch.Status == provider.StatusSucceeded {
-		return Outcome{State: StateSucceeded, ProviderChargeID: ch.ID}
+	switch ch.Status {
+	case provider.StatusSucceeded:
+		return Outcome{State: StateSucceeded, ProviderID: ch.ID}
+	case provider.StatusFailed:
+		return Outcome{State: StateFailed, ProviderID: ch.ID, FailureCode: ch.DeclineCode, FailureMessage: "declined by the provider"}
 	}
-	return Outcome{State: StateFailed, ProviderChargeID: ch.ID, FailureCode: ch.DeclineCode, FailureMessage: "declined by the provider"}
+	return Outcome{}
 }
 
-// lookup settles a payment by asking the provider what its key did. A
-// payment is failed only when the provider confirms it has no charge for
-// the key; when the lookup itself fails, the payment stays unknown.
-func (p *Processor) lookup(ctx context.Context, c *Claim) Outcome {
-	ch, err := p.provider.ChargeByKey(ctx, c.ProviderKey)
+// refundOutcome is the outcome of a refund the provider answered with.
+func refundOutcome(r provider.Refund) Outcome {
+	switch r.Status {
+	case provider.StatusSucceeded:
+		return Outcome{State: StateSucceeded, ProviderID: r.ID}
+	case provider.StatusFailed:
+		return Outcome{State: StateFailed, ProviderID: r.ID, FailureCode: "refund_failed", FailureMessage: "the provider failed the refund"}
+	}
+	return Outcome{}
+}
+
+// lookedUp is the outcome of a lookup of t's key that is meant to settle
+// it. It is failed only when the provider confirms it has nothing for the
+// key; when the lookup itself fails, it stays unknown.
+func (p *Processor) lookedUp(t *task, o Outcome, err error) Outcome {
 	switch {
 	case err == nil:
-		return chargeOutcome(ch)
+		return o
 	case errors.Is(err, provider.ErrNotFound):
 		return Outcome{State: StateFailed, FailureCode: "provider_unavailable",
-			FailureMessage: "the provider could not be reached in time and confirms it has no charge"}
+			FailureMessage: "the provider could not be reached in time and confirms it has nothing under the key"}
 	}
-	p.cfg.Logger.Warn("payd: provider lookup failed; the outcome stays unknown", slog.String("payment", c.ID), slog.Any("error", err))
+	p.cfg.Logger.Warn("payd: provider lookup failed; the outcome stays unknown", slog.String(t.kind, t.id), slog.Any("error", err))
 	return Outcome{State: StateUnknown, Due: p.cfg.UnknownDelay}
 }
 
-func (p *Processor) settle(ctx context.Context, c *Claim, o Outcome, log *slog.Logger) {
-	err := p.store.Settle(ctx, c, o)
+func (p *Processor) settle(ctx context.Context, t *task, o Outcome, log *slog.Logger) {
+	err := t.settle(ctx, o)
 	switch {
 	case errors.Is(err, ErrFenced):
 		p.cfg.Metrics.leaseLost()
-		log.Warn("payd: lease lost while the provider was called; the newer claim decides the payment")
+		log.Warn("payd: outcome refused: a newer claim, a webhook or reconciliation settled it meanwhile")
 	case err != nil:
 		log.Warn("payd: recording the outcome failed; the lease will expire and the same provider key is tried again", slog.Any("error", err))
-	case o.State == StateSucceeded || o.State == StateFailed:
-		p.cfg.Metrics.settledAs(o.State)
-		p.settled.Wake(c.ID)
-		log.Info("payd: payment settled", slog.String("state", o.State), slog.Int("attempts", c.Attempts))
+	case o.final():
+		p.cfg.Metrics.settledAs(t.kind, o.State)
+		t.settled()
+		log.Info("payd: settled", slog.String("state", o.State), slog.Int("attempts", t.attempts))
 	}
 }
 

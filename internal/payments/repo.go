@@ -11,9 +11,59 @@ import (
 
 // statements are payd's SQL for one dialect.
 type statements struct {
-	upsertAccount, accountByKey                string
-	insertPayment, getPayment, listByReference string
-	claimDue, settle, countDue                 string
+	upsertAccount, accountByKey                     string
+	insertPayment, getPayment, listByReference      string
+	claimDue, settle, settleByKey, countDue         string
+	reserveRefund, insertRefund, refundsOf          string
+	claimDueRefund, settleRefund, settleRefundByKey string
+	releaseRefund                                   string
+	insertTxn, insertEntry, addBalance, balances    string
+	audit, auditOf                                  string
+}
+
+const refundColumns = `id, payment_id, account_id, amount, currency, charge_id, state, fence, attempts, provider_key,
+	coalesce(provider_refund_id, ''), coalesce(failure_code, ''), coalesce(failure_message, ''), created_at, updated_at`
+
+// claimSQL claims the row of table due first: pending, retrying or unknown
+// and due, or processing under an expired lease. The fence grows, and the
+// lease is $1 ms from now by the database's clock. It returns columns, the
+// state claimed from and the row's age.
+func claimSQL(d dialect, table, columns string) string {
+	return d.sql(`
+UPDATE ` + table + ` SET
+	claimed_from = state, state = 'processing', fence = fence + 1, attempts = attempts + 1,
+	lease_until = {{now}} + $1, next_attempt_at = {{now}} + $1, updated_at = {{now}}
+WHERE id = (
+	SELECT id FROM ` + table + `
+	WHERE state IN ('pending', 'processing', 'retry_scheduled', 'unknown') AND next_attempt_at <= {{now}}
+	ORDER BY next_attempt_at
+	LIMIT 1{{skip_locked}})
+RETURNING ` + columns + `, claimed_from, {{now}} - created_at`)
+}
+
+// settleSQL records a worker's outcome for a row of table if the fence is
+// still the caller's: $1 id, $2 fence, $3 state, $4 provider id, $5 and $6
+// failure, $7 ms until due again (for retry_scheduled and unknown).
+func settleSQL(d dialect, table, providerID, returning string) string {
+	return d.sql(`
+UPDATE ` + table + ` SET
+	state = $3, ` + providerID + ` = coalesce($4, ` + providerID + `), failure_code = $5, failure_message = $6,
+	lease_until = NULL, next_attempt_at = {{now}} + $7, updated_at = {{now}}
+WHERE id = $1 AND fence = $2 AND state = 'processing'
+RETURNING ` + returning)
+}
+
+// settleByKeySQL records a final outcome, found by a webhook or
+// reconciliation, for the row of table with provider key $1 unless it is
+// final already, and bumps the fence so the worker holding it is refused:
+// $2 state, $3 provider id, $4 and $5 failure.
+func settleByKeySQL(d dialect, table, providerID, returning string) string {
+	return d.sql(`
+UPDATE ` + table + ` SET
+	state = $2, ` + providerID + ` = coalesce($3, ` + providerID + `), failure_code = $4, failure_message = $5,
+	fence = fence + 1, lease_until = NULL, next_attempt_at = {{now}}, updated_at = {{now}}
+WHERE provider_key = $1 AND state NOT IN ('succeeded', 'failed')
+RETURNING ` + returning)
 }
 
 const paymentColumns = `id, account_id, amount, currency, reference, description, metadata, state, fence, attempts,
@@ -39,30 +89,49 @@ WHERE account_id = $1 AND reference = $2 AND (created_at, id) > ($3, $4)
 ORDER BY created_at, id
 LIMIT $5`),
 
-		// claimDue takes the payment due first: pending, retrying or unknown
-		// and due, or processing under an expired lease. The fence grows,
-		// and the lease is $1 ms from now by the database's clock.
-		claimDue: d.sql(`
-UPDATE payments SET
-	claimed_from = state, state = 'processing', fence = fence + 1, attempts = attempts + 1,
-	lease_until = {{now}} + $1, next_attempt_at = {{now}} + $1, updated_at = {{now}}
-WHERE id = (
-	SELECT id FROM payments
-	WHERE state IN ('pending', 'processing', 'retry_scheduled', 'unknown') AND next_attempt_at <= {{now}}
-	ORDER BY next_attempt_at
-	LIMIT 1{{skip_locked}})
-RETURNING ` + paymentColumns + `, claimed_from, {{now}} - created_at`),
+		claimDue:    claimSQL(d, "payments", paymentColumns),
+		settle:      settleSQL(d, "payments", "provider_charge_id", "account_id, amount, currency"),
+		settleByKey: settleByKeySQL(d, "payments", "provider_charge_id", "id, account_id, amount, currency"),
 
-		// settle records an outcome if the fence is still the caller's: $3
-		// state, $4 provider charge, $5 and $6 failure, $7 ms until due
-		// again (for retry_scheduled and unknown).
-		settle: d.sql(`
-UPDATE payments SET
-	state = $3, provider_charge_id = coalesce($4, provider_charge_id), failure_code = $5, failure_message = $6,
-	lease_until = NULL, next_attempt_at = {{now}} + $7, updated_at = {{now}}
-WHERE id = $1 AND fence = $2 AND state = 'processing'`),
+		countDue: d.sql(`
+SELECT (SELECT count(*) FROM payments WHERE state IN ('pending', 'processing', 'retry_scheduled', 'unknown'))
+	+ (SELECT count(*) FROM refunds WHERE state IN ('pending', 'processing', 'retry_scheduled', 'unknown'))`),
 
-		countDue: d.sql(`SELECT count(*) FROM payments WHERE state IN ('pending', 'processing', 'retry_scheduled', 'unknown')`),
+		// reserveRefund takes $3 from what is left to refund of a succeeded
+		// payment, atomically: the row's lock makes concurrent refunds
+		// queue, and each sees the amount the last one left.
+		reserveRefund: d.sql(`
+UPDATE payments SET amount_refunded = amount_refunded + $3, updated_at = {{now}}
+WHERE id = $1 AND account_id = $2 AND state = 'succeeded' AND amount_refunded + $3 <= amount
+RETURNING currency, coalesce(provider_charge_id, '')`),
+		insertRefund: d.sql(`
+INSERT INTO refunds (id, payment_id, account_id, amount, currency, charge_id, state, next_attempt_at, provider_key, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, 'pending', {{now}}, $7, {{now}}, {{now}})
+RETURNING ` + refundColumns),
+		refundsOf:         d.sql(`SELECT ` + refundColumns + ` FROM refunds WHERE payment_id = $1 ORDER BY created_at, id`),
+		claimDueRefund:    claimSQL(d, "refunds", refundColumns),
+		settleRefund:      settleSQL(d, "refunds", "provider_refund_id", "payment_id, account_id, amount, currency"),
+		settleRefundByKey: settleByKeySQL(d, "refunds", "provider_refund_id", "id, payment_id, account_id, amount, currency"),
+		releaseRefund:     d.sql(`UPDATE payments SET amount_refunded = amount_refunded - $2, updated_at = {{now}} WHERE id = $1`),
+
+		insertTxn: d.sql(`
+INSERT INTO ledger_transactions (id, kind, ref, created_at) VALUES ($1, $2, $3, {{now}})
+ON CONFLICT (kind, ref) DO NOTHING
+RETURNING id`),
+		insertEntry: d.sql(`INSERT INTO ledger_entries (txn_id, line, account, currency, amount, created_at) VALUES ($1, $2, $3, $4, $5, {{now}})`),
+		addBalance: d.sql(`
+INSERT INTO ledger_balances (account, currency, balance) VALUES ($1, $2, $3)
+ON CONFLICT (account, currency) DO UPDATE SET balance = ledger_balances.balance + excluded.balance`),
+		// balances are credit balances, shown as positive amounts.
+		balances: d.sql(`
+SELECT currency,
+	CAST(-coalesce(sum(CASE WHEN account = $1 THEN balance END), 0) AS bigint),
+	CAST(-coalesce(sum(CASE WHEN account = $2 THEN balance END), 0) AS bigint)
+FROM ledger_balances WHERE account IN ($1, $2)
+GROUP BY currency ORDER BY currency`),
+
+		audit:   d.sql(`INSERT INTO audit_log (id, at, actor, action, payment_id, detail) VALUES ($1, {{now}}, $2, $3, $4, $5)`),
+		auditOf: d.sql(`SELECT id, at, actor, action, payment_id, detail FROM audit_log WHERE payment_id = $1 ORDER BY at, id`),
 	}
 }
 
@@ -197,43 +266,4 @@ func (s *Store) ClaimDue(ctx context.Context, lease time.Duration) (*Claim, erro
 		return nil, wrap("claim a due payment", err)
 	}
 	return &Claim{Payment: p, From: from, Age: time.Duration(ageMs) * time.Millisecond}, nil
-}
-
-// Outcome is what a worker records for the payment it holds.
-type Outcome struct {
-	State            string
-	ProviderChargeID string
-	FailureCode      string
-	FailureMessage   string
-	// Due is how long until a retry_scheduled or unknown payment is due
-	// again.
-	Due time.Duration
-}
-
-// ErrFenced is returned by Settle when the caller's fence is no longer the
-// payment's: another worker has claimed it since, and decides it.
-var ErrFenced = errors.New("payments: lease lost: a newer claim holds the payment")
-
-// Settle records o for c if c's fence is still current.
-func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) error {
-	var chargeID any
-	if o.ProviderChargeID != "" {
-		chargeID = o.ProviderChargeID
-	}
-	n, err := s.pool.exec(ctx, s.sql.settle, c.ID, c.Fence, o.State, chargeID,
-		nullable(o.FailureCode), nullable(o.FailureMessage), o.Due.Milliseconds())
-	if err != nil {
-		return wrap("settle payment", err)
-	}
-	if n != 1 {
-		return ErrFenced
-	}
-	return nil
-}
-
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }

@@ -40,9 +40,12 @@ type Store struct {
 	txFrom func(ctx context.Context) (querier, bool)
 	// middleware is idemhttp.MiddlewareTx for the store's transaction type.
 	middleware func(e *idem.Engine, principal func(*http.Request) (string, error), cfg *idemhttp.Config) (func(http.Handler) http.Handler, error)
-	migrate    func(ctx context.Context) error
-	ping       func(ctx context.Context) error
-	closers    []func()
+	// inTx runs fn in a transaction of its own, committed if fn returns
+	// nil and rolled back otherwise.
+	inTx    func(ctx context.Context, fn func(q querier) error) error
+	migrate func(ctx context.Context) error
+	ping    func(ctx context.Context) error
+	closers []func()
 }
 
 // Open connects to url: a postgres:// or postgresql:// URL, or else a path
@@ -100,8 +103,11 @@ func openPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, er
 			return pgxQuerier{tx}, ok
 		},
 		middleware: idemhttp.MiddlewareTx[pgx.Tx],
-		ping:       pool.Ping,
-		closers:    []func(){is.Close, pool.Close},
+		inTx: func(ctx context.Context, fn func(q querier) error) error {
+			return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return fn(pgxQuerier{tx}) })
+		},
+		ping:    pool.Ping,
+		closers: []func(){is.Close, pool.Close},
 	}
 	s.migrate = func(ctx context.Context) error {
 		if err := is.Migrate(ctx); err != nil {
@@ -138,22 +144,25 @@ func openSQLite(ctx context.Context, path string, log *slog.Logger) (*Store, err
 			return sqlQuerier{tx}, ok
 		},
 		middleware: idemhttp.MiddlewareTx[*sql.Tx],
-		ping:       db.PingContext,
-		closers:    []func(){func() { is.Close() }, func() { db.Close() }},
+		inTx: func(ctx context.Context, fn func(q querier) error) error {
+			tx, err := db.BeginTx(ctx, nil) // an immediate transaction: Open asks for them
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if err := fn(sqlQuerier{tx}); err != nil {
+				return err
+			}
+			return tx.Commit()
+		},
+		ping:    db.PingContext,
+		closers: []func(){func() { is.Close() }, func() { db.Close() }},
 	}
 	s.migrate = func(ctx context.Context) error {
 		if err := is.Migrate(ctx); err != nil {
 			return err
 		}
-		tx, err := db.BeginTx(ctx, nil) // an immediate transaction: Open asks for them
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		if err := s.applyMigrations(ctx, sqlQuerier{tx}); err != nil {
-			return err
-		}
-		return tx.Commit()
+		return s.inTx(ctx, func(q querier) error { return s.applyMigrations(ctx, q) })
 	}
 	s.sql = newStatements(s.dialect)
 	return s, nil

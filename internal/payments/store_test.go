@@ -146,7 +146,7 @@ func TestClaimIsFenced(t *testing.T) {
 		if err := s.Settle(t.Context(), first, Outcome{State: StateFailed, FailureCode: "stale"}); !errors.Is(err, ErrFenced) {
 			t.Fatalf("Settle by the stale claim = %v, want ErrFenced", err)
 		}
-		if err := s.Settle(t.Context(), second, Outcome{State: StateSucceeded, ProviderChargeID: "pch_1"}); err != nil {
+		if err := s.Settle(t.Context(), second, Outcome{State: StateSucceeded, ProviderID: "pch_1"}); err != nil {
 			t.Fatalf("Settle by the current claim = %v", err)
 		}
 		got, _ := s.Get(t.Context(), "acct_test", p.ID)

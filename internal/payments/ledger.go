@@ -1,0 +1,113 @@
+package payments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// The ledger is double entry: every journal transaction's entries sum to
+// zero. Amounts are signed minor units, debits positive and credits
+// negative. Its accounts, per currency:
+//
+//   - provider_clearing: what the provider holds for us (an asset): debited
+//     by a succeeded charge, credited by a paid refund.
+//   - merchant:<account>: what we owe the merchant (a liability): credited
+//     by a succeeded charge, debited when a refund is accepted.
+//   - refunds_payable:<account>: refunds accepted and not yet paid by the
+//     provider: credited when a refund is accepted, debited when it is paid
+//     or fails.
+//
+// Journal transactions, each posted at most once per (kind, ref):
+//
+//	charge           clearing +A, merchant −A       a charge succeeded
+//	refund_reserve   merchant +R, payable −R        a refund was accepted
+//	refund           payable +R, clearing −R        the refund succeeded
+//	refund_reversal  payable +R, merchant −R        the refund failed
+const (
+	txnCharge         = "charge"
+	txnRefundReserve  = "refund_reserve"
+	txnRefund         = "refund"
+	txnRefundReversal = "refund_reversal"
+
+	clearingAccount = "provider_clearing"
+)
+
+func merchantAccount(accountID string) string       { return "merchant:" + accountID }
+func refundsPayableAccount(accountID string) string { return "refunds_payable:" + accountID }
+
+// posting is one side of a journal transaction.
+type posting struct {
+	account string
+	amount  int64
+}
+
+// post records the journal transaction kind for ref in q's transaction,
+// and moves the balances it touches; if it was posted before, it does
+// nothing. Balances are updated in account order, so concurrent posts lock
+// their rows in one order and cannot deadlock.
+func (s *Store) post(ctx context.Context, q querier, kind, ref, currency string, postings ...posting) error {
+	var sum int64
+	for _, p := range postings {
+		sum += p.amount
+	}
+	if sum != 0 || len(postings) < 2 {
+		return fmt.Errorf("payments: journal %s %s does not balance: %v", kind, ref, postings)
+	}
+	var id string
+	err := q.queryRow(ctx, s.sql.insertTxn, newID("txn_"), kind, ref).Scan(&id)
+	if errors.Is(err, errNoRows) {
+		return nil // posted before
+	}
+	if err != nil {
+		return wrap("post "+kind, err)
+	}
+	postings = slices.Clone(postings)
+	slices.SortFunc(postings, func(a, b posting) int { return strings.Compare(a.account, b.account) })
+	for i, p := range postings {
+		if _, err := q.exec(ctx, s.sql.insertEntry, id, i+1, p.account, currency, p.amount); err != nil {
+			return wrap("post "+kind, err)
+		}
+		if _, err := q.exec(ctx, s.sql.addBalance, p.account, currency, p.amount); err != nil {
+			return wrap("post "+kind, err)
+		}
+	}
+	return nil
+}
+
+// postCharge posts a succeeded charge.
+func (s *Store) postCharge(ctx context.Context, q querier, paymentID, accountID, currency string, amount int64) error {
+	return s.post(ctx, q, txnCharge, paymentID, currency,
+		posting{clearingAccount, amount}, posting{merchantAccount(accountID), -amount})
+}
+
+// Balance is an account's money in one currency, in minor units.
+type Balance struct {
+	Currency string `json:"currency"`
+	// Available is what the merchant is owed: charges succeeded less
+	// refunds accepted.
+	Available int64 `json:"available"`
+	// RefundsPending is refunds accepted and not yet paid.
+	RefundsPending int64 `json:"refunds_pending"`
+}
+
+// Balances returns the account's balances, one per currency it has
+// postings in, by currency.
+func (s *Store) Balances(ctx context.Context, accountID string) ([]Balance, error) {
+	rs, err := s.pool.query(ctx, s.sql.balances, merchantAccount(accountID), refundsPayableAccount(accountID))
+	if err != nil {
+		return nil, wrap("read balances", err)
+	}
+	defer rs.Close()
+	out := []Balance{}
+	for rs.Next() {
+		var b Balance
+		if err := rs.Scan(&b.Currency, &b.Available, &b.RefundsPending); err != nil {
+			return nil, wrap("read balances", err)
+		}
+		out = append(out, b)
+	}
+	return out, wrap("read balances", rs.Err())
+}

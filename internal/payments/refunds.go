@@ -1,0 +1,233 @@
+package payments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Refund is a refund as payd keeps it. Like a payment, it is its own job:
+// claimed with a fenced lease and sent to the provider with a key fixed
+// when it was accepted.
+type Refund struct {
+	ID               string
+	PaymentID        string
+	AccountID        string
+	Amount           int64
+	Currency         string
+	ChargeID         string // the provider's id of the charge refunded
+	State            string
+	Fence            int64
+	Attempts         int
+	ProviderKey      string
+	ProviderRefundID string
+	FailureCode      string
+	FailureMessage   string
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+// RefundView is the API's refund object.
+type RefundView struct {
+	ID             string    `json:"id"`
+	Object         string    `json:"object"`
+	Charge         string    `json:"charge"`
+	Amount         int64     `json:"amount"`
+	Currency       string    `json:"currency"`
+	Status         string    `json:"status"`
+	FailureCode    *string   `json:"failure_code"`
+	FailureMessage *string   `json:"failure_message"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+}
+
+// View returns the API view of r: like a charge, a refund waiting for a
+// retry or an unknown outcome is processing.
+func (r *Refund) View() RefundView {
+	p := Payment{State: r.State}
+	v := RefundView{
+		ID:        r.ID,
+		Object:    "refund",
+		Charge:    r.PaymentID,
+		Amount:    r.Amount,
+		Currency:  r.Currency,
+		Status:    p.Status(),
+		CreatedAt: r.CreatedAt,
+		UpdatedAt: r.UpdatedAt,
+	}
+	if r.FailureCode != "" {
+		v.FailureCode, v.FailureMessage = &r.FailureCode, &r.FailureMessage
+	}
+	return v
+}
+
+// RefundRefused is returned by CreateRefund for a refund the payment
+// cannot take.
+type RefundRefused struct {
+	// Code is charge_not_succeeded or amount_too_large.
+	Code   string
+	Detail string
+}
+
+func (e *RefundRefused) Error() string { return "payments: refund refused: " + e.Detail }
+
+// CreateRefund accepts a refund of amount of the account's payment: it
+// reserves the amount on the payment, so the refunds accepted never exceed
+// what was captured however many arrive at once, inserts the refund as due
+// work, and posts the reservation to the ledger. Under Middleware it writes
+// in the request's transaction. It returns ErrNotFound, or *RefundRefused
+// for a payment not succeeded or an amount over what is left.
+func (s *Store) CreateRefund(ctx context.Context, accountID, paymentID string, amount int64) (*Refund, error) {
+	q := s.querierFor(ctx)
+	var currency, chargeID string
+	err := q.queryRow(ctx, s.sql.reserveRefund, paymentID, accountID, amount).Scan(&currency, &chargeID)
+	if errors.Is(err, errNoRows) {
+		return nil, s.refusal(ctx, q, accountID, paymentID, amount)
+	}
+	if err != nil {
+		return nil, wrap("reserve a refund", err)
+	}
+	id := newID("re_")
+	r, err := scanRefund(q.queryRow(ctx, s.sql.insertRefund, id, paymentID, accountID, amount, currency, chargeID, "payd_"+id))
+	if err != nil {
+		return nil, wrap("create refund", err)
+	}
+	err = s.post(ctx, q, txnRefundReserve, id, currency,
+		posting{merchantAccount(accountID), amount}, posting{refundsPayableAccount(accountID), -amount})
+	return r, err
+}
+
+// refusal says why the payment could not take a refund of amount.
+func (s *Store) refusal(ctx context.Context, q querier, accountID, paymentID string, amount int64) error {
+	p, err := scanPayment(q.queryRow(ctx, s.sql.getPayment, paymentID, accountID))
+	switch {
+	case errors.Is(err, errNoRows):
+		return ErrNotFound
+	case err != nil:
+		return wrap("create refund", err)
+	case p.State != StateSucceeded:
+		return &RefundRefused{Code: "charge_not_succeeded", Detail: fmt.Sprintf("charge %s is %s; only a succeeded charge can be refunded", p.ID, p.Status())}
+	}
+	return &RefundRefused{Code: "amount_too_large", Detail: fmt.Sprintf("a refund of %d is more than the %d %s left to refund on charge %s",
+		amount, p.Amount-p.AmountRefunded, p.Currency, p.ID)}
+}
+
+// Refunds returns the refunds of a payment, oldest first.
+func (s *Store) Refunds(ctx context.Context, paymentID string) ([]*Refund, error) {
+	rs, err := s.pool.query(ctx, s.sql.refundsOf, paymentID)
+	if err != nil {
+		return nil, wrap("list refunds", err)
+	}
+	defer rs.Close()
+	out := []*Refund{}
+	for rs.Next() {
+		r, err := scanRefund(rs)
+		if err != nil {
+			return nil, wrap("list refunds", err)
+		}
+		out = append(out, r)
+	}
+	return out, wrap("list refunds", rs.Err())
+}
+
+// RefundClaim is a refund a worker holds.
+type RefundClaim struct {
+	*Refund
+	From string
+	Age  time.Duration
+}
+
+// ClaimDueRefund claims the refund due first for lease, or returns nil
+// when none is due.
+func (s *Store) ClaimDueRefund(ctx context.Context, lease time.Duration) (*RefundClaim, error) {
+	var (
+		from  string
+		ageMs int64
+	)
+	r, err := scanRefund(s.pool.queryRow(ctx, s.sql.claimDueRefund, lease.Milliseconds()), &from, &ageMs)
+	if errors.Is(err, errNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrap("claim a due refund", err)
+	}
+	return &RefundClaim{Refund: r, From: from, Age: time.Duration(ageMs) * time.Millisecond}, nil
+}
+
+// SettleRefund records o for c if c's fence is still current, with its
+// ledger transaction: paid on success; on failure, the reservation is
+// released on the payment and reversed in the ledger.
+func (s *Store) SettleRefund(ctx context.Context, c *RefundClaim, o Outcome) error {
+	err := s.inTx(ctx, func(q querier) error {
+		r := *c.Refund
+		err := q.queryRow(ctx, s.sql.settleRefund, c.ID, c.Fence, o.State, nullable(o.ProviderID),
+			nullable(o.FailureCode), nullable(o.FailureMessage), o.Due.Milliseconds()).Scan(&r.PaymentID, &r.AccountID, &r.Amount, &r.Currency)
+		if errors.Is(err, errNoRows) {
+			return ErrFenced
+		}
+		if err != nil {
+			return err
+		}
+		return s.finishRefund(ctx, q, &r, o.State)
+	})
+	if errors.Is(err, ErrFenced) {
+		return err
+	}
+	return wrap("settle refund", err)
+}
+
+// SettleRefundByKey is SettleByKey for the refund with the provider key.
+func (s *Store) SettleRefundByKey(ctx context.Context, providerKey string, o Outcome, actor, why string) (bool, error) {
+	if !o.final() {
+		return false, fmt.Errorf("payments: settle refund by key: %s is not a final state", o.State)
+	}
+	var settled bool
+	err := s.inTx(ctx, func(q querier) error {
+		var r Refund
+		err := q.queryRow(ctx, s.sql.settleRefundByKey, providerKey, o.State, nullable(o.ProviderID),
+			nullable(o.FailureCode), nullable(o.FailureMessage)).Scan(&r.ID, &r.PaymentID, &r.AccountID, &r.Amount, &r.Currency)
+		if errors.Is(err, errNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		settled = true
+		if err := s.finishRefund(ctx, q, &r, o.State); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, actor, "settle_refund", r.PaymentID, fmt.Sprintf("%s: refund %s as %s", why, r.ID, o.State))
+	})
+	return settled, wrap("settle refund by key", err)
+}
+
+// finishRefund posts what a refund's new state means for the ledger, in
+// q's transaction.
+func (s *Store) finishRefund(ctx context.Context, q querier, r *Refund, state string) error {
+	payable, merchant := refundsPayableAccount(r.AccountID), merchantAccount(r.AccountID)
+	switch state {
+	case StateSucceeded:
+		return s.post(ctx, q, txnRefund, r.ID, r.Currency, posting{payable, r.Amount}, posting{clearingAccount, -r.Amount})
+	case StateFailed:
+		if _, err := q.exec(ctx, s.sql.releaseRefund, r.PaymentID, r.Amount); err != nil {
+			return err
+		}
+		return s.post(ctx, q, txnRefundReversal, r.ID, r.Currency, posting{payable, r.Amount}, posting{merchant, -r.Amount})
+	}
+	return nil
+}
+
+func scanRefund(row scanner, extra ...any) (*Refund, error) {
+	var (
+		r                Refund
+		created, updated int64
+	)
+	dest := append([]any{&r.ID, &r.PaymentID, &r.AccountID, &r.Amount, &r.Currency, &r.ChargeID, &r.State, &r.Fence,
+		&r.Attempts, &r.ProviderKey, &r.ProviderRefundID, &r.FailureCode, &r.FailureMessage, &created, &updated}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	r.CreatedAt, r.UpdatedAt = fromMillis(created), fromMillis(updated)
+	return &r, nil
+}
