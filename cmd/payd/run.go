@@ -18,6 +18,7 @@ var commands = []struct {
 }{
 	{"serve", "run the API, the workers, or both (the default command)", runServe},
 	{"migrate", "apply the database schema and exit", runMigrate},
+	{"verify", "check every money invariant against the database and the provider; non-zero exit on a violation", runVerify},
 	{"provider-sim", "run the provider simulator as its own server", runProviderSim},
 }
 

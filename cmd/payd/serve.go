@@ -28,8 +28,10 @@ import (
 // serveConfig is what payd serve is told.
 type serveConfig struct {
 	addr, databaseURL, apiKey, providerURL, simAddr, role, logFormat, failpoints string
+	webhookSecret                                                                string
 	workers                                                                      int
 	lease, shutdownGrace, providerTimeout, retryBase                             time.Duration
+	reconcileInterval, reconcileWindow                                           time.Duration
 	migrate                                                                      bool
 	seed                                                                         uint64
 }
@@ -46,6 +48,9 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.providerTimeout, "provider-timeout", 10*time.Second, "how long one provider call may take")
 	fs.DurationVar(&c.retryBase, "retry-base", payments.DefaultRetryBase, "the first backoff after a retryable provider error; it doubles, with full jitter")
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 20*time.Second, "on SIGTERM, how long in-flight provider calls may take to finish")
+	fs.StringVar(&c.webhookSecret, "webhook-secret", "", "the secret the provider signs its webhooks with, at POST /v1/provider/webhooks; during a rotation, new,old (default with the built-in simulator: a new random secret)")
+	fs.DurationVar(&c.reconcileInterval, "reconcile-interval", payments.DefaultReconcileInterval, "time between reconciliation runs against the provider (0: none)")
+	fs.DurationVar(&c.reconcileWindow, "reconcile-window", payments.DefaultReconcileWindow, "how far back each reconciliation run looks")
 	fs.BoolVar(&c.migrate, "migrate", true, "apply the database schema at start (use payd migrate and --migrate=false to do it once, ahead of many replicas)")
 	fs.StringVar(&c.logFormat, "log-format", "auto", "json, text, or auto: json unless stderr is a terminal")
 	fs.StringVar(&c.failpoints, "failpoints", "", "crash testing only: kill the process at named points with a probability each, e.g. after-claim=0.01,after-send=0.01 (points: "+strings.Join(failpoint.Points, ", ")+")")
@@ -60,6 +65,9 @@ func (c *serveConfig) check() error {
 	}
 	if c.workers < 1 {
 		return fmt.Errorf("--workers must be at least 1, not %d", c.workers)
+	}
+	if c.reconcileInterval < 0 || c.reconcileWindow <= 0 {
+		return fmt.Errorf("--reconcile-interval must not be negative and --reconcile-window must be positive")
 	}
 	if c.lease <= c.providerTimeout {
 		return fmt.Errorf("--lease (%s) must outlast --provider-timeout (%s): a worker must not lose its claim while the provider is still answering", c.lease, c.providerTimeout)
@@ -126,9 +134,26 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 
+	var ln net.Listener
+	if cfg.runsAPI() {
+		if ln, err = net.Listen("tcp", cfg.addr); err != nil {
+			return fmt.Errorf("listen on %s (set --addr): %w", cfg.addr, err)
+		}
+		defer ln.Close()
+	}
+	secrets := webhookSecrets(cfg.webhookSecret)
 	providerURL := cfg.providerURL
 	if providerURL == "" {
-		sim, err := startSimulator(ctx, cfg.simAddr, simulator.Config{Logger: log})
+		simCfg := simulator.Config{Logger: log}
+		if ln != nil {
+			// The built-in simulator sends its webhooks to this payd.
+			if len(secrets) == 0 {
+				secrets = [][]byte{[]byte(crand.Text())}
+			}
+			simCfg.WebhookURL = "http://" + ln.Addr().String() + "/v1/provider/webhooks"
+			simCfg.WebhookSecret = string(secrets[0])
+		}
+		sim, err := startSimulator(ctx, cfg.simAddr, simCfg)
 		if err != nil {
 			return err
 		}
@@ -162,16 +187,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		})
 		proc.Start(ctx)
 	}
+	if cfg.reconcileInterval > 0 {
+		rec := payments.NewReconciler(store, prov, &payments.ReconcilerConfig{Interval: cfg.reconcileInterval, Window: cfg.reconcileWindow, Logger: log})
+		rec.Start(ctx)
+		defer rec.Stop()
+	}
 
 	var srv *http.Server
 	if cfg.runsAPI() {
-		handler, err := api.NewServer(api.Config{Store: store, Engine: engine, Processor: proc, Registry: reg, Logger: log, Failpoints: fps})
+		handler, err := api.NewServer(api.Config{Store: store, Engine: engine, Processor: proc, Registry: reg, Logger: log,
+			Failpoints: fps, WebhookSecrets: secrets, Provider: prov})
 		if err != nil {
 			return err
-		}
-		ln, err := net.Listen("tcp", cfg.addr)
-		if err != nil {
-			return fmt.Errorf("listen on %s (set --addr): %w", cfg.addr, err)
 		}
 		srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
@@ -194,6 +221,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 	return nil
+}
+
+// webhookSecrets splits --webhook-secret: the current secret, then any
+// old one still accepted during a rotation.
+func webhookSecrets(flag string) [][]byte {
+	var out [][]byte
+	for s := range strings.SplitSeq(flag, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, []byte(s))
+		}
+	}
+	return out
 }
 
 func printBanner(w io.Writer, addr string, store *payments.Store, providerURL string, cfg serveConfig, apiKey string) {

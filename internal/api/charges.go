@@ -53,33 +53,52 @@ type invalid struct{ param, code, detail string }
 
 func (e *invalid) Error() string { return e.param + ": " + e.detail }
 
-// parseCharge decodes and checks a charge request.
-func parseCharge(body []byte) (*chargeRequest, error) {
+// decodeJSON decodes body, one JSON object of v's fields and no others,
+// into v, or returns an *invalid naming the field at fault.
+func decodeJSON(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	var req chargeRequest
-	if err := dec.Decode(&req); err != nil {
+	if err := dec.Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
 			if strings.HasPrefix(typeErr.Field, "metadata") {
-				return nil, &invalid{"metadata", "invalid_type", "metadata must be an object whose values are strings"}
+				return &invalid{"metadata", "invalid_type", "metadata must be an object whose values are strings"}
 			}
-			return nil, &invalid{typeErr.Field, "invalid_type", fmt.Sprintf("%s must be a %s", typeErr.Field, jsonKind(typeErr.Type.String()))}
+			return &invalid{typeErr.Field, "invalid_type", fmt.Sprintf("%s must be a %s", typeErr.Field, jsonKind(typeErr.Type.String()))}
 		}
 		if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 			name := strings.Trim(field, `"`)
-			return nil, &invalid{name, "unknown_parameter", "unknown parameter " + field}
+			return &invalid{name, "unknown_parameter", "unknown parameter " + field}
 		}
-		return nil, &invalid{"", "invalid_json", "the body is not a JSON object: " + err.Error()}
+		return &invalid{"", "invalid_json", "the body is not a JSON object: " + err.Error()}
 	}
 	if dec.More() {
-		return nil, &invalid{"", "invalid_json", "the body holds more than one JSON value"}
+		return &invalid{"", "invalid_json", "the body holds more than one JSON value"}
+	}
+	return nil
+}
+
+// checkAmount checks a required amount in minor units.
+func checkAmount(amount *int64) error {
+	switch {
+	case amount == nil:
+		return &invalid{"amount", "missing", "amount is required, in minor units"}
+	case *amount < 1 || *amount > maxAmount:
+		return &invalid{"amount", "invalid_amount", fmt.Sprintf("amount must be an integer from 1 to %d, in minor units", maxAmount)}
+	}
+	return nil
+}
+
+// parseCharge decodes and checks a charge request.
+func parseCharge(body []byte) (*chargeRequest, error) {
+	var req chargeRequest
+	if err := decodeJSON(body, &req); err != nil {
+		return nil, err
+	}
+	if err := checkAmount(req.Amount); err != nil {
+		return nil, err
 	}
 	switch {
-	case req.Amount == nil:
-		return nil, &invalid{"amount", "missing", "amount is required, in minor units"}
-	case *req.Amount < 1 || *req.Amount > maxAmount:
-		return nil, &invalid{"amount", "invalid_amount", fmt.Sprintf("amount must be an integer from 1 to %d, in minor units", maxAmount)}
 	case req.Currency == "":
 		return nil, &invalid{"currency", "missing", "currency is required: an ISO 4217 code in lower case"}
 	case !isCurrency(req.Currency):
@@ -131,10 +150,10 @@ func printable(s string, max int) bool {
 	return true
 }
 
-// validateCharge rejects a bad charge request with 400 before it reaches
-// the idempotency layer, so it stores nothing and costs no database round
-// trip. The body it read is handed on.
-func (s *server) validateCharge(next http.Handler) http.Handler {
+// validate rejects a request whose body check refuses with 400 before it
+// reaches the idempotency layer, so it stores nothing and costs no database
+// round trip. The body it read is handed on.
+func (s *server) validate(check func(body []byte) error, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 		if err != nil {
@@ -146,7 +165,7 @@ func (s *server) validateCharge(next http.Handler) http.Handler {
 			fail(w, http.StatusBadRequest, "unreadable_body", "", "the request body could not be read")
 			return
 		}
-		if _, err := parseCharge(body); err != nil {
+		if err := check(body); err != nil {
 			var bad *invalid
 			errors.As(err, &bad)
 			fail(w, http.StatusBadRequest, bad.code, bad.param, bad.detail)
@@ -155,6 +174,11 @@ func (s *server) validateCharge(next http.Handler) http.Handler {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+func checkCharge(body []byte) error {
+	_, err := parseCharge(body)
+	return err
 }
 
 // createCharge inserts the payment, under the idempotency middleware: in
@@ -188,22 +212,6 @@ func (s *server) createCharge() http.Handler {
 		s.fps.Hit(failpoint.InAccept)
 		w.Header().Set("Location", "/v1/charges/"+p.ID)
 		encode(w, http.StatusAccepted, p.Charge())
-	})
-}
-
-// getCharge answers GET /v1/charges/{id}.
-func (s *server) getCharge() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.store.Get(r.Context(), accountFrom(r.Context()), r.PathValue("id"))
-		switch {
-		case errors.Is(err, payments.ErrNotFound):
-			fail(w, http.StatusNotFound, "not_found", "id", "no such charge")
-		case err != nil:
-			s.log.Error("payd: reading a payment failed", slog.Any("error", err))
-			internalError(w)
-		default:
-			encode(w, http.StatusOK, p.Charge())
-		}
 	})
 }
 

@@ -1,4 +1,5 @@
-// Package api is payd's HTTP API: charges, health, readiness and metrics.
+// Package api is payd's HTTP API: charges, refunds, balances,
+// reconciliation, the provider's webhooks, health, readiness and metrics.
 package api
 
 import (
@@ -13,6 +14,7 @@ import (
 	"github.com/idemhq/idem/idemhttp"
 	"github.com/idemhq/idem/internal/failpoint"
 	"github.com/idemhq/idem/internal/payments"
+	"github.com/idemhq/idem/internal/provider"
 )
 
 // Defaults for Config.
@@ -37,6 +39,13 @@ type Config struct {
 	IdempotencyWait time.Duration
 	// Failpoints, if set, kill the process around the accept (crash tests).
 	Failpoints *failpoint.Set
+	// WebhookSecrets verify the provider's webhooks at
+	// POST /v1/provider/webhooks: the current secret, and during a rotation
+	// the old one too. Without them, that route answers 404.
+	WebhookSecrets [][]byte
+	// Provider is asked again when a webhook disagrees with a payment's
+	// final state. Required with WebhookSecrets.
+	Provider provider.Provider
 }
 
 type server struct {
@@ -51,6 +60,7 @@ type server struct {
 	accounts  accountCache
 
 	idempotent func(http.Handler) http.Handler
+	webhooks   http.Handler
 }
 
 // NewServer returns payd's HTTP API.
@@ -86,6 +96,9 @@ func NewServer(cfg Config) (http.Handler, error) {
 		return nil, err
 	}
 	s.idempotent = mw
+	if s.webhooks, err = s.webhookHandler(cfg); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	s.routes(mux)
 	return mux, nil

@@ -79,23 +79,27 @@ func (e *RefundRefused) Error() string { return "payments: refund refused: " + e
 // in the request's transaction. It returns ErrNotFound, or *RefundRefused
 // for a payment not succeeded or an amount over what is left.
 func (s *Store) CreateRefund(ctx context.Context, accountID, paymentID string, amount int64) (*Refund, error) {
-	q := s.querierFor(ctx)
-	var currency, chargeID string
-	err := q.queryRow(ctx, s.sql.reserveRefund, paymentID, accountID, amount).Scan(&currency, &chargeID)
-	if errors.Is(err, errNoRows) {
-		return nil, s.refusal(ctx, q, accountID, paymentID, amount)
-	}
+	var r *Refund
+	err := s.inRequestTx(ctx, func(q querier) error {
+		var currency, chargeID string
+		err := q.queryRow(ctx, s.sql.reserveRefund, paymentID, accountID, amount).Scan(&currency, &chargeID)
+		if errors.Is(err, errNoRows) {
+			return s.refusal(ctx, q, accountID, paymentID, amount)
+		}
+		if err != nil {
+			return wrap("reserve a refund", err)
+		}
+		id := newID("re_")
+		if r, err = scanRefund(q.queryRow(ctx, s.sql.insertRefund, id, paymentID, accountID, amount, currency, chargeID, "payd_"+id)); err != nil {
+			return wrap("create refund", err)
+		}
+		return s.post(ctx, q, txnRefundReserve, id, currency,
+			posting{merchantAccount(accountID), amount}, posting{refundsPayableAccount(accountID), -amount})
+	})
 	if err != nil {
-		return nil, wrap("reserve a refund", err)
+		return nil, err
 	}
-	id := newID("re_")
-	r, err := scanRefund(q.queryRow(ctx, s.sql.insertRefund, id, paymentID, accountID, amount, currency, chargeID, "payd_"+id))
-	if err != nil {
-		return nil, wrap("create refund", err)
-	}
-	err = s.post(ctx, q, txnRefundReserve, id, currency,
-		posting{merchantAccount(accountID), amount}, posting{refundsPayableAccount(accountID), -amount})
-	return r, err
+	return r, nil
 }
 
 // refusal says why the payment could not take a refund of amount.

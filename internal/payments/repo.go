@@ -19,6 +19,9 @@ type statements struct {
 	releaseRefund                                   string
 	insertTxn, insertEntry, addBalance, balances    string
 	audit, auditOf                                  string
+	paymentByKey, refundByKey, succeededIn          string
+	recordMismatch, resolveMismatch, openMismatches string
+	insertRun, lastRun                              string
 }
 
 const refundColumns = `id, payment_id, account_id, amount, currency, charge_id, state, fence, attempts, provider_key,
@@ -132,6 +135,26 @@ GROUP BY currency ORDER BY currency`),
 
 		audit:   d.sql(`INSERT INTO audit_log (id, at, actor, action, payment_id, detail) VALUES ($1, {{now}}, $2, $3, $4, $5)`),
 		auditOf: d.sql(`SELECT id, at, actor, action, payment_id, detail FROM audit_log WHERE payment_id = $1 ORDER BY at, id`),
+
+		paymentByKey: d.sql(`SELECT ` + paymentColumns + ` FROM payments WHERE provider_key = $1`),
+		refundByKey:  d.sql(`SELECT count(*) FROM refunds WHERE provider_key = $1`),
+		succeededIn:  d.sql(`SELECT ` + paymentColumns + ` FROM payments WHERE state = 'succeeded' AND created_at >= $1 AND created_at < $2`),
+		recordMismatch: d.sql(`
+INSERT INTO reconciliation_mismatches (id, kind, payment_id, provider_charge_id, detail, subject_at, found_at)
+VALUES ($1, $2, $3, $4, $5, $6, {{now}})
+ON CONFLICT (kind, payment_id, provider_charge_id) DO UPDATE SET detail = excluded.detail, resolved_at = NULL`),
+		resolveMismatch: d.sql(`
+UPDATE reconciliation_mismatches SET resolved_at = {{now}}
+WHERE kind = $1 AND payment_id = $2 AND provider_charge_id = $3 AND resolved_at IS NULL`),
+		openMismatches: d.sql(`
+SELECT kind, payment_id, provider_charge_id, detail, subject_at, found_at
+FROM reconciliation_mismatches WHERE resolved_at IS NULL ORDER BY found_at, id`),
+		insertRun: d.sql(`
+INSERT INTO reconciliation_runs (id, started_at, finished_at, window_from, window_to, provider_charges, matched, fixed, mismatches)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`),
+		lastRun: d.sql(`
+SELECT id, started_at, finished_at, window_from, window_to, provider_charges, matched, fixed, mismatches
+FROM reconciliation_runs ORDER BY finished_at DESC, id LIMIT 1`),
 	}
 }
 

@@ -266,6 +266,15 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 	return fromMillis(ms), wrap("read the clock", err)
 }
 
+// inRequestTx runs fn in the transaction of ctx, if a handler runs under
+// Middleware, and else in a transaction of its own.
+func (s *Store) inRequestTx(ctx context.Context, fn func(q querier) error) error {
+	if q, ok := s.txFrom(ctx); ok {
+		return fn(q)
+	}
+	return s.inTx(ctx, fn)
+}
+
 // querierFor returns the transaction of ctx, if a handler runs under
 // Middleware, else the pool.
 func (s *Store) querierFor(ctx context.Context) querier {

@@ -24,6 +24,9 @@ CREATE INDEX refunds_due ON refunds (next_attempt_at)
 	WHERE state IN ('pending', 'processing', 'retry_scheduled', 'unknown');
 CREATE INDEX refunds_by_payment ON refunds (payment_id, created_at, id);
 
+-- Reconciliation compares payments by when they were created.
+CREATE INDEX payments_by_created ON payments (created_at);
+
 -- The ledger: double entry, append-only. A journal transaction is posted
 -- once per (kind, ref): a succeeded charge, a refund reserved, paid or
 -- reversed. Its entries sum to zero; balances are the sums of entries,

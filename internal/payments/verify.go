@@ -1,0 +1,339 @@
+package payments
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/idemhq/idem/internal/provider"
+)
+
+// ProviderRecords is what Verify reads from the provider: every charge and
+// refund it made.
+type ProviderRecords interface {
+	Charges(ctx context.Context, from, to time.Time) ([]provider.Charge, error)
+	Refunds(ctx context.Context, from, to time.Time) ([]provider.Refund, error)
+}
+
+// Check is one invariant and what breaks it.
+type Check struct {
+	Name string
+	// Violations describes the first maxShown violations; Count is how many
+	// there are.
+	Violations []string
+	Count      int
+}
+
+// maxShown caps the violations a Check lists.
+const maxShown = 20
+
+func (c *Check) add(format string, args ...any) {
+	c.Count++
+	if len(c.Violations) < maxShown {
+		c.Violations = append(c.Violations, fmt.Sprintf(format, args...))
+	}
+}
+
+// Report is what Verify found: every check, passed or not.
+type Report struct{ Checks []*Check }
+
+// OK reports whether every check passed.
+func (r *Report) OK() bool {
+	for _, c := range r.Checks {
+		if c.Count > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Print writes the report for people: a line per check, and what breaks
+// each that failed.
+func (r *Report) Print(w io.Writer) {
+	failed := 0
+	for _, c := range r.Checks {
+		if c.Count == 0 {
+			fmt.Fprintf(w, "ok    %s\n", c.Name)
+			continue
+		}
+		failed++
+		fmt.Fprintf(w, "FAIL  %s: %d violation(s)\n", c.Name, c.Count)
+		for _, v := range c.Violations {
+			fmt.Fprintf(w, "        %s\n", v)
+		}
+		if c.Count > len(c.Violations) {
+			fmt.Fprintf(w, "        … and %d more\n", c.Count-len(c.Violations))
+		}
+	}
+	if failed == 0 {
+		fmt.Fprintf(w, "\nall %d checks passed\n", len(r.Checks))
+	} else {
+		fmt.Fprintf(w, "\n%d of %d checks FAILED\n", failed, len(r.Checks))
+	}
+}
+
+// sqlCheck is an invariant checked by queries that return one line of
+// text per violation.
+type sqlCheck struct {
+	name    string
+	queries []string
+}
+
+// ledgerChecks are the invariants the database alone can check. Each query
+// describes its violations in words.
+var ledgerChecks = []sqlCheck{
+	{"postings sum to zero in every journal transaction", []string{`
+SELECT 'journal transaction ' || txn_id || ' sums to ' || CAST(sum(amount) AS text) || ' ' || currency
+FROM ledger_entries GROUP BY txn_id, currency HAVING sum(amount) <> 0`, `
+SELECT 'journal transaction ' || t.kind || ' ' || t.ref || ' has ' || CAST(count(e.txn_id) AS text) || ' posting(s)'
+FROM ledger_transactions t LEFT JOIN ledger_entries e ON e.txn_id = t.id
+GROUP BY t.id, t.kind, t.ref HAVING count(e.txn_id) < 2`}},
+	{"postings sum to zero overall", []string{`
+SELECT 'all postings in ' || currency || ' sum to ' || CAST(sum(amount) AS text)
+FROM ledger_entries GROUP BY currency HAVING sum(amount) <> 0`}},
+	{"every balance equals the sum of its postings", []string{`
+SELECT 'balance of ' || b.account || ' is ' || CAST(b.balance AS text) || ' ' || b.currency || '; its postings sum to ' || CAST(coalesce(e.total, 0) AS text)
+FROM ledger_balances b
+LEFT JOIN (SELECT account, currency, sum(amount) AS total FROM ledger_entries GROUP BY account, currency) e
+	ON e.account = b.account AND e.currency = b.currency
+WHERE b.balance <> coalesce(e.total, 0)`, `
+SELECT 'postings to ' || e.account || ' sum to ' || CAST(e.total AS text) || ' ' || e.currency || ' and it has no balance'
+FROM (SELECT account, currency, sum(amount) AS total FROM ledger_entries GROUP BY account, currency) e
+LEFT JOIN ledger_balances b ON b.account = e.account AND b.currency = e.currency
+WHERE b.account IS NULL AND e.total <> 0`}},
+	{"one journal transaction per succeeded charge and refund, for its amount", []string{`
+SELECT 'payment ' || p.id || ' succeeded and has no charge journal transaction'
+FROM payments p LEFT JOIN ledger_transactions t ON t.kind = 'charge' AND t.ref = p.id
+WHERE p.state = 'succeeded' AND t.id IS NULL`, `
+SELECT 'charge journal transaction for ' || t.ref || ', which is ' || coalesce(p.state, 'not a payment')
+FROM ledger_transactions t LEFT JOIN payments p ON p.id = t.ref
+WHERE t.kind = 'charge' AND (p.id IS NULL OR p.state <> 'succeeded')`, `
+SELECT 'charge journal transaction for ' || p.id || ' moves ' || CAST(e.amount AS text) || ' to clearing; the payment is ' || CAST(p.amount AS text)
+FROM payments p
+JOIN ledger_transactions t ON t.kind = 'charge' AND t.ref = p.id
+JOIN ledger_entries e ON e.txn_id = t.id AND e.account = 'provider_clearing'
+WHERE e.amount <> p.amount`, `
+SELECT 'refund ' || r.id || ' (' || r.state || ') has no ' || k.kind || ' journal transaction'
+FROM refunds r
+JOIN (SELECT 'refund_reserve' AS kind UNION ALL SELECT 'refund' UNION ALL SELECT 'refund_reversal') k
+	ON k.kind = 'refund_reserve' OR (k.kind = 'refund' AND r.state = 'succeeded') OR (k.kind = 'refund_reversal' AND r.state = 'failed')
+LEFT JOIN ledger_transactions t ON t.kind = k.kind AND t.ref = r.id
+WHERE t.id IS NULL`, `
+SELECT t.kind || ' journal transaction for ' || t.ref || ', which is ' || coalesce(r.state, 'not a refund')
+FROM ledger_transactions t LEFT JOIN refunds r ON r.id = t.ref
+WHERE (t.kind = 'refund' AND (r.id IS NULL OR r.state <> 'succeeded'))
+	OR (t.kind = 'refund_reversal' AND (r.id IS NULL OR r.state <> 'failed'))
+	OR (t.kind = 'refund_reserve' AND r.id IS NULL)`, `
+SELECT t.kind || ' journal transaction for refund ' || r.id || ' moves ' || CAST(e.amount AS text) || '; the refund is ' || CAST(r.amount AS text)
+FROM refunds r
+JOIN ledger_transactions t ON t.kind IN ('refund_reserve', 'refund', 'refund_reversal') AND t.ref = r.id
+JOIN ledger_entries e ON e.txn_id = t.id AND e.account LIKE 'refunds_payable:%'
+WHERE abs(e.amount) <> r.amount`}},
+	{"refunded ≤ captured per charge", []string{`
+SELECT 'payment ' || id || ' has ' || CAST(amount_refunded AS text) || ' refunded of ' || CAST(amount AS text)
+FROM payments WHERE amount_refunded > amount`, `
+SELECT 'payment ' || p.id || ' shows ' || CAST(p.amount_refunded AS text) || ' refunded; its refunds not failed sum to ' || CAST(coalesce(r.total, 0) AS text)
+FROM payments p
+LEFT JOIN (SELECT payment_id, sum(amount) AS total FROM refunds WHERE state <> 'failed' GROUP BY payment_id) r ON r.payment_id = p.id
+WHERE p.amount_refunded <> coalesce(r.total, 0)`}},
+}
+
+// Verify checks payd's invariants against the database and the provider:
+// the ledger balances, per transaction and overall; balances are the sums
+// of their postings; every succeeded charge and refund has its journal
+// transaction; refunds never exceed the charge; the provider's charges and
+// refunds and payd's succeeded ones match one to one by key, id, amount and
+// currency; and nothing due has been left undone for more than stuckAfter.
+// It reads everything, so run it against a quiet system for a clean
+// report: work in flight shows as a mismatch with the provider.
+func (s *Store) Verify(ctx context.Context, prov ProviderRecords, stuckAfter time.Duration) (*Report, error) {
+	r := &Report{}
+	for _, sc := range ledgerChecks {
+		c := &Check{Name: sc.name}
+		for _, q := range sc.queries {
+			if err := s.collect(ctx, c, q); err != nil {
+				return nil, fmt.Errorf("payments: verify %q: %w", sc.name, err)
+			}
+		}
+		r.Checks = append(r.Checks, c)
+	}
+	c := &Check{Name: "the ledger and audit log are append-only (triggers in force)"}
+	if err := s.checkTriggers(ctx, c); err != nil {
+		return nil, err
+	}
+	r.Checks = append(r.Checks, c)
+
+	c = &Check{Name: "provider charges and succeeded payments match 1:1 by key, id, amount and currency"}
+	if err := s.checkCharges(ctx, c, prov); err != nil {
+		return nil, err
+	}
+	r.Checks = append(r.Checks, c)
+	c = &Check{Name: "provider refunds and succeeded refunds match 1:1 by key, id, charge and amount"}
+	if err := s.checkRefunds(ctx, c, prov); err != nil {
+		return nil, err
+	}
+	r.Checks = append(r.Checks, c)
+
+	c = &Check{Name: fmt.Sprintf("no payment or refund left undone for more than %s past due", stuckAfter)}
+	for _, table := range []string{"payments", "refunds"} {
+		q := `SELECT '` + table[:len(table)-1] + ` ' || id || ' is ' || state || ', due ' || CAST(({{now}} - next_attempt_at) / 1000 AS text) || 's ago'
+FROM ` + table + ` WHERE state IN ('pending', 'processing', 'retry_scheduled', 'unknown') AND next_attempt_at < {{now}} - $1`
+		if err := s.collect(ctx, c, q, stuckAfter.Milliseconds()); err != nil {
+			return nil, fmt.Errorf("payments: verify stuck %s: %w", table, err)
+		}
+	}
+	r.Checks = append(r.Checks, c)
+	return r, nil
+}
+
+// collect adds to c a violation for each line q returns.
+func (s *Store) collect(ctx context.Context, c *Check, q string, args ...any) error {
+	rs, err := s.pool.query(ctx, s.dialect.sql(q), args...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var line string
+		if err := rs.Scan(&line); err != nil {
+			return err
+		}
+		c.add("%s", line)
+	}
+	return rs.Err()
+}
+
+// appendOnly are the triggers that refuse UPDATE and DELETE on posted
+// rows, by dialect.
+var appendOnly = map[string][]string{
+	"postgres": {"ledger_transactions_append_only", "ledger_entries_append_only", "audit_log_append_only"},
+	"sqlite": {"ledger_transactions_no_update", "ledger_transactions_no_delete", "ledger_entries_no_update",
+		"ledger_entries_no_delete", "audit_log_no_update", "audit_log_no_delete"},
+}
+
+func (s *Store) checkTriggers(ctx context.Context, c *Check) error {
+	q := `SELECT name FROM sqlite_master WHERE type = 'trigger'`
+	if s.dialect.name == "postgres" {
+		q = `SELECT tgname FROM pg_trigger WHERE tgenabled <> 'D' AND NOT tgisinternal`
+	}
+	rs, err := s.pool.query(ctx, q)
+	if err != nil {
+		return fmt.Errorf("payments: verify triggers: %w", err)
+	}
+	defer rs.Close()
+	enabled := map[string]bool{}
+	for rs.Next() {
+		var name string
+		if err := rs.Scan(&name); err != nil {
+			return err
+		}
+		enabled[name] = true
+	}
+	if err := rs.Err(); err != nil {
+		return err
+	}
+	for _, name := range appendOnly[s.dialect.name] {
+		if !enabled[name] {
+			c.add("trigger %s is missing or disabled: posted rows can be changed", name)
+		}
+	}
+	return nil
+}
+
+// record is a payment or refund as the provider checks compare them.
+type record struct {
+	id, key, providerID, state, currency, chargeID string
+	amount                                         int64
+}
+
+func (s *Store) records(ctx context.Context, q string) (map[string]record, error) {
+	rs, err := s.pool.query(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	out := map[string]record{}
+	for rs.Next() {
+		var r record
+		if err := rs.Scan(&r.id, &r.key, &r.providerID, &r.state, &r.amount, &r.currency, &r.chargeID); err != nil {
+			return nil, err
+		}
+		out[r.key] = r
+	}
+	return out, rs.Err()
+}
+
+func (s *Store) checkCharges(ctx context.Context, c *Check, prov ProviderRecords) error {
+	charges, err := prov.Charges(ctx, time.Time{}, time.Time{})
+	if err != nil {
+		return fmt.Errorf("payments: verify: list the provider's charges: %w", err)
+	}
+	ours, err := s.records(ctx, `SELECT id, provider_key, coalesce(provider_charge_id, ''), state, amount, currency, '' FROM payments`)
+	if err != nil {
+		return fmt.Errorf("payments: verify: read payments: %w", err)
+	}
+	succeeded := map[string]provider.Charge{}
+	for _, ch := range charges {
+		if ch.Status != provider.StatusSucceeded {
+			continue
+		}
+		if prev, ok := succeeded[ch.IdempotencyKey]; ok {
+			c.add("the provider charged key %s twice: %s and %s", ch.IdempotencyKey, prev.ID, ch.ID)
+		}
+		succeeded[ch.IdempotencyKey] = ch
+		p, ok := ours[ch.IdempotencyKey]
+		switch {
+		case !ok:
+			c.add("provider charge %s of %d %s (key %s) has no payment", ch.ID, ch.Amount, ch.Currency, ch.IdempotencyKey)
+		case p.state != StateSucceeded:
+			c.add("provider charge %s of %d %s succeeded; payment %s is %s", ch.ID, ch.Amount, ch.Currency, p.id, p.state)
+		case p.providerID != ch.ID || p.amount != ch.Amount || p.currency != ch.Currency:
+			c.add("payment %s is %s %d %s; the provider's charge under its key is %s %d %s",
+				p.id, p.providerID, p.amount, p.currency, ch.ID, ch.Amount, ch.Currency)
+		}
+	}
+	for key, p := range ours {
+		if _, ok := succeeded[key]; !ok && p.state == StateSucceeded {
+			c.add("payment %s succeeded; the provider has no succeeded charge under key %s", p.id, key)
+		}
+	}
+	return nil
+}
+
+func (s *Store) checkRefunds(ctx context.Context, c *Check, prov ProviderRecords) error {
+	refunds, err := prov.Refunds(ctx, time.Time{}, time.Time{})
+	if err != nil {
+		return fmt.Errorf("payments: verify: list the provider's refunds: %w", err)
+	}
+	ours, err := s.records(ctx, `SELECT id, provider_key, coalesce(provider_refund_id, ''), state, amount, currency, charge_id FROM refunds`)
+	if err != nil {
+		return fmt.Errorf("payments: verify: read refunds: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, pr := range refunds {
+		if pr.Status != provider.StatusSucceeded {
+			continue
+		}
+		if seen[pr.IdempotencyKey] {
+			c.add("the provider refunded key %s twice", pr.IdempotencyKey)
+		}
+		seen[pr.IdempotencyKey] = true
+		r, ok := ours[pr.IdempotencyKey]
+		switch {
+		case !ok:
+			c.add("provider refund %s of %d on %s (key %s) has no refund", pr.ID, pr.Amount, pr.ChargeID, pr.IdempotencyKey)
+		case r.state != StateSucceeded:
+			c.add("provider refund %s of %d succeeded; refund %s is %s", pr.ID, pr.Amount, r.id, r.state)
+		case r.providerID != pr.ID || r.amount != pr.Amount || r.chargeID != pr.ChargeID:
+			c.add("refund %s is %s %d on %s; the provider's refund under its key is %s %d on %s",
+				r.id, r.providerID, r.amount, r.chargeID, pr.ID, pr.Amount, pr.ChargeID)
+		}
+	}
+	for key, r := range ours {
+		if !seen[key] && r.state == StateSucceeded {
+			c.add("refund %s succeeded; the provider has no refund under key %s", r.id, key)
+		}
+	}
+	return nil
+}
