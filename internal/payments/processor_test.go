@@ -48,7 +48,7 @@ func (s *testSim) chargeRequests() []time.Time {
 	return append([]time.Time(nil), s.arrivals...)
 }
 
-func (s *testSim) client(t *testing.T, timeout time.Duration) provider.Provider {
+func (s *testSim) client(t *testing.T, timeout time.Duration) *provider.Client {
 	t.Helper()
 	c, err := provider.NewClient(s.url, &provider.ClientConfig{Timeout: timeout})
 	if err != nil {
