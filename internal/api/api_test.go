@@ -27,7 +27,13 @@ const key = "sk_test_api"
 type fixture struct {
 	url   string
 	store *payments.Store
+	sim   *simulator.Sim
+	prov  *provider.Client
 }
+
+// webhookSecret is the secret fixtures verify the provider's webhooks
+// with.
+var webhookSecret = []byte("whsec_test")
 
 // newFixture serves the API on a SQLite store, with workers charging a
 // simulator, all in process.
@@ -39,7 +45,19 @@ func newFixture(t *testing.T) *fixture {
 // newFixtureOn is newFixture on databaseURL, with the workers of cfg.
 func newFixtureOn(t testing.TB, databaseURL string, cfg *payments.ProcessorConfig) *fixture {
 	t.Helper()
-	store, err := payments.Open(t.Context(), databaseURL, nil)
+	return newFixtureWith(t, fixtureOptions{databaseURL: databaseURL, workers: cfg})
+}
+
+type fixtureOptions struct {
+	databaseURL string
+	workers     *payments.ProcessorConfig // nil: no workers
+	sim         *simulator.Sim            // nil: a simulator of its own
+}
+
+// newFixtureWith serves the API as o says: one payd instance.
+func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
+	t.Helper()
+	store, err := payments.Open(t.Context(), o.databaseURL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,27 +70,36 @@ func newFixtureOn(t testing.TB, databaseURL string, cfg *payments.ProcessorConfi
 			t.Fatal(err)
 		}
 	}
-	sim := simulator.New(&simulator.Config{Seed: 1})
+	sim := o.sim
+	if sim == nil {
+		sim = simulator.New(&simulator.Config{Seed: 1})
+		t.Cleanup(sim.Close)
+	}
 	simSrv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() { simSrv.Close(); sim.Close() })
+	t.Cleanup(simSrv.Close)
 	prov, err := provider.NewClient(simSrv.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	proc := payments.NewProcessor(store, prov, cfg)
-	proc.Start(t.Context())
-	t.Cleanup(func() { proc.Stop(context.Background()) })
+	t.Cleanup(prov.CloseIdleConnections)
+	var proc *payments.Processor
+	if o.workers != nil {
+		proc = payments.NewProcessor(store, prov, o.workers)
+		proc.Start(t.Context())
+		t.Cleanup(func() { proc.Stop(context.Background()) })
+	}
 	engine, err := idem.New(store.IdemStore(), &idem.Config{Namespace: "payd"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := NewServer(Config{Store: store, Engine: engine, Processor: proc, Registry: prometheus.NewRegistry()})
+	h, err := NewServer(Config{Store: store, Engine: engine, Processor: proc, Registry: prometheus.NewRegistry(),
+		WebhookSecrets: [][]byte{webhookSecret}, Provider: prov})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &fixture{url: srv.URL, store: store}
+	return &fixture{url: srv.URL, store: store, sim: sim, prov: prov}
 }
 
 type reply struct {
