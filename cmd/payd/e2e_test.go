@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/idemhq/idem/internal/payments"
@@ -116,6 +118,26 @@ func (p *proc) wait() error {
 	case <-time.After(30 * time.Second):
 		p.t.Fatalf("payd did not exit within 30s:\n%s", p.logs)
 		return nil
+	}
+}
+
+// payd runs a payd command that exits by itself (such as verify), as a
+// real process, and returns its output and exit error.
+func payd(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--"}, args...)...)
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// verifyPasses runs payd verify on the database and provider, and fails
+// the test unless every invariant holds.
+func verifyPasses(t *testing.T, databaseURL, providerURL string) {
+	t.Helper()
+	out, err := payd(t, "verify", "--database-url", databaseURL, "--provider-url", providerURL)
+	if err != nil || !strings.Contains(out, "checks passed") {
+		t.Fatalf("payd verify: %v\n%s", err, out)
 	}
 }
 
@@ -243,6 +265,7 @@ func TestGhostCharge(t *testing.T) {
 		if n := len(sim.Charges()); n != 1 {
 			t.Fatalf("provider charges = %d, want 1", n)
 		}
+		verifyPasses(t, db, simURL)
 	})
 }
 
@@ -284,6 +307,7 @@ func TestDoubleClick(t *testing.T) {
 		if n := len(sim.Charges()); n != 1 {
 			t.Fatalf("provider charges = %d, want 1", n)
 		}
+		verifyPasses(t, db, simURL)
 	})
 }
 
@@ -300,6 +324,7 @@ func TestDecline(t *testing.T) {
 		if r.status != http.StatusOK || r.charge.Status != payments.StateFailed || r.charge.FailureCode == nil || *r.charge.FailureCode != "card_declined" || r.charge.Attempts != 1 {
 			t.Fatalf("declined charge = %d %+v, want 200 failed card_declined after 1 attempt", r.status, r.charge)
 		}
+		verifyPasses(t, db, simURL)
 	})
 }
 
@@ -322,6 +347,7 @@ func TestFlappingProvider(t *testing.T) {
 		if c.Status != payments.StateSucceeded || c.Attempts < 4 || len(sim.Charges()) != 1 {
 			t.Fatalf("charge %s after %d attempts with %d provider charges, want succeeded after 4 or more, 1 charge", c.Status, c.Attempts, len(sim.Charges()))
 		}
+		verifyPasses(t, db, simURL)
 	})
 }
 
@@ -345,6 +371,7 @@ func TestWorkerCrashAfterProviderCharged(t *testing.T) {
 		if c.Status != payments.StateSucceeded || len(sim.Charges()) != 1 {
 			t.Fatalf("after the restart: %s with %d provider charges, want succeeded with 1", c.Status, len(sim.Charges()))
 		}
+		verifyPasses(t, db, simURL)
 	})
 }
 
@@ -374,6 +401,7 @@ func TestLostJobIsImpossible(t *testing.T) {
 				if n := len(sim.Charges()); n != 1 {
 					t.Fatalf("provider charges = %d, want 1", n)
 				}
+				verifyPasses(t, db, simURL)
 			})
 		})
 	}
@@ -424,6 +452,7 @@ func TestStaleWorkerPausedPastItsLease(t *testing.T) {
 			t.Fatalf("after the stale worker resumed: %s at fence %d (was %d) with %d charges, want succeeded, unchanged, fence ≥ 2, 1 charge",
 				after.State, after.Fence, p.Fence, len(sim.Charges()))
 		}
+		verifyPasses(t, db, simURL)
 	})
 }
 
@@ -466,6 +495,7 @@ func TestTwoReplicas(t *testing.T) {
 	if len(perKey) != n {
 		t.Fatalf("%d provider keys charged, want %d", len(perKey), n)
 	}
+	verifyPasses(t, db, simURL)
 }
 
 func openStore(t *testing.T, url string) *payments.Store {
@@ -516,5 +546,44 @@ func TestSIGTERMLetsInFlightWorkFinish(t *testing.T) {
 	got, err := openStore(t, db).Get(t.Context(), "acct_dev", r.charge.ID)
 	if err != nil || got.State != payments.StateSucceeded || len(sim.Charges()) != 1 {
 		t.Fatalf("after a clean stop: %v %+v with %d charges, want succeeded with 1", err, got, len(sim.Charges()))
+	}
+	verifyPasses(t, db, simURL)
+}
+
+// TestVerifyFindsATamperedPosting: payd verify passes on what payd wrote,
+// and once a posting is changed behind its back (the append-only trigger
+// disabled first), exits non-zero naming the broken transaction.
+func TestVerifyFindsATamperedPosting(t *testing.T) {
+	db := testenv.PostgresDatabase(t)
+	_, simURL := newSim(t, simulator.Faults{})
+	p := startPayd(t, paydArgs(db, simURL)...)
+	if r, err := postCharge(http.DefaultClient, p.url, "tamper-1", orderBody, 10); err != nil || r.charge.Status != payments.StateSucceeded {
+		t.Fatalf("charge = %v %+v", err, r)
+	}
+	verifyPasses(t, db, simURL)
+
+	conn, err := pgx.Connect(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var txn string
+	for _, q := range []string{
+		`ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only`,
+		`UPDATE ledger_entries SET amount = amount - 5 WHERE account = 'provider_clearing' RETURNING txn_id`,
+	} {
+		if err := conn.QueryRow(t.Context(), q).Scan(&txn); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatal(err)
+		}
+	}
+	out, err := payd(t, "verify", "--database-url", db, "--provider-url", simURL)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("payd verify after tampering: %v, want exit status 1:\n%s", err, out)
+	}
+	for _, want := range []string{"journal transaction " + txn + " sums to -5", "FAIL  every balance equals the sum of its postings", "trigger ledger_entries_append_only is missing or disabled"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("payd verify output lacks %q:\n%s", want, out)
+		}
 	}
 }

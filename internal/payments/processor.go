@@ -344,7 +344,9 @@ func (p *Processor) settle(ctx context.Context, t *task, o Outcome, log *slog.Lo
 	case errors.Is(err, ErrFenced):
 		p.cfg.Metrics.leaseLost()
 		t.settled() // waiters read it again: it may be final by another's hand
-		log.Warn("payd: lease lost: the outcome is refused; a newer claim holds the work, or a webhook or reconciliation settled it meanwhile")
+		// Usually benign: the provider's webhook often lands before the
+		// response does, and settles first.
+		log.Info("payd: lease lost: the outcome is refused; a newer claim holds the work, or a webhook or reconciliation settled it meanwhile")
 	case err != nil:
 		log.Warn("payd: recording the outcome failed; the lease will expire and the same provider key is tried again", slog.Any("error", err))
 	case o.final():
