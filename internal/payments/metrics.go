@@ -18,8 +18,9 @@ type Metrics struct {
 	settled       *prometheus.CounterVec
 }
 
-// NewMetrics registers the processor's metrics, and a gauge of the backlog
-// read from store on each scrape, on reg.
+// NewMetrics registers the processor's metrics, and gauges of the backlog
+// and of open reconciliation mismatches read from store on each scrape, on
+// reg.
 func NewMetrics(reg prometheus.Registerer, store *Store) *Metrics {
 	m := &Metrics{
 		providerCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -53,7 +54,17 @@ func NewMetrics(reg prometheus.Registerer, store *Store) *Metrics {
 		}
 		return float64(n)
 	})
-	reg.MustRegister(m.providerCalls, m.retries, m.sweeps, m.leaseLosses, m.settled, backlog)
+	mismatches := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "payd_reconciliation_open_mismatches",
+		Help: "Disagreements with the provider that reconciliation found and could not fix: see GET /v1/reconciliation.",
+	}, func() float64 {
+		open, err := store.OpenMismatches(context.Background())
+		if err != nil {
+			return -1
+		}
+		return float64(len(open))
+	})
+	reg.MustRegister(m.providerCalls, m.retries, m.sweeps, m.leaseLosses, m.settled, backlog, mismatches)
 	return m
 }
 
