@@ -20,6 +20,7 @@ var commands = []struct {
 	{"migrate", "apply the database schema and exit", runMigrate},
 	{"verify", "check every money invariant against the database and the provider; non-zero exit on a violation", runVerify},
 	{"provider-sim", "run the provider simulator as its own server", runProviderSim},
+	{"chaos", "prove payd: kill, pause and cut it off under retrying clients, then check the money", runChaos},
 }
 
 // run is payd's whole program: main only passes it the process's

@@ -1,0 +1,242 @@
+package chaos
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/idemhq/idem/internal/provider"
+	"github.com/idemhq/idem/internal/simulator"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func scheduleConfig() *Config {
+	return &Config{Command: []string{"payd"}, Duration: 10 * time.Minute, Replicas: 3}
+}
+
+// TestSameSeedSameSchedule: the schedule is a function of the seed and
+// the settings alone.
+func TestSameSeedSameSchedule(t *testing.T) {
+	a, b := NewSchedule(42, scheduleConfig()), NewSchedule(42, scheduleConfig())
+	if !reflect.DeepEqual(a, b) || a.Digest() != b.Digest() {
+		t.Fatalf("two schedules of seed 42 differ: %s and %s", a.Digest(), b.Digest())
+	}
+	if c := NewSchedule(43, scheduleConfig()); c.Digest() == a.Digest() {
+		t.Fatalf("seeds 42 and 43 give the same schedule %s", a.Digest())
+	}
+	if len(a.Events) < 400 {
+		t.Fatalf("%d events in 10 minutes at one a second on average, want about 600", len(a.Events))
+	}
+	kinds := map[Kind]int{}
+	for i, e := range a.Events {
+		kinds[e.Kind]++
+		if e.At >= 10*time.Minute || i > 0 && e.At < a.Events[i-1].At {
+			t.Fatalf("event %d at %s: out of order or past the run", i, e.At)
+		}
+		if info(e.Kind).failpoint != "" {
+			t.Fatalf("event %d is a failpoint kill (%s): payd draws those itself", i, e.Kind)
+		}
+		if e.Kind == Pause && e.For <= 3*time.Second {
+			t.Fatalf("a pause of %s does not outlast the 3s lease", e.For)
+		}
+		if info(e.Kind).process && (e.Replica < 0 || e.Replica >= 3) {
+			t.Fatalf("event %d hits replica %d of 3", i, e.Replica)
+		}
+	}
+	for _, k := range Kinds() {
+		if info(k).failpoint == "" && kinds[k] == 0 {
+			t.Errorf("no %s in 10 minutes of faults", k)
+		}
+	}
+}
+
+// TestScheduleKeepsToItsKinds: disabling kinds leaves only the others,
+// and the client plans do not depend on the faults.
+func TestScheduleKeepsToItsKinds(t *testing.T) {
+	cfg := scheduleConfig()
+	cfg.Faults = []Kind{KillRandom, Pause}
+	for _, e := range NewSchedule(7, cfg).Events {
+		if e.Kind != KillRandom && e.Kind != Pause {
+			t.Fatalf("schedule of kill-random and pause holds %s", e.Kind)
+		}
+	}
+	cfg.NoFaults = true
+	if n := len(NewSchedule(7, cfg).Events); n != 0 {
+		t.Fatalf("NoFaults schedule holds %d events", n)
+	}
+	c, _ := scheduleConfig().resolve()
+	for i := range 100 {
+		if a, b := newPlan(7, i, &c), newPlan(7, i, &c); a != b {
+			t.Fatalf("plan %d differs between two draws: %+v, %+v", i, a, b)
+		}
+	}
+}
+
+func TestParseFaults(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		want []Kind
+	}{
+		{"all", Kinds()},
+		{"none", nil},
+		{"failpoints", []Kind{KillAfterClaim, KillAfterSend, KillAfterResponse}},
+		{"db,pause", []Kind{Pause, DBReset, DBLatency}},
+		{"all,-provider,-webhook,-db", []Kind{KillAfterClaim, KillAfterSend, KillAfterResponse, KillRandom, Pause}},
+	} {
+		got, err := ParseFaults(tc.spec)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("ParseFaults(%q) = %v, %v; want %v", tc.spec, got, err, tc.want)
+		}
+	}
+	if _, err := ParseFaults("all,meteor"); err == nil || !strings.Contains(err.Error(), "meteor") {
+		t.Errorf("ParseFaults of an unknown kind: %v", err)
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	var ds []time.Duration
+	for i := 1; i <= 100; i++ {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	got := percentiles(ds)
+	want := Percentiles{Count: 100, P50: 50, P90: 90, P99: 99, Max: 100}
+	if got != want {
+		t.Fatalf("percentiles of 1..100ms = %+v, want %+v", got, want)
+	}
+	if (percentiles(nil) != Percentiles{}) {
+		t.Fatal("percentiles of nothing are not zero")
+	}
+}
+
+// TestOraclesCatchViolations: each oracle fails on the violation it is
+// for, with the offender among its examples.
+func TestOraclesCatchViolations(t *testing.T) {
+	ch := func(id, pid, ref, status string) provider.Charge {
+		return provider.Charge{ID: id, Status: status, Amount: 100, Currency: "usd", Metadata: map[string]string{"payment_id": pid, "reference": ref}}
+	}
+	rec := func(ref string, s ...seen) *record {
+		return &record{plan: plan{key: "key-" + ref, reference: ref}, seen: s}
+	}
+	ev := &evidence{
+		charges: []provider.Charge{
+			ch("ch_1", "p1", "ok", "succeeded"),
+			ch("ch_2", "p2", "double", "succeeded"),
+			ch("ch_3", "p3", "double", "succeeded"), // a second payment for the same key
+			ch("ch_4", "p4", "lost", "succeeded"),   // p4 says failed
+			ch("ch_5", "gone", "orphan", "succeeded"),
+			ch("ch_6", "p6", "declined", "failed"), // no money: not a charge to account for
+		},
+		payments: []paymentRow{
+			{ID: "p1", Reference: "ok", State: "succeeded", ProviderChargeID: "ch_1"},
+			{ID: "p2", Reference: "double", State: "succeeded", ProviderChargeID: "ch_2"},
+			{ID: "p3", Reference: "double", State: "succeeded", ProviderChargeID: "ch_3"},
+			{ID: "p4", Reference: "lost", State: "failed"},
+			{ID: "p6", Reference: "declined", State: "failed", ProviderChargeID: "ch_6"},
+			{ID: "p7", Reference: "phantom", State: "succeeded", ProviderChargeID: "ch_404"},
+			{ID: "p8", Reference: "stuck", State: "unknown"},
+		},
+		records: []*record{
+			rec("ok", seen{Status: 200, ID: "p1", State: "succeeded"}),
+			rec("lost", seen{Status: 200, ID: "p4", State: "succeeded"}), // told succeeded, ended failed
+			rec("double", seen{Status: 202, ID: "p2", State: "pending"}, seen{Status: 202, ID: "p3", State: "pending"}),
+		},
+	}
+	var tr TargetReport
+	ev.judge(&tr)
+	if tr.DoubleCharges != 1 || tr.LostCharges != 2 || tr.StuckPayments != 1 || tr.Mismatched2xx != 2 || tr.MoneyCharges != 5 {
+		t.Fatalf("double %d, lost %d, stuck %d, mismatched %d, money %d; want 1, 2, 1, 2, 5",
+			tr.DoubleCharges, tr.LostCharges, tr.StuckPayments, tr.Mismatched2xx, tr.MoneyCharges)
+	}
+	want := map[string]string{
+		"no double charge":                    "double charged 2 times",
+		"no lost charge":                      "payment p4 is failed",
+		"every succeeded payment was charged": "p7",
+		"every 2xx matches the final state":   "key-lost got 200 p4 succeeded",
+		"no payment stuck":                    "p8",
+	}
+	for _, c := range tr.Checks {
+		if c.Status != Fail || !strings.Contains(strings.Join(c.Examples, "\n"), want[c.Name]) {
+			t.Errorf("check %q = %s %s %v; want a failure naming %q", c.Name, c.Status, c.Detail, c.Examples, want[c.Name])
+		}
+	}
+}
+
+// TestNaiveChargesAgainOnRetry: the naive processor charges once per
+// request, so a retry after a timeout, or a double click, charges twice
+// and records one of the charges, and the oracles say so.
+func TestNaiveChargesAgainOnRetry(t *testing.T) {
+	sim := simulator.New(&simulator.Config{Seed: 1, Faults: simulator.Faults{LatencyMin: 200 * time.Millisecond}})
+	srv := httptest.NewServer(sim.Handler())
+	defer sim.Close()
+	defer srv.Close()
+	nv, err := startNaive(1, srv.URL, time.Second, 0.5, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nv.close()
+	post := func(timeout time.Duration) (int, error) {
+		c := &http.Client{Timeout: timeout}
+		defer c.CloseIdleConnections()
+		resp, err := c.Post(nv.url+"/v1/charges", "application/json", strings.NewReader(`{"amount":1999,"currency":"usd","reference":"order_1"}`))
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if _, err := post(50 * time.Millisecond); err == nil {
+		t.Fatal("the impatient client got an answer within 50ms from a provider that takes 200ms")
+	}
+	status, err := post(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr TargetReport
+	(&evidence{charges: sim.Charges(), payments: nv.payments()}).judge(&tr)
+	if tr.DoubleCharges != 1 || tr.LostCharges != 1 || tr.Payments != 1 {
+		t.Fatalf("a timeout and a retry (answered %d): %d payments, %d double and %d lost charges; want 1, 1 and 1",
+			status, tr.Payments, tr.DoubleCharges, tr.LostCharges)
+	}
+}
+
+// TestReportKeys: the JSON report has the keys its readers rely on.
+func TestReportKeys(t *testing.T) {
+	rep := &Report{Seed: 9, FaultKinds: []Kind{KillRandom}, TargetReport: TargetReport{Target: TargetPayd, Faults: map[Kind]int{KillRandom: 2}}, Naive: &TargetReport{Target: TargetNaive}}
+	var buf bytes.Buffer
+	if err := rep.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"seed", "requests", "payments", "provider_charges", "double_charges", "lost_charges", "stuck_payments", "faults", "latency_ms", "naive", "passed"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("the JSON report has no %q", k)
+		}
+	}
+	lat, _ := m["latency_ms"].(map[string]any)
+	for _, k := range []string{"accept", "settle"} {
+		if p, _ := lat[k].(map[string]any); p == nil || p["p99"] == nil {
+			t.Errorf("latency_ms has no %s percentiles: %v", k, lat)
+		}
+	}
+	buf.Reset()
+	if err := rep.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"seed 9", "double charges", "naive (unsafe baseline)", "kill-random"} {
+		if !strings.Contains(buf.String(), s) {
+			t.Errorf("the text report lacks %q:\n%s", s, buf.String())
+		}
+	}
+}

@@ -1,0 +1,421 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Client behaviour.
+const (
+	maxAttempts    = 10  // requests per click before a client gives up
+	waitAttempts   = 3   // the first attempts ask to wait for the outcome; later ones do not
+	doubleClickPct = 0.1 // charges sent twice at once
+	waitPct        = 0.3 // charges that ask Prefer: wait
+	refundPct      = 0.2 // succeeded charges refunded in part, when payd has refunds
+	declinePct     = 0.04
+	pollTimeout    = 2 * time.Second
+)
+
+// plan is what the client of charge i does, drawn from the seed alone.
+type plan struct {
+	i         int
+	key       string
+	reference string
+	amount    int64
+	double    bool          // a double click: two requests at once
+	wait      int           // Prefer: wait=N seconds; 0 for none
+	timeout   time.Duration // per request
+	refund    int64         // refund this much once it succeeds; 0 for none
+}
+
+func newPlan(seed uint64, i int, cfg *Config) plan {
+	r := stream(seed, "client", i)
+	var u [7]float64
+	for k := range u {
+		u[k] = r.Float64()
+	}
+	cents := 10 + int64(u[1]*90) // never 02 or 03, which the provider declines
+	if u[2] < declinePct {
+		cents = 2
+	}
+	p := plan{
+		i:         i,
+		key:       fmt.Sprintf("chaos-%x-%d", seed, i),
+		reference: fmt.Sprintf("chaos_%x_%d", seed, i),
+		amount:    100*(1+int64(u[0]*5000)) + cents,
+		double:    u[3] < doubleClickPct,
+		timeout:   cfg.ClientTimeoutMin + time.Duration(u[5]*float64(cfg.ClientTimeoutMax-cfg.ClientTimeoutMin)),
+	}
+	if u[4] < waitPct {
+		p.wait = 1 + int(u[4]/waitPct*3)
+	}
+	if u[6] < refundPct {
+		p.refund = max(1, p.amount/int64(2+u[6]/refundPct*3))
+	}
+	return p
+}
+
+// seen is a 2xx a client got.
+type seen struct {
+	Status int           `json:"status"`
+	ID     string        `json:"id"`
+	State  string        `json:"state"` // the charge's status in the body
+	At     time.Duration `json:"at"`    // since the charge's first request
+}
+
+// record is what happened to one charge, as its client saw it.
+type record struct {
+	plan  plan
+	start time.Time
+
+	mu         sync.Mutex
+	seen       []seen
+	accepted   time.Duration // to the first 2xx; 0 if none
+	settled    time.Duration // to the first final status seen; 0 if none
+	final      string
+	gaveUp     bool
+	unexpected []string
+	refund     *refundSeen
+}
+
+type refundSeen struct {
+	ID     string `json:"id"`
+	Amount int64  `json:"amount"`
+	Status string `json:"status"` // as last seen
+	Final  bool
+}
+
+func (r *record) add(s seen) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen = append(r.seen, s)
+	if r.accepted == 0 {
+		r.accepted = s.At
+	}
+	if isFinal(s.State) && r.settled == 0 {
+		r.settled, r.final = s.At, s.State
+	}
+}
+
+func (r *record) settle(state string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.settled == 0 {
+		r.settled, r.final = max(time.Since(r.start), time.Nanosecond), state
+	}
+}
+
+func (r *record) firstSeen() (seen, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.seen) == 0 {
+		return seen{}, false
+	}
+	return r.seen[0], true
+}
+
+func (r *record) note(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unexpected = append(r.unexpected, s)
+}
+
+func isFinal(state string) bool { return state == "succeeded" || state == "failed" }
+
+// target is a system under test as the clients see it.
+type target struct {
+	name    string
+	naive   bool
+	seed    uint64
+	apiKey  string
+	pick    func(*rand.Rand) (string, bool) // a base URL to send to
+	refunds bool
+	http    *http.Client
+	sem     chan struct{}
+
+	requests, inFlight, timeouts, retries, noReplica atomic.Int64
+
+	mu      sync.Mutex
+	records []*record
+}
+
+func newTarget(name string, naive bool, seed uint64, apiKey string, concurrency int, pick func(*rand.Rand) (string, bool)) *target {
+	return &target{
+		name: name, naive: naive, seed: seed, apiKey: apiKey, pick: pick,
+		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxIdleConns: 4 * concurrency}},
+		sem:  make(chan struct{}, concurrency),
+	}
+}
+
+func (t *target) snapshot() []*record {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]*record(nil), t.records...)
+}
+
+// drive runs charge p's client to its end: accept, settle, refund.
+func (t *target) drive(ctx context.Context, p plan) {
+	t.inFlight.Add(1)
+	defer t.inFlight.Add(-1)
+	rec := &record{plan: p, start: time.Now()}
+	t.mu.Lock()
+	t.records = append(t.records, rec)
+	t.mu.Unlock()
+
+	var wg sync.WaitGroup
+	clicks := 1
+	if p.double {
+		clicks = 2
+	}
+	for c := range clicks {
+		wg.Go(func() { t.accept(ctx, rec, c) })
+	}
+	wg.Wait()
+	first, ok := rec.firstSeen()
+	if !ok {
+		return
+	}
+	state := first.State
+	if !isFinal(state) {
+		state = t.poll(ctx, rec, first.ID)
+	}
+	if state == "succeeded" && p.refund > 0 && t.refunds {
+		t.refund(ctx, rec, first.ID)
+	}
+}
+
+// accept posts the charge until it gets a 2xx, retrying with the same key
+// and body on timeouts, 409, 429 and 5xx.
+func (t *target) accept(ctx context.Context, rec *record, click int) {
+	p := rec.plan
+	rng := stream(t.seed, "retry", p.i, click)
+	body, _ := json.Marshal(map[string]any{"amount": p.amount, "currency": "usd", "reference": p.reference})
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			t.retries.Add(1)
+			if !sleepCtx(ctx, between(rng, 0, min(time.Second, 50*time.Millisecond<<attempt))) {
+				break
+			}
+		}
+		base, ok := t.pick(rng)
+		if !ok {
+			t.noReplica.Add(1)
+			continue
+		}
+		wait := 0
+		if attempt < waitAttempts {
+			wait = p.wait
+		}
+		status, b, err := t.do(ctx, http.MethodPost, base+"/v1/charges", p.key, body, wait, p.timeout)
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		case status >= 200 && status < 300:
+			var c struct{ ID, Status string }
+			if json.Unmarshal(b, &c) != nil || c.ID == "" {
+				rec.note(fmt.Sprintf("%d without a charge: %.200s", status, b))
+				return
+			}
+			rec.add(seen{Status: status, ID: c.ID, State: c.Status, At: time.Since(rec.start)})
+			return
+		case status == http.StatusConflict, status == http.StatusTooManyRequests, status >= 500:
+			continue
+		default:
+			rec.note(fmt.Sprintf("POST /v1/charges answered %d: %.200s", status, b))
+			return
+		}
+	}
+	rec.mu.Lock()
+	rec.gaveUp = rec.gaveUp || click == 0
+	rec.mu.Unlock()
+}
+
+// poll reads the charge until it is final; it returns its final state, or
+// "" if ctx ended first.
+func (t *target) poll(ctx context.Context, rec *record, id string) string {
+	rng := stream(t.seed, "poll", rec.plan.i)
+	for n := 0; ; n++ {
+		if !sleepCtx(ctx, min(time.Second, 100*time.Millisecond<<n)) {
+			return ""
+		}
+		base, ok := t.pick(rng)
+		if !ok {
+			continue
+		}
+		status, b, err := t.do(ctx, http.MethodGet, base+"/v1/charges/"+id, "", nil, 0, pollTimeout)
+		if err != nil || status != http.StatusOK {
+			continue
+		}
+		var c struct{ Status string }
+		if json.Unmarshal(b, &c) == nil && isFinal(c.Status) {
+			rec.settle(c.Status)
+			return c.Status
+		}
+	}
+}
+
+// refund refunds part of a succeeded charge, with its own idempotency
+// key, and follows the refund until it is final.
+func (t *target) refund(ctx context.Context, rec *record, chargeID string) {
+	p := rec.plan
+	rng := stream(t.seed, "refund", p.i)
+	body, _ := json.Marshal(map[string]any{"amount": p.refund})
+	var got refundSeen
+	for attempt := range maxAttempts {
+		if attempt > 0 && !sleepCtx(ctx, between(rng, 0, min(time.Second, 50*time.Millisecond<<attempt))) {
+			return
+		}
+		base, ok := t.pick(rng)
+		if !ok {
+			continue
+		}
+		status, b, err := t.do(ctx, http.MethodPost, base+"/v1/charges/"+chargeID+"/refunds", p.key+"-refund", body, 0, max(p.timeout, pollTimeout))
+		if err != nil || status == http.StatusConflict || status == http.StatusTooManyRequests || status >= 500 {
+			continue
+		}
+		if status < 200 || status >= 300 || json.Unmarshal(b, &got) != nil || got.ID == "" {
+			rec.note(fmt.Sprintf("POST /v1/charges/%s/refunds answered %d: %.200s", chargeID, status, b))
+			return
+		}
+		break
+	}
+	if got.ID == "" {
+		return
+	}
+	got.Final = isFinal(got.Status)
+	rec.mu.Lock()
+	rec.refund = &got
+	rec.mu.Unlock()
+	for n := 0; !got.Final; n++ {
+		if !sleepCtx(ctx, min(time.Second, 100*time.Millisecond<<n)) {
+			return
+		}
+		base, ok := t.pick(rng)
+		if !ok {
+			continue
+		}
+		status, b, err := t.do(ctx, http.MethodGet, base+"/v1/charges/"+chargeID, "", nil, 0, pollTimeout)
+		if err != nil || status != http.StatusOK {
+			continue
+		}
+		var c struct {
+			Refunds []refundSeen `json:"refunds"`
+		}
+		if json.Unmarshal(b, &c) != nil {
+			continue
+		}
+		for _, r := range c.Refunds {
+			if r.ID == got.ID && isFinal(r.Status) {
+				rec.mu.Lock()
+				rec.refund.Status, rec.refund.Final = r.Status, true
+				rec.mu.Unlock()
+				return
+			}
+		}
+	}
+}
+
+// do sends one request and reads its answer in full; an answer cut short
+// is no answer.
+func (t *target) do(ctx context.Context, method, url, key string, body []byte, wait int, timeout time.Duration) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+t.apiKey)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	if wait > 0 {
+		req.Header.Set("Prefer", fmt.Sprintf("wait=%d", wait))
+	}
+	t.requests.Add(1)
+	resp, err := t.http.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.timeouts.Add(1)
+		}
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.timeouts.Add(1)
+		}
+		return 0, nil, err
+	}
+	return resp.StatusCode, b, nil
+}
+
+func (t *target) close() { t.http.CloseIdleConnections() }
+
+// sleepCtx sleeps d, or reports false if ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// workload sends charges to the targets at cfg.Rate, the same charges to
+// each.
+type workload struct {
+	seed    uint64
+	cfg     *Config
+	targets []*target
+	started atomic.Int64
+	wg      sync.WaitGroup
+}
+
+// run starts charges until runCtx ends; their clients go on until they
+// are done or clientCtx ends. Wait for them with wait.
+func (w *workload) run(runCtx, clientCtx context.Context) {
+	rng := stream(w.seed, "arrivals")
+	next := time.Now()
+	for i := 0; ; i++ {
+		next = next.Add(time.Duration(rng.ExpFloat64() / w.cfg.Rate * float64(time.Second)))
+		if late := time.Since(next); late > time.Second {
+			next = time.Now() // fell behind (every slot busy): no burst to catch up
+		}
+		if !sleepCtx(runCtx, time.Until(next)) {
+			return
+		}
+		p := newPlan(w.seed, i, w.cfg)
+		for _, t := range w.targets {
+			select {
+			case t.sem <- struct{}{}:
+			case <-runCtx.Done():
+				return
+			}
+			w.wg.Go(func() {
+				defer func() { <-t.sem }()
+				t.drive(clientCtx, p)
+			})
+		}
+		w.started.Add(1)
+	}
+}
+
+func (w *workload) wait() { w.wg.Wait() }

@@ -1,0 +1,421 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/idemhq/idem/internal/provider"
+)
+
+// evidence is what the oracles judge one target by: the provider's
+// charges and refunds, the target's payments, and what its clients were
+// told.
+type evidence struct {
+	charges  []provider.Charge
+	refunds  []provider.Refund
+	payments []paymentRow
+	records  []*record
+	refunded bool // the workload refunded, so refunds are checked
+}
+
+const maxExamples = 5
+
+// judge fills tr's figures and checks from ev.
+func (ev *evidence) judge(tr *TargetReport) {
+	byID := map[string]*paymentRow{}
+	for i := range ev.payments {
+		byID[ev.payments[i].ID] = &ev.payments[i]
+	}
+	var money []provider.Charge
+	for _, c := range ev.charges {
+		if c.Status == provider.StatusSucceeded {
+			money = append(money, c)
+		}
+	}
+	tr.Payments, tr.ProviderCharges, tr.MoneyCharges = len(ev.payments), len(ev.charges), len(money)
+
+	tr.Checks = append(tr.Checks,
+		ev.noDoubleCharge(tr, money, byID),
+		ev.noLostCharge(tr, money, byID),
+		ev.noPhantomSuccess(money),
+		ev.answersMatch(tr, byID),
+		ev.noneStuck(tr),
+	)
+	if ev.refunded {
+		tr.Checks = append(tr.Checks, ev.refundsMatch())
+	}
+	ev.clientStats(tr)
+}
+
+// noDoubleCharge: at most one succeeded provider charge per payment key.
+// A charge's key is the reference its client sent (payd and the naive
+// processor both pass it to the provider in the charge's metadata), so two
+// payments made for one client key count too.
+func (ev *evidence) noDoubleCharge(tr *TargetReport, money []provider.Charge, byID map[string]*paymentRow) Check {
+	byRef := map[string][]string{}
+	for _, c := range money {
+		ref := c.Metadata["reference"]
+		if ref == "" {
+			if p := byID[c.Metadata["payment_id"]]; p != nil {
+				ref = p.Reference
+			} else {
+				ref = "provider key " + c.IdempotencyKey
+			}
+		}
+		byRef[ref] = append(byRef[ref], c.ID)
+	}
+	var ex []string
+	for ref, ids := range byRef {
+		if len(ids) > 1 {
+			tr.DoubleCharges += len(ids) - 1
+			ex = append(ex, fmt.Sprintf("%s charged %d times: %s", ref, len(ids), strings.Join(ids, ", ")))
+		}
+	}
+	c := Check{Name: "no double charge", Status: Pass,
+		Detail: fmt.Sprintf("%s payment keys charged, none more than once", itoa(len(byRef)))}
+	if tr.DoubleCharges > 0 {
+		c.Status = Fail
+		c.Detail = fmt.Sprintf("%s extra provider charges over %s payment keys", itoa(tr.DoubleCharges), itoa(len(ex)))
+		c.Examples = examples(ex)
+	}
+	return c
+}
+
+// noLostCharge: every succeeded provider charge is recorded by exactly one
+// payment, which succeeded with that charge.
+func (ev *evidence) noLostCharge(tr *TargetReport, money []provider.Charge, byID map[string]*paymentRow) Check {
+	claims := map[string][]string{}
+	for _, p := range ev.payments {
+		if p.ProviderChargeID != "" {
+			claims[p.ProviderChargeID] = append(claims[p.ProviderChargeID], p.ID)
+		}
+	}
+	var ex []string
+	for _, c := range money {
+		pid := c.Metadata["payment_id"]
+		p := byID[pid]
+		var why string
+		switch {
+		case p == nil:
+			why = fmt.Sprintf("no payment %q", pid)
+		case p.State != "succeeded":
+			why = fmt.Sprintf("payment %s is %s", p.ID, p.State)
+		case p.ProviderChargeID != c.ID:
+			why = fmt.Sprintf("payment %s records charge %q", p.ID, p.ProviderChargeID)
+		case len(claims[c.ID]) > 1:
+			why = fmt.Sprintf("payments %s all record it", strings.Join(claims[c.ID], ", "))
+		default:
+			continue
+		}
+		tr.LostCharges++
+		ex = append(ex, fmt.Sprintf("%s (%d %s, %s): %s", c.ID, c.Amount, c.Currency, c.Metadata["reference"], why))
+	}
+	c := Check{Name: "no lost charge", Status: Pass,
+		Detail: fmt.Sprintf("each of %s succeeded provider charges belongs to one succeeded payment", itoa(len(money)))}
+	if tr.LostCharges > 0 {
+		c.Status = Fail
+		c.Detail = fmt.Sprintf("%s of %s succeeded provider charges have no succeeded payment of their own", itoa(tr.LostCharges), itoa(len(money)))
+		c.Examples = examples(ex)
+	}
+	return c
+}
+
+// noPhantomSuccess: every succeeded payment has its provider charge.
+func (ev *evidence) noPhantomSuccess(money []provider.Charge) Check {
+	have := map[string]bool{}
+	for _, c := range money {
+		have[c.ID] = true
+	}
+	var ex []string
+	succeeded := 0
+	for _, p := range ev.payments {
+		if p.State != "succeeded" {
+			continue
+		}
+		succeeded++
+		if !have[p.ProviderChargeID] {
+			ex = append(ex, fmt.Sprintf("payment %s (%s) succeeded with charge %q, which the provider does not have", p.ID, p.Reference, p.ProviderChargeID))
+		}
+	}
+	c := Check{Name: "every succeeded payment was charged", Status: Pass,
+		Detail: fmt.Sprintf("%s succeeded payments, each with its provider charge", itoa(succeeded))}
+	if len(ex) > 0 {
+		c.Status = Fail
+		c.Detail = fmt.Sprintf("%s succeeded payments have no provider charge", itoa(len(ex)))
+		c.Examples = examples(ex)
+	}
+	return c
+}
+
+// answersMatch: every 2xx a client got names the payment its key made,
+// and a final status in it is the payment's final state.
+func (ev *evidence) answersMatch(tr *TargetReport, byID map[string]*paymentRow) Check {
+	var ex []string
+	total := 0
+	for _, r := range ev.records {
+		r.mu.Lock()
+		ids := map[string]bool{}
+		for _, s := range r.seen {
+			total++
+			ids[s.ID] = true
+			p := byID[s.ID]
+			var why string
+			switch {
+			case p == nil:
+				why = "no such payment"
+			case p.Reference != r.plan.reference:
+				why = fmt.Sprintf("that payment is for %s", p.Reference)
+			case isFinal(s.State) && p.State != s.State:
+				why = fmt.Sprintf("the payment ended %s", p.State)
+			default:
+				continue
+			}
+			tr.Mismatched2xx++
+			ex = append(ex, fmt.Sprintf("%s got %d %s %s: %s", r.plan.key, s.Status, s.ID, s.State, why))
+		}
+		if len(ids) > 1 {
+			tr.Mismatched2xx++
+			ex = append(ex, fmt.Sprintf("%s got 2xx for %d different charges: %s", r.plan.key, len(ids), strings.Join(sortedKeys(ids), ", ")))
+		}
+		if r.final != "" && len(r.seen) > 0 {
+			if p := byID[r.seen[0].ID]; p != nil && p.State != r.final {
+				tr.Mismatched2xx++
+				ex = append(ex, fmt.Sprintf("%s was seen %s, and ended %s", r.plan.key, r.final, p.State))
+			}
+		}
+		r.mu.Unlock()
+	}
+	c := Check{Name: "every 2xx matches the final state", Status: Pass,
+		Detail: fmt.Sprintf("%s 2xx answers, each naming its key's payment and its final state", itoa(total))}
+	if tr.Mismatched2xx > 0 {
+		c.Status = Fail
+		c.Detail = fmt.Sprintf("%s of %s 2xx answers disagree with the final state", itoa(tr.Mismatched2xx), itoa(total))
+		c.Examples = examples(ex)
+	}
+	return c
+}
+
+// noneStuck: no payment is left non-terminal after the drain.
+func (ev *evidence) noneStuck(tr *TargetReport) Check {
+	var ex []string
+	for _, p := range ev.payments {
+		if !isFinal(p.State) {
+			tr.StuckPayments++
+			ex = append(ex, fmt.Sprintf("payment %s (%s) is %s", p.ID, p.Reference, p.State))
+		}
+	}
+	c := Check{Name: "no payment stuck", Status: Pass,
+		Detail: fmt.Sprintf("all %s payments are succeeded or failed", itoa(len(ev.payments)))}
+	if tr.StuckPayments > 0 {
+		c.Status = Fail
+		c.Detail = fmt.Sprintf("%s payments are not final after the drain", itoa(tr.StuckPayments))
+		c.Examples = examples(ex)
+	}
+	return c
+}
+
+// refundsMatch: the provider refunded each charge exactly what payd says
+// it refunded, never more than the charge, and at least every refund a
+// client was told succeeded.
+func (ev *evidence) refundsMatch() Check {
+	atProvider := map[string]int64{}
+	for _, r := range ev.refunds {
+		if r.Status == provider.StatusSucceeded {
+			atProvider[r.ChargeID] += r.Amount
+		}
+	}
+	acked := map[string]int64{} // by payment id: refunds clients saw succeed
+	n := 0
+	for _, r := range ev.records {
+		r.mu.Lock()
+		if r.refund != nil && r.refund.Status == "succeeded" && len(r.seen) > 0 {
+			acked[r.seen[0].ID] += r.refund.Amount
+			n++
+		}
+		r.mu.Unlock()
+	}
+	var ex []string
+	for _, p := range ev.payments {
+		got := atProvider[p.ProviderChargeID]
+		switch {
+		case got > p.Amount:
+			ex = append(ex, fmt.Sprintf("payment %s: the provider refunded %d of a charge of %d", p.ID, got, p.Amount))
+		case got != p.AmountRefunded:
+			ex = append(ex, fmt.Sprintf("payment %s: payd says %d refunded, the provider %d", p.ID, p.AmountRefunded, got))
+		case got < acked[p.ID]:
+			ex = append(ex, fmt.Sprintf("payment %s: clients were told %d was refunded, the provider has %d", p.ID, acked[p.ID], got))
+		}
+	}
+	c := Check{Name: "refunds match the provider", Status: Pass,
+		Detail: fmt.Sprintf("%s refunds acknowledged as succeeded; every payment's amount_refunded equals the provider's", itoa(n))}
+	if len(ex) > 0 {
+		c.Status = Fail
+		c.Detail = fmt.Sprintf("%s payments whose refunds disagree with the provider", itoa(len(ex)))
+		c.Examples = examples(ex)
+	}
+	return c
+}
+
+// clientStats fills the clients' counts and the latencies.
+func (ev *evidence) clientStats(tr *TargetReport) {
+	var accept, settle []time.Duration
+	cs := &tr.Clients
+	for _, r := range ev.records {
+		r.mu.Lock()
+		cs.Charges++
+		if r.plan.double {
+			cs.DoubleClicks++
+		}
+		if r.plan.wait > 0 {
+			cs.PreferWait++
+		}
+		if len(r.seen) > 0 {
+			cs.Acknowledged++
+			accept = append(accept, r.accepted)
+		} else {
+			cs.GaveUp++
+		}
+		if r.settled > 0 {
+			settle = append(settle, r.settled)
+		}
+		if r.refund != nil {
+			cs.Refunds++
+		}
+		r.mu.Unlock()
+	}
+	tr.LatencyMS = Latency{Accept: percentiles(accept), Settle: percentiles(settle)}
+}
+
+// unexpectedAnswers: the clients got nothing a correct server would not
+// send (a 422 for a retry with the same body, a 404 for its own charge…).
+func unexpectedAnswers(records []*record) Check {
+	var ex []string
+	for _, r := range records {
+		r.mu.Lock()
+		for _, u := range r.unexpected {
+			ex = append(ex, r.plan.key+": "+u)
+		}
+		r.mu.Unlock()
+	}
+	c := Check{Name: "no unexpected answers", Status: Pass, Detail: "every answer was a 2xx, a 409, a 429 or a 5xx to retry"}
+	if len(ex) > 0 {
+		c.Status = Fail
+		c.Detail = fmt.Sprintf("%s answers a retrying client should never get", itoa(len(ex)))
+		c.Examples = examples(ex)
+	}
+	return c
+}
+
+func examples(ex []string) []string {
+	sort.Strings(ex)
+	if len(ex) > maxExamples {
+		return append(slices.Clip(ex[:maxExamples]), fmt.Sprintf("… and %d more", len(ex)-maxExamples))
+	}
+	return ex
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// storeChecks are the oracles read from payd's own tables beyond
+// payments: the ledger, and refunds left undone. A table this payd does
+// not have makes its check skipped, never passed.
+func storeChecks(ctx context.Context, d *paydDB, charges []provider.Charge) ([]Check, error) {
+	perCharge := Check{Name: "one ledger transaction per provider charge"}
+	zero := Check{Name: "the ledger sums to zero"}
+	refunds := Check{Name: "no refund stuck"}
+	if !d.ledger {
+		perCharge.Status, perCharge.Detail = Skipped, "this payd has no ledger (no ledger_transactions table)"
+		zero.Status, zero.Detail = Skipped, "this payd has no ledger (no ledger_transactions table)"
+	} else {
+		rows, err := d.query(ctx, `SELECT ref, CAST(COUNT(*) AS text) FROM ledger_transactions WHERE kind = 'charge' GROUP BY ref`)
+		if err != nil {
+			return nil, fmt.Errorf("read the ledger: %w", err)
+		}
+		txns := map[string]string{}
+		for _, r := range rows {
+			txns[r[0]] = r[1]
+		}
+		var ex []string
+		charged := map[string]bool{}
+		n := 0
+		for _, c := range charges {
+			if c.Status != provider.StatusSucceeded {
+				continue
+			}
+			n++
+			pid := c.Metadata["payment_id"]
+			charged[pid] = true
+			if got := txns[pid]; got != "1" {
+				ex = append(ex, fmt.Sprintf("%s (payment %s): %s charge transactions", c.ID, pid, cmpOr(got, "0")))
+			}
+		}
+		for ref := range txns {
+			if !charged[ref] {
+				ex = append(ex, fmt.Sprintf("payment %s has a charge transaction and no provider charge", ref))
+			}
+		}
+		perCharge.Status, perCharge.Detail = Pass, fmt.Sprintf("each of %s succeeded provider charges has exactly one, and no other payment has one", itoa(n))
+		if len(ex) > 0 {
+			perCharge.Status, perCharge.Detail, perCharge.Examples = Fail, fmt.Sprintf("%s charges or payments without exactly one charge transaction", itoa(len(ex))), examples(ex)
+		}
+
+		ex = nil
+		unbalanced, err := d.query(ctx, `SELECT txn_id, CAST(SUM(amount) AS text) FROM ledger_entries GROUP BY txn_id HAVING SUM(amount) <> 0`)
+		if err != nil {
+			return nil, fmt.Errorf("read the ledger: %w", err)
+		}
+		for _, r := range unbalanced {
+			ex = append(ex, fmt.Sprintf("transaction %s sums to %s", r[0], r[1]))
+		}
+		totals, err := d.query(ctx, `SELECT currency, CAST(SUM(amount) AS text) FROM ledger_entries GROUP BY currency HAVING SUM(amount) <> 0`)
+		if err != nil {
+			return nil, fmt.Errorf("read the ledger: %w", err)
+		}
+		for _, r := range totals {
+			ex = append(ex, fmt.Sprintf("the ledger's %s entries sum to %s", r[0], r[1]))
+		}
+		count, err := d.query(ctx, `SELECT CAST(COUNT(*) AS text) FROM ledger_transactions`)
+		if err != nil {
+			return nil, fmt.Errorf("read the ledger: %w", err)
+		}
+		zero.Status, zero.Detail = Pass, fmt.Sprintf("%s journal transactions, each summing to zero, as do all entries per currency", count[0][0])
+		if len(ex) > 0 {
+			zero.Status, zero.Detail, zero.Examples = Fail, fmt.Sprintf("%d sums that are not zero", len(ex)), examples(ex)
+		}
+	}
+	if !d.refunds {
+		refunds.Status, refunds.Detail = Skipped, "this payd has no refunds table"
+	} else {
+		rows, err := d.query(ctx, `SELECT id, state FROM refunds WHERE state NOT IN ('succeeded', 'failed')`)
+		if err != nil {
+			return nil, fmt.Errorf("read payd's refunds: %w", err)
+		}
+		refunds.Status, refunds.Detail = Pass, "every refund is succeeded or failed"
+		if len(rows) > 0 {
+			var ex []string
+			for _, r := range rows {
+				ex = append(ex, fmt.Sprintf("refund %s is %s", r[0], r[1]))
+			}
+			refunds.Status, refunds.Detail, refunds.Examples = Fail, fmt.Sprintf("%d refunds are not final after the drain", len(rows)), examples(ex)
+		}
+	}
+	return []Check{perCharge, zero, refunds}, nil
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
