@@ -3,9 +3,6 @@ package payments
 import (
 	"context"
 	"errors"
-	"fmt"
-	"slices"
-	"strings"
 )
 
 // The ledger is double entry: every journal transaction's entries sum to
@@ -38,24 +35,12 @@ const (
 func merchantAccount(accountID string) string       { return "merchant:" + accountID }
 func refundsPayableAccount(accountID string) string { return "refunds_payable:" + accountID }
 
-// posting is one side of a journal transaction.
-type posting struct {
-	account string
-	amount  int64
-}
-
-// post records the journal transaction kind for ref in q's transaction,
-// and moves the balances it touches; if it was posted before, it does
-// nothing. Balances are updated in account order, so concurrent posts lock
-// their rows in one order and cannot deadlock.
-func (s *Store) post(ctx context.Context, q querier, kind, ref, currency string, postings ...posting) error {
-	var sum int64
-	for _, p := range postings {
-		sum += p.amount
-	}
-	if sum != 0 || len(postings) < 2 {
-		return fmt.Errorf("payments: journal %s %s does not balance: %v", kind, ref, postings)
-	}
+// post records the journal transaction kind for ref in q's transaction:
+// amount debited to one account and credited to another, so it balances by
+// construction. It moves both balances, in account order so that
+// concurrent posts lock their rows in one order and cannot deadlock. A
+// transaction posted before is not posted again.
+func (s *Store) post(ctx context.Context, q querier, kind, ref, currency, debit, credit string, amount int64) error {
 	var id string
 	err := q.queryRow(ctx, s.sql.insertTxn, newID("txn_"), kind, ref).Scan(&id)
 	if errors.Is(err, errNoRows) {
@@ -64,23 +49,20 @@ func (s *Store) post(ctx context.Context, q querier, kind, ref, currency string,
 	if err != nil {
 		return wrap("post "+kind, err)
 	}
-	postings = slices.Clone(postings)
-	slices.SortFunc(postings, func(a, b posting) int { return strings.Compare(a.account, b.account) })
-	for i, p := range postings {
-		if _, err := q.exec(ctx, s.sql.insertEntry, id, i+1, p.account, currency, p.amount); err != nil {
-			return wrap("post "+kind, err)
-		}
-		if _, err := q.exec(ctx, s.sql.addBalance, p.account, currency, p.amount); err != nil {
-			return wrap("post "+kind, err)
-		}
+	if _, err := q.exec(ctx, s.sql.insertEntries, id, debit, credit, currency, amount, -amount); err != nil {
+		return wrap("post "+kind, err)
 	}
-	return nil
+	first, second, firstAmount := debit, credit, amount
+	if credit < debit {
+		first, second, firstAmount = credit, debit, -amount
+	}
+	_, err = q.exec(ctx, s.sql.addBalances, first, second, currency, firstAmount, -firstAmount)
+	return wrap("post "+kind, err)
 }
 
 // postCharge posts a succeeded charge.
 func (s *Store) postCharge(ctx context.Context, q querier, paymentID, accountID, currency string, amount int64) error {
-	return s.post(ctx, q, txnCharge, paymentID, currency,
-		posting{clearingAccount, amount}, posting{merchantAccount(accountID), -amount})
+	return s.post(ctx, q, txnCharge, paymentID, currency, clearingAccount, merchantAccount(accountID), amount)
 }
 
 // Balance is an account's money in one currency, in minor units.

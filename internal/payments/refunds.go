@@ -93,8 +93,7 @@ func (s *Store) CreateRefund(ctx context.Context, accountID, paymentID string, a
 		if r, err = scanRefund(q.queryRow(ctx, s.sql.insertRefund, id, paymentID, accountID, amount, currency, chargeID, "payd_"+id)); err != nil {
 			return wrap("create refund", err)
 		}
-		return s.post(ctx, q, txnRefundReserve, id, currency,
-			posting{merchantAccount(accountID), amount}, posting{refundsPayableAccount(accountID), -amount})
+		return s.post(ctx, q, txnRefundReserve, id, currency, merchantAccount(accountID), refundsPayableAccount(accountID), amount)
 	})
 	if err != nil {
 		return nil, err
@@ -212,12 +211,12 @@ func (s *Store) finishRefund(ctx context.Context, q querier, r *Refund, state st
 	payable, merchant := refundsPayableAccount(r.AccountID), merchantAccount(r.AccountID)
 	switch state {
 	case StateSucceeded:
-		return s.post(ctx, q, txnRefund, r.ID, r.Currency, posting{payable, r.Amount}, posting{clearingAccount, -r.Amount})
+		return s.post(ctx, q, txnRefund, r.ID, r.Currency, payable, clearingAccount, r.Amount)
 	case StateFailed:
 		if _, err := q.exec(ctx, s.sql.releaseRefund, r.PaymentID, r.Amount); err != nil {
 			return err
 		}
-		return s.post(ctx, q, txnRefundReversal, r.ID, r.Currency, posting{payable, r.Amount}, posting{merchant, -r.Amount})
+		return s.post(ctx, q, txnRefundReversal, r.ID, r.Currency, payable, merchant, r.Amount)
 	}
 	return nil
 }

@@ -17,7 +17,7 @@ type statements struct {
 	reserveRefund, insertRefund, refundsOf          string
 	claimDueRefund, settleRefund, settleRefundByKey string
 	releaseRefund                                   string
-	insertTxn, insertEntry, addBalance, balances    string
+	insertTxn, insertEntries, addBalances, balances string
 	audit, auditOf                                  string
 	paymentByKey, refundByKey, succeededIn          string
 	recordMismatch, resolveMismatch, openMismatches string
@@ -121,9 +121,11 @@ RETURNING ` + refundColumns),
 INSERT INTO ledger_transactions (id, kind, ref, created_at) VALUES ($1, $2, $3, {{now}})
 ON CONFLICT (kind, ref) DO NOTHING
 RETURNING id`),
-		insertEntry: d.sql(`INSERT INTO ledger_entries (txn_id, line, account, currency, amount, created_at) VALUES ($1, $2, $3, $4, $5, {{now}})`),
-		addBalance: d.sql(`
-INSERT INTO ledger_balances (account, currency, balance) VALUES ($1, $2, $3)
+		insertEntries: d.sql(`
+INSERT INTO ledger_entries (txn_id, line, account, currency, amount, created_at)
+VALUES ($1, 1, $2, $4, $5, {{now}}), ($1, 2, $3, $4, $6, {{now}})`),
+		addBalances: d.sql(`
+INSERT INTO ledger_balances (account, currency, balance) VALUES ($1, $3, $4), ($2, $3, $5)
 ON CONFLICT (account, currency) DO UPDATE SET balance = ledger_balances.balance + excluded.balance`),
 		// balances are credit balances, shown as positive amounts.
 		balances: d.sql(`
