@@ -292,7 +292,7 @@ func (c *Config) resolve() (Config, error) {
 		errs = append(errs, fmt.Errorf("target must be payd, naive or both, not %q", r.Target))
 	}
 	if len(r.Command) == 0 {
-		errs = append(errs, errors.New("Command is required: the payd executable, which runs the replicas and the provider simulator"))
+		errs = append(errs, errors.New("no command to run payd with: Command names the payd executable, which runs the replicas and the provider simulator"))
 	}
 	if r.Replicas < 1 || r.Replicas > 3 {
 		errs = append(errs, fmt.Errorf("replicas must be 1 to 3, not %d", r.Replicas))

@@ -33,14 +33,10 @@ func newLauncher(command, extraEnv []string) *launcher {
 	return &launcher{command: command, env: append(env, extraEnv...)}
 }
 
+// cmd prepares payd with args; a ctx ends it, if given.
 func (l *launcher) cmd(ctx context.Context, args ...string) *exec.Cmd {
 	all := slices.Concat(l.command, args)
-	var c *exec.Cmd
-	if ctx != nil {
-		c = exec.CommandContext(ctx, all[0], all[1:]...)
-	} else {
-		c = exec.Command(all[0], all[1:]...)
-	}
+	c := exec.CommandContext(ctx, all[0], all[1:]...)
 	c.Env = l.env
 	c.SysProcAttr = procAttr()
 	return c
@@ -76,7 +72,8 @@ var failpointLine = regexp.MustCompile(`^failpoint (\S+): killing process`)
 // start runs args, copying its output to log, and watches stdout for
 // readyRE, whose first group is the process's URL.
 func (l *launcher) start(args []string, log io.Writer, readyRE *regexp.Regexp) (*child, error) {
-	c := &child{cmd: l.cmd(nil, args...), ready: make(chan struct{}), exited: make(chan struct{})}
+	// The supervisor, not a context, decides when a child ends.
+	c := &child{cmd: l.cmd(context.Background(), args...), ready: make(chan struct{}), exited: make(chan struct{})}
 	var once sync.Once
 	c.cmd.Stdout = &lineWriter{out: log, fn: func(line string) {
 		if m := readyRE.FindStringSubmatch(line); m != nil {

@@ -49,8 +49,10 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 	}
 	r := &run{cfg: c, progress: &progress{w: c.Progress, tty: c.ProgressTTY}, ctl: &http.Client{Transport: &http.Transport{}}}
 	rep, err := r.run(ctx)
-	passed := err == nil && rep.Passed
-	r.teardown(passed)
+	failed := err == nil && !rep.Passed
+	// A failed run keeps its database and logs for a post-mortem; a run
+	// that could not finish keeps its logs, which say why.
+	r.teardown(failed || c.KeepWorkDir, err != nil || failed || c.KeepWorkDir)
 	if err != nil {
 		if r.workDir != "" {
 			err = fmt.Errorf("%w (logs kept in %s)", err, r.workDir)
@@ -664,9 +666,9 @@ func lastLine(s string) string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
-// teardown stops everything the run started, in order, and removes what
-// a passing run leaves no use for.
-func (r *run) teardown(passed bool) {
+// teardown stops everything the run started, in order, and removes the
+// database and the work directory unless told to keep them.
+func (r *run) teardown(keepDB, keepDir bool) {
 	for _, t := range r.targets {
 		t.close()
 	}
@@ -689,9 +691,8 @@ func (r *run) teardown(passed bool) {
 		r.db.close()
 	}
 	r.ctl.CloseIdleConnections()
-	keep := !passed || r.cfg.KeepWorkDir
 	if r.createdDB != "" {
-		if keep {
+		if keepDB {
 			r.progress.say("kept database %s", r.createdDB)
 		} else if err := dropDatabase(context.Background(), r.adminURL, r.createdDB); err != nil {
 			r.progress.say("could not drop database %s: %v", r.createdDB, err)
@@ -699,7 +700,7 @@ func (r *run) teardown(passed bool) {
 	}
 	switch {
 	case r.workDir == "":
-	case keep || !r.tempDir:
+	case keepDir || !r.tempDir:
 		r.keptWorkDir = true
 	default:
 		os.RemoveAll(r.workDir)
