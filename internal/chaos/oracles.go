@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -265,6 +266,9 @@ func (ev *evidence) clientStats(tr *TargetReport) {
 	var accept, settle []time.Duration
 	cs := &tr.Clients
 	for _, r := range ev.records {
+		if r.plan.i < 0 {
+			continue // the harness's own probe, not the workload
+		}
 		r.mu.Lock()
 		cs.Charges++
 		if r.plan.double {
@@ -389,7 +393,8 @@ func storeChecks(ctx context.Context, d *paydDB, charges []provider.Charge) ([]C
 		if err != nil {
 			return nil, fmt.Errorf("read the ledger: %w", err)
 		}
-		zero.Status, zero.Detail = Pass, fmt.Sprintf("%s journal transactions, each summing to zero, as do all entries per currency", count[0][0])
+		n, _ = strconv.Atoi(count[0][0])
+		zero.Status, zero.Detail = Pass, fmt.Sprintf("%s journal transactions, each summing to zero, as do all entries per currency", itoa(n))
 		if len(ex) > 0 {
 			zero.Status, zero.Detail, zero.Examples = Fail, fmt.Sprintf("%d sums that are not zero", len(ex)), examples(ex)
 		}
