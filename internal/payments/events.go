@@ -27,7 +27,14 @@ func (s *Store) ApplyEvent(ctx context.Context, prov provider.Provider, ev provi
 			s.log.Warn("payd: dropping a provider event whose charge cannot be read", slog.String("event", ev.ID), slog.Any("error", err))
 			return nil
 		}
-		_, _, err := s.checkCharge(ctx, prov, ch, "webhook", why)
+		p, err := s.byProviderKey(ctx, ch.IdempotencyKey)
+		if errors.Is(err, ErrNotFound) {
+			p, err = nil, nil
+		}
+		if err != nil {
+			return err
+		}
+		_, _, err = s.checkCharge(ctx, prov, ch, p, "webhook", why)
 		return err
 	case provider.EventRefundSucceeded:
 		var r provider.Refund
@@ -51,11 +58,11 @@ const (
 	chargeIgnored              // nothing to compare: a decline payd never recorded
 )
 
-// checkCharge settles the payment of a charge the provider reports, if
-// it is not final yet, or checks the charge against the payment's final
-// state and records any mismatch. It says which, with the mismatch.
-func (s *Store) checkCharge(ctx context.Context, prov provider.Provider, ch provider.Charge, actor, why string) (chargeCheck, Mismatch, error) {
-	c, m, err := s.compareCharge(ctx, prov, ch, actor, why)
+// checkCharge settles p, the payment with ch's provider key (nil if payd
+// has none), to ch's outcome if it is not final yet, or else checks ch
+// against it and records any mismatch. It says which, with the mismatch.
+func (s *Store) checkCharge(ctx context.Context, prov provider.Provider, ch provider.Charge, p *Payment, actor, why string) (chargeCheck, Mismatch, error) {
+	c, m, err := s.compareCharge(ctx, prov, ch, p, actor, why)
 	if err == nil && c == chargeMismatch {
 		err = s.recordMismatch(ctx, m)
 	}
@@ -63,28 +70,27 @@ func (s *Store) checkCharge(ctx context.Context, prov provider.Provider, ch prov
 }
 
 // compareCharge is checkCharge without recording the mismatch.
-func (s *Store) compareCharge(ctx context.Context, prov provider.Provider, ch provider.Charge, actor, why string) (chargeCheck, Mismatch, error) {
+func (s *Store) compareCharge(ctx context.Context, prov provider.Provider, ch provider.Charge, p *Payment, actor, why string) (chargeCheck, Mismatch, error) {
 	o := chargeOutcome(ch)
 	if !o.final() {
 		return chargeIgnored, Mismatch{}, nil
 	}
-	settled, err := s.SettleByKey(ctx, ch.IdempotencyKey, o, actor, why)
-	if err != nil {
-		return 0, Mismatch{}, err
-	}
-	if settled {
-		return chargeSettled, Mismatch{}, nil
-	}
-	p, err := s.byProviderKey(ctx, ch.IdempotencyKey)
-	switch {
-	case errors.Is(err, ErrNotFound):
+	if p == nil {
 		if ch.Status != provider.StatusSucceeded {
 			return chargeIgnored, Mismatch{}, nil
 		}
 		return chargeMismatch, Mismatch{Kind: MismatchLostCharge, ProviderChargeID: ch.ID, SubjectAt: ch.Created,
 			Detail: fmt.Sprintf("the provider charged %d %s under key %s, and payd has no payment with that key", ch.Amount, ch.Currency, ch.IdempotencyKey)}, nil
-	case err != nil:
-		return 0, Mismatch{}, err
+	}
+	if !p.Final() {
+		settled, err := s.SettleByKey(ctx, ch.IdempotencyKey, o, actor, why)
+		if err != nil || settled {
+			return chargeSettled, Mismatch{}, err
+		}
+		// Settled meanwhile by a worker or another replica: compare.
+		if p, err = s.byProviderKey(ctx, ch.IdempotencyKey); err != nil {
+			return 0, Mismatch{}, err
+		}
 	}
 	if p.State != o.State && actor == "webhook" {
 		// The event disagrees with a final state: it may be stale, so the

@@ -168,6 +168,13 @@ func (r *Reconciler) RunOnce(ctx context.Context) (*ReconciliationRun, error) {
 	if err != nil {
 		return nil, fmt.Errorf("payments: reconcile: list the provider's charges: %w", err)
 	}
+	// A payment is charged after it is created, usually within seconds:
+	// payments from a little before the window are read in the same query,
+	// and any other is looked up by key.
+	ours, err := s.createdIn(ctx, run.WindowFrom.Add(-time.Hour), run.WindowTo)
+	if err != nil {
+		return nil, err
+	}
 	run.ProviderCharges = len(charges)
 	found := map[string]bool{}   // mismatches found, by key
 	charged := map[string]bool{} // provider keys with a succeeded charge
@@ -175,7 +182,16 @@ func (r *Reconciler) RunOnce(ctx context.Context) (*ReconciliationRun, error) {
 		if ch.Status == provider.StatusSucceeded {
 			charged[ch.IdempotencyKey] = true
 		}
-		c, m, err := s.checkCharge(ctx, r.provider, ch, "reconciliation", "reconciliation "+run.ID)
+		p, ok := ours[ch.IdempotencyKey]
+		if !ok {
+			if p, err = s.byProviderKey(ctx, ch.IdempotencyKey); errors.Is(err, ErrNotFound) {
+				p, err = nil, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		c, m, err := s.checkCharge(ctx, r.provider, ch, p, "reconciliation", "reconciliation "+run.ID)
 		if err != nil {
 			return nil, fmt.Errorf("payments: reconcile charge %s: %w", ch.ID, err)
 		}
@@ -189,15 +205,11 @@ func (r *Reconciler) RunOnce(ctx context.Context) (*ReconciliationRun, error) {
 		}
 	}
 
-	// Payments that succeeded with no succeeded charge in the listing: the
-	// charge may predate the window (a payment is charged after it is
-	// created), so each is looked up before it is called a mismatch.
-	succeeded, err := s.succeededIn(ctx, run.WindowFrom, run.WindowTo)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range succeeded {
-		if charged[p.ProviderKey] {
+	// Payments created in the window that succeeded with no succeeded
+	// charge in the listing: the charge may have been made after the
+	// window ended, so each is looked up before it is called a mismatch.
+	for _, p := range ours {
+		if p.State != StateSucceeded || charged[p.ProviderKey] || p.CreatedAt.Before(run.WindowFrom) {
 			continue
 		}
 		ch, err := r.provider.ChargeByKey(ctx, p.ProviderKey)
@@ -237,23 +249,22 @@ func (r *Reconciler) RunOnce(ctx context.Context) (*ReconciliationRun, error) {
 	return run, wrap("record reconciliation run", err)
 }
 
-// succeededIn returns the payments that succeeded and were created in
-// [from, to).
-func (s *Store) succeededIn(ctx context.Context, from, to time.Time) ([]*Payment, error) {
-	rs, err := s.pool.query(ctx, s.sql.succeededIn, millis(from), millis(to))
+// createdIn returns the payments created in [from, to), by provider key.
+func (s *Store) createdIn(ctx context.Context, from, to time.Time) (map[string]*Payment, error) {
+	rs, err := s.pool.query(ctx, s.sql.createdIn, millis(from), millis(to))
 	if err != nil {
-		return nil, wrap("list succeeded payments", err)
+		return nil, wrap("list payments", err)
 	}
 	defer rs.Close()
-	var out []*Payment
+	out := map[string]*Payment{}
 	for rs.Next() {
 		p, err := scanPayment(rs)
 		if err != nil {
-			return nil, wrap("list succeeded payments", err)
+			return nil, wrap("list payments", err)
 		}
-		out = append(out, p)
+		out[p.ProviderKey] = p
 	}
-	return out, wrap("list succeeded payments", rs.Err())
+	return out, wrap("list payments", rs.Err())
 }
 
 // OpenMismatches returns the mismatches not resolved, oldest first.

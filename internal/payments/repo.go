@@ -19,7 +19,7 @@ type statements struct {
 	releaseRefund                                   string
 	insertTxn, insertEntries, addBalances, balances string
 	audit, auditOf                                  string
-	paymentByKey, refundByKey, succeededIn          string
+	paymentByKey, refundByKey, createdIn            string
 	recordMismatch, resolveMismatch, openMismatches string
 	insertRun, lastRun                              string
 }
@@ -140,7 +140,7 @@ GROUP BY currency ORDER BY currency`),
 
 		paymentByKey: d.sql(`SELECT ` + paymentColumns + ` FROM payments WHERE provider_key = $1`),
 		refundByKey:  d.sql(`SELECT count(*) FROM refunds WHERE provider_key = $1`),
-		succeededIn:  d.sql(`SELECT ` + paymentColumns + ` FROM payments WHERE state = 'succeeded' AND created_at >= $1 AND created_at < $2`),
+		createdIn:    d.sql(`SELECT ` + paymentColumns + ` FROM payments WHERE created_at >= $1 AND created_at < $2`),
 		recordMismatch: d.sql(`
 INSERT INTO reconciliation_mismatches (id, kind, payment_id, provider_charge_id, detail, subject_at, found_at)
 VALUES ($1, $2, $3, $4, $5, $6, {{now}})
