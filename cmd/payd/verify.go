@@ -18,7 +18,7 @@ var errViolated = errors.New("invariants violated; see the report above")
 func runVerify(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("payd verify", flag.ContinueOnError)
 	databaseURL := fs.String("database-url", "payd.db", "a SQLite file path, or a postgres:// URL")
-	providerURL := fs.String("provider-url", "http://127.0.0.1:8081", "the provider's base URL (default: where an embedded payd serves its simulator)")
+	providerURL := fs.String("provider-url", "http://127.0.0.1:8081", "the provider's base URL; the default is where an embedded payd serves its simulator")
 	stuckAfter := fs.Duration("stuck-after", payments.DefaultLease+30*time.Second, "how long past due a payment or refund may wait for a worker: the lease plus the sweep interval")
 	summary := `Check payd's invariants against a live database and the provider, print a report, and
 exit non-zero if any is violated: postings sum to zero per journal transaction and overall;
