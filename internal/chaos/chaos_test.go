@@ -102,6 +102,19 @@ func TestParseFaults(t *testing.T) {
 	}
 }
 
+// TestClientDelaysStayBounded: a client that polls or retries for a long
+// time waits at most a second, and never not at all.
+func TestClientDelaysStayBounded(t *testing.T) {
+	for _, n := range []int{0, 1, 5, 40, 64, 1000} {
+		if d := pollDelay(n); d < 100*time.Millisecond || d > time.Second {
+			t.Errorf("pollDelay(%d) = %s, want within [100ms, 1s]", n, d)
+		}
+		if d := retryDelay(n); d < 50*time.Millisecond || d > time.Second {
+			t.Errorf("retryDelay(%d) = %s, want within [50ms, 1s]", n, d)
+		}
+	}
+}
+
 func TestPercentiles(t *testing.T) {
 	var ds []time.Duration
 	for i := 1; i <= 100; i++ {

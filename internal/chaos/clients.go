@@ -85,6 +85,8 @@ type record struct {
 	gaveUp     bool
 	unexpected []string
 	refund     *refundSeen
+	phase      string // accept, settle, refund or done: where the client is
+	last       string // what the client last got while it waited, for a report
 }
 
 type refundSeen struct {
@@ -121,6 +123,23 @@ func (r *record) firstSeen() (seen, bool) {
 		return seen{}, false
 	}
 	return r.seen[0], true
+}
+
+func (r *record) setPhase(phase string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.phase = phase
+}
+
+// heard records the last answer a waiting client got.
+func (r *record) heard(status int, body []byte, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.last = err.Error()
+	} else {
+		r.last = fmt.Sprintf("%d %.200s", status, bytes.TrimSpace(body))
+	}
 }
 
 func (r *record) note(s string) {
@@ -166,7 +185,7 @@ func (t *target) snapshot() []*record {
 func (t *target) drive(ctx context.Context, p plan) {
 	t.inFlight.Add(1)
 	defer t.inFlight.Add(-1)
-	rec := &record{plan: p, start: time.Now()}
+	rec := &record{plan: p, start: time.Now(), phase: "accept"}
 	t.mu.Lock()
 	t.records = append(t.records, rec)
 	t.mu.Unlock()
@@ -182,15 +201,23 @@ func (t *target) drive(ctx context.Context, p plan) {
 	wg.Wait()
 	first, ok := rec.firstSeen()
 	if !ok {
+		rec.setPhase("done") // no 2xx: nothing to see settle
 		return
 	}
 	state := first.State
 	if !isFinal(state) {
-		state = t.poll(ctx, rec, first.ID)
+		rec.setPhase("settle")
+		if state = t.poll(ctx, rec, first.ID); state == "" {
+			return // the drain ended first: the client is still waiting
+		}
 	}
 	if state == "succeeded" && p.refund > 0 && t.refunds {
-		t.refund(ctx, rec, first.ID)
+		rec.setPhase("refund")
+		if !t.refund(ctx, rec, first.ID) {
+			return
+		}
 	}
+	rec.setPhase("done")
 }
 
 // accept posts the charge until it gets a 2xx, retrying with the same key
@@ -202,7 +229,7 @@ func (t *target) accept(ctx context.Context, rec *record, click int) {
 	for attempt := range maxAttempts {
 		if attempt > 0 {
 			t.retries.Add(1)
-			if !sleepCtx(ctx, between(rng, 0, min(time.Second, 50*time.Millisecond<<attempt))) {
+			if !sleepCtx(ctx, between(rng, 0, retryDelay(attempt))) {
 				break
 			}
 		}
@@ -247,7 +274,7 @@ func (t *target) accept(ctx context.Context, rec *record, click int) {
 func (t *target) poll(ctx context.Context, rec *record, id string) string {
 	rng := stream(t.seed, "poll", rec.plan.i)
 	for n := 0; ; n++ {
-		if !sleepCtx(ctx, min(time.Second, 100*time.Millisecond<<n)) {
+		if !sleepCtx(ctx, pollDelay(n)) {
 			return ""
 		}
 		base, ok := t.pick(rng)
@@ -255,6 +282,7 @@ func (t *target) poll(ctx context.Context, rec *record, id string) string {
 			continue
 		}
 		status, b, err := t.do(ctx, http.MethodGet, base+"/v1/charges/"+id, "", nil, 0, pollTimeout)
+		rec.heard(status, b, err)
 		if err != nil || status != http.StatusOK {
 			continue
 		}
@@ -267,15 +295,16 @@ func (t *target) poll(ctx context.Context, rec *record, id string) string {
 }
 
 // refund refunds part of a succeeded charge, with its own idempotency
-// key, and follows the refund until it is final.
-func (t *target) refund(ctx context.Context, rec *record, chargeID string) {
+// key, and follows the refund until it is final. It reports false if ctx
+// ended first.
+func (t *target) refund(ctx context.Context, rec *record, chargeID string) bool {
 	p := rec.plan
 	rng := stream(t.seed, "refund", p.i)
 	body, _ := json.Marshal(map[string]any{"amount": p.refund})
 	var got refundSeen
 	for attempt := range maxAttempts {
-		if attempt > 0 && !sleepCtx(ctx, between(rng, 0, min(time.Second, 50*time.Millisecond<<attempt))) {
-			return
+		if attempt > 0 && !sleepCtx(ctx, between(rng, 0, retryDelay(attempt))) {
+			return false
 		}
 		base, ok := t.pick(rng)
 		if !ok {
@@ -287,26 +316,27 @@ func (t *target) refund(ctx context.Context, rec *record, chargeID string) {
 		}
 		if status < 200 || status >= 300 || json.Unmarshal(b, &got) != nil || got.ID == "" {
 			rec.note(fmt.Sprintf("POST /v1/charges/%s/refunds answered %d: %.200s", chargeID, status, b))
-			return
+			return true
 		}
 		break
 	}
 	if got.ID == "" {
-		return
+		return true // gave up: no refund to follow
 	}
 	got.Final = isFinal(got.Status)
 	rec.mu.Lock()
 	rec.refund = &got
 	rec.mu.Unlock()
 	for n := 0; !got.Final; n++ {
-		if !sleepCtx(ctx, min(time.Second, 100*time.Millisecond<<n)) {
-			return
+		if !sleepCtx(ctx, pollDelay(n)) {
+			return false
 		}
 		base, ok := t.pick(rng)
 		if !ok {
 			continue
 		}
 		status, b, err := t.do(ctx, http.MethodGet, base+"/v1/charges/"+chargeID, "", nil, 0, pollTimeout)
+		rec.heard(status, b, err)
 		if err != nil || status != http.StatusOK {
 			continue
 		}
@@ -321,10 +351,11 @@ func (t *target) refund(ctx context.Context, rec *record, chargeID string) {
 				rec.mu.Lock()
 				rec.refund.Status, rec.refund.Final = r.Status, true
 				rec.mu.Unlock()
-				return
+				return true
 			}
 		}
 	}
+	return true
 }
 
 // do sends one request and reads its answer in full; an answer cut short
@@ -366,6 +397,18 @@ func (t *target) do(ctx context.Context, method, url, key string, body []byte, w
 }
 
 func (t *target) close() { t.http.CloseIdleConnections() }
+
+// pollDelay is the wait before a client's nth read of a charge: 100ms,
+// doubling to 1s.
+func pollDelay(n int) time.Duration {
+	return min(time.Second, 100*time.Millisecond<<min(n, 4)) // bounded shift: no overflow however long it polls
+}
+
+// retryDelay caps the full-jitter backoff before a client's retry: 50ms,
+// doubling to 1s.
+func retryDelay(attempt int) time.Duration {
+	return min(time.Second, 50*time.Millisecond<<min(attempt, 5))
+}
 
 // sleepCtx sleeps d, or reports false if ctx ends first.
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -314,6 +314,29 @@ func unexpectedAnswers(records []*record) Check {
 	return c
 }
 
+// clientsDone: every client saw its charge, and its refund, reach a final
+// state by the end of the drain. One still waiting after its payment is
+// final means the API did not show the outcome.
+func clientsDone(records []*record) Check {
+	var ex []string
+	for _, r := range records {
+		r.mu.Lock()
+		if r.phase != "done" {
+			id := ""
+			if len(r.seen) > 0 {
+				id = r.seen[0].ID
+			}
+			ex = append(ex, fmt.Sprintf("%s (%s) still waiting to %s; last answer: %s", r.plan.key, id, r.phase, cmpOr(r.last, "none")))
+		}
+		r.mu.Unlock()
+	}
+	c := Check{Name: "every client saw its outcome", Status: Pass, Detail: "every client saw its charge (and refund) final, or gave up, by the end of the drain"}
+	if len(ex) > 0 {
+		c.Status, c.Detail, c.Examples = Fail, fmt.Sprintf("%d clients never saw a final state", len(ex)), examples(ex)
+	}
+	return c
+}
+
 func examples(ex []string) []string {
 	sort.Strings(ex)
 	if len(ex) > maxExamples {

@@ -25,6 +25,7 @@ const (
 	shutdownGrace = 2 * time.Second
 	poolSize      = 10 // connections per replica: three replicas and their restarts fit PostgreSQL's default 100
 	readyTimeout  = 60 * time.Second
+	clientGrace   = 30 * time.Second // for clients to see outcomes once all are final
 )
 
 // The simulators' faults outside every window: latency that client
@@ -397,6 +398,7 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 		r.sup.recycle()
 	}
 	deadline := time.Now().Add(c.DrainTimeout)
+	var settledAt time.Time // when no payment was left open
 	for {
 		notFinal, all := 0, 0
 		if r.db != nil {
@@ -410,10 +412,15 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 		for _, t := range r.targets {
 			inFlight += t.inFlight.Load()
 		}
-		if notFinal == 0 && inFlight == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+		if notFinal == 0 && settledAt.IsZero() {
+			settledAt = time.Now()
+		}
+		// Once every payment is final, clients get clientGrace to see it.
+		late := !settledAt.IsZero() && time.Since(settledAt) > clientGrace
+		if notFinal == 0 && inFlight == 0 || late || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
-		line := fmt.Sprintf("drain %s | payments not final %s of %s | clients in flight %d", clock(time.Since(drainStart)), itoa(notFinal), itoa(all), inFlight)
+		line := fmt.Sprintf("drain %s | payments and refunds not final %s (of %s payments) | clients in flight %d", clock(time.Since(drainStart)), itoa(notFinal), itoa(all), inFlight)
 		if r.sup != nil {
 			line += fmt.Sprintf(" | replicas up %d/%d", r.sup.upCount(), c.Replicas)
 		}
@@ -447,7 +454,7 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 		tr.Requests = paydT.requests.Load()
 		tr.Clients.Timeouts, tr.Clients.Retries = paydT.timeouts.Load(), paydT.retries.Load()
 		ev.judge(tr)
-		tr.Checks = append(tr.Checks, unexpectedAnswers(ev.records))
+		tr.Checks = append(tr.Checks, unexpectedAnswers(ev.records), clientsDone(ev.records))
 		ps := r.sup.stats()
 		tr.Faults = map[Kind]int{}
 		for _, k := range kinds {
@@ -495,6 +502,7 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 		tr.Requests = naiveT.requests.Load()
 		tr.Clients.Timeouts, tr.Clients.Retries = naiveT.timeouts.Load(), naiveT.retries.Load()
 		ev.judge(tr)
+		tr.Checks = append(tr.Checks, clientsDone(ev.records))
 		crashes, _ := r.naive.stats()
 		tr.Faults = map[Kind]int{}
 		for _, k := range kinds {
@@ -543,6 +551,7 @@ func (r *run) probeRefunds(ctx context.Context, t *target) (bool, string, error)
 	t.mu.Lock()
 	t.records = append(t.records, rec)
 	t.mu.Unlock()
+	defer rec.setPhase("done")
 	pctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	t.accept(pctx, rec, 0)
@@ -568,7 +577,9 @@ func (r *run) probeRefunds(ctx context.Context, t *target) (bool, string, error)
 	case status < 200 || status >= 300:
 		return false, fmt.Sprintf("POST /v1/charges/{id}/refunds answered %d: %.200s", status, b), nil
 	}
-	t.refund(pctx, rec, first.ID) // the same key: follows the refund to its end
+	if !t.refund(pctx, rec, first.ID) { // the same key: follows the refund to its end
+		return false, "", fmt.Errorf("chaos: payd did not settle the probe's refund within a minute before any fault: see replica-*.log in %s", r.workDir)
+	}
 	return true, "", nil
 }
 
