@@ -17,7 +17,7 @@ type Report struct {
 	Seed           uint64   `json:"seed"`
 	ScheduleDigest string   `json:"schedule_digest"`
 	Reproduce      string   `json:"reproduce,omitempty"` // the command that runs the same schedule
-	Database       string   `json:"database"`            // "sqlite" or "postgres"
+	Database       string   `json:"database"`            // "sqlite", "postgres", or "none" without payd
 	Replicas       int      `json:"replicas"`
 	DurationS      float64  `json:"duration_s"` // the faulted part
 	DrainS         float64  `json:"drain_s"`
@@ -149,8 +149,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	db := map[string]string{"sqlite": "SQLite", "postgres": "PostgreSQL"}[r.Database]
 	fmt.Fprintf(&b, "payd chaos: seed %d, schedule %s\n", r.Seed, r.ScheduleDigest)
-	fmt.Fprintf(&b, "%s of faults on %s with %d replica(s), then a drain of %s.\n",
-		seconds(r.DurationS), db, r.Replicas, seconds(r.DrainS))
+	if r.Target == TargetNaive {
+		fmt.Fprintf(&b, "%s of faults on the naive processor (in the harness), then a drain of %s.\n", seconds(r.DurationS), seconds(r.DrainS))
+	} else {
+		fmt.Fprintf(&b, "%s of faults on %s with %d replica(s), then a drain of %s.\n",
+			seconds(r.DurationS), db, r.Replicas, seconds(r.DrainS))
+	}
 	if r.WorkDir != "" {
 		fmt.Fprintf(&b, "Process logs: %s\n", r.WorkDir)
 	}

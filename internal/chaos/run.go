@@ -100,7 +100,7 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 		rep.Database = "postgres"
 	}
 	if !paydOn {
-		rep.Replicas = 0
+		rep.Replicas, rep.Database = 0, "none"
 	}
 
 	if c.WorkDir == "" {
@@ -730,7 +730,10 @@ func writeSchedule(path string, s Schedule) error {
 }
 
 func where(rep *Report) string {
-	if rep.Database == "postgres" {
+	switch rep.Database {
+	case "none":
+		return "no payd"
+	case "postgres":
 		return fmt.Sprintf("%d replica(s) on PostgreSQL", rep.Replicas)
 	}
 	return fmt.Sprintf("%d replica(s) on SQLite", rep.Replicas)
