@@ -47,7 +47,9 @@
 //   - 503 with Retry-After: the store could not be reached before the
 //     handler ran, which did not run (store_unavailable; fail closed); or
 //     the engine lost its lease while the handler ran, and the outcome is
-//     for whoever holds the key next (outcome_unsettled).
+//     for whoever holds the key next (outcome_unsettled); or, under
+//     MiddlewareTx, the transaction holding the handler's writes and its
+//     response failed to commit or was not confirmed (outcome_unsettled).
 //   - 500: anything else, with a generic body; the error goes to
 //     Config.Logger with the request's lookup key, never the raw key.
 //
@@ -73,7 +75,12 @@
 //     client may fix its request and send it again with the same key.
 //   - If the response cannot be recorded after the handler ran (the store
 //     failed), the client gets the handler's response, the failure is
-//     logged at ERROR, and a retry may run the handler again.
+//     logged at ERROR, and a retry may run the handler again. Under
+//     MiddlewareTx the handler's writes share that fate, so the client gets
+//     503 outcome_unsettled instead, never a response about writes that may
+//     not exist; its retry with the same key replays the response if the
+//     commit went through, and runs the handler again if it did not
+//     (TestMiddlewareTxCommitFails).
 //
 // A replay has the recorded status and body, and only the replayable
 // header fields: Content-Type, Location and Config.ReplayHeaders, plus a

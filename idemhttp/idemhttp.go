@@ -170,7 +170,7 @@ func MiddlewareTx[Tx any](engine *idem.Engine, principal func(*http.Request) (st
 		}, opts)
 	}
 	return func(next http.Handler) http.Handler {
-		return &handler{m: m, next: next, run: run}
+		return &handler{m: m, next: next, run: run, tx: true}
 	}, nil
 }
 
@@ -303,6 +303,8 @@ type handler struct {
 	next http.Handler
 	// run is the engine's Run, or RunTx for MiddlewareTx.
 	run func(ctx context.Context, key string, fn func(context.Context) ([]byte, error), opts *idem.RunOptions) (idem.Result, error)
+	// tx: the handler's writes commit with its response (MiddlewareTx).
+	tx bool
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -390,14 +392,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 		c.send()
 	default:
-		m.failed(w, r, err, c, lookup[:])
+		m.failed(w, r, err, c, lookup[:], h.tx)
 	}
 }
 
 // failed answers a request whose run returned err. c is the handler's
 // response if it ran in this request, else nil. This is the one place
 // where errors become statuses.
-func (m *middleware) failed(w http.ResponseWriter, r *http.Request, err error, c *capture, lookup []byte) {
+func (m *middleware) failed(w http.ResponseWriter, r *http.Request, err error, c *capture, lookup []byte, tx bool) {
 	var rel *released
 	var se *idem.StoreError
 	switch {
@@ -409,6 +411,14 @@ func (m *middleware) failed(w http.ResponseWriter, r *http.Request, err error, c
 		m.fail(w, probMismatch)
 	case errors.Is(err, idem.ErrInFlight):
 		m.fail(w, probInFlight)
+	case errors.Is(err, idem.ErrNotRecorded) && tx:
+		// The handler's writes were in the transaction that did not commit,
+		// or whose commit was not confirmed: its response may describe
+		// writes that never happened. The client's retry with the same key
+		// gets the recorded response if the commit went through, and runs
+		// the handler again if it did not.
+		m.logErr(r, slog.LevelError, "idemhttp: the handler's transaction did not commit or was not confirmed; answering 503 so the client retries with the same key", lookup, err)
+		m.fail(w, probUnsettled)
 	case errors.Is(err, idem.ErrNotRecorded):
 		m.logErr(r, slog.LevelError, "idemhttp: the handler ran but its response was not recorded; a retry may run it again", lookup, err)
 		if c != nil {
