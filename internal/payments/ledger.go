@@ -3,6 +3,7 @@ package payments
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 )
 
 // The ledger is double entry: every journal transaction's entries sum to
@@ -35,6 +36,13 @@ const (
 func merchantAccount(accountID string) string       { return "merchant:" + accountID }
 func refundsPayableAccount(accountID string) string { return "refunds_payable:" + accountID }
 
+// balanceSlots is how many rows hold each account's balance in a currency.
+// A post adds to one of them, picked at random, so concurrent posts to one
+// account (every charge credits its merchant and debits provider_clearing)
+// seldom wait on each other's row lock until commit. A balance is the sum
+// of its slots.
+const balanceSlots = 16
+
 // post records the journal transaction kind for ref in q's transaction:
 // amount debited to one account and credited to another, so it balances by
 // construction. It moves both balances, in account order so that
@@ -56,7 +64,7 @@ func (s *Store) post(ctx context.Context, q querier, kind, ref, currency, debit,
 	if credit < debit {
 		first, second, firstAmount = credit, debit, -amount
 	}
-	_, err = q.exec(ctx, s.sql.addBalances, first, second, currency, firstAmount, -firstAmount)
+	_, err = q.exec(ctx, s.sql.addBalances, first, second, currency, firstAmount, -firstAmount, rand.IntN(balanceSlots))
 	return wrap("post "+kind, err)
 }
 

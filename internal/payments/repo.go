@@ -125,8 +125,8 @@ RETURNING id`),
 INSERT INTO ledger_entries (txn_id, line, account, currency, amount, created_at)
 VALUES ($1, 1, $2, $4, $5, {{now}}), ($1, 2, $3, $4, $6, {{now}})`),
 		addBalances: d.sql(`
-INSERT INTO ledger_balances (account, currency, balance) VALUES ($1, $3, $4), ($2, $3, $5)
-ON CONFLICT (account, currency) DO UPDATE SET balance = ledger_balances.balance + excluded.balance`),
+INSERT INTO ledger_balances (account, currency, slot, balance) VALUES ($1, $3, $6, $4), ($2, $3, $6, $5)
+ON CONFLICT (account, currency, slot) DO UPDATE SET balance = ledger_balances.balance + excluded.balance`),
 		// balances are credit balances, shown as positive amounts.
 		balances: d.sql(`
 SELECT currency,

@@ -94,7 +94,7 @@ SELECT 'all postings in ' || currency || ' sum to ' || CAST(sum(amount) AS text)
 FROM ledger_entries GROUP BY currency HAVING sum(amount) <> 0`}},
 	{"every balance equals the sum of its postings", []string{`
 SELECT 'balance of ' || b.account || ' is ' || CAST(b.balance AS text) || ' ' || b.currency || '; its postings sum to ' || CAST(coalesce(e.total, 0) AS text)
-FROM ledger_balances b
+FROM (SELECT account, currency, sum(balance) AS balance FROM ledger_balances GROUP BY account, currency) b
 LEFT JOIN (SELECT account, currency, sum(amount) AS total FROM ledger_entries GROUP BY account, currency) e
 	ON e.account = b.account AND e.currency = b.currency
 WHERE b.balance <> coalesce(e.total, 0)`, `
