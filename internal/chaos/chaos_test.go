@@ -253,3 +253,30 @@ func TestReportKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestAVacuousRunFails: a payd that acknowledged no charge, or charged
+// none, fails the run instead of passing every money check by doing
+// nothing; so does a fault that could not be set.
+func TestAVacuousRunFails(t *testing.T) {
+	for _, c := range []struct {
+		acked, charged int
+		want           string
+	}{
+		{acked: 0, charged: 0, want: Fail},
+		{acked: 40, charged: 0, want: Fail},
+		{acked: 49, charged: 30, want: Fail},
+		{acked: 50, charged: 30, want: Pass},
+	} {
+		tr := &TargetReport{MoneyCharges: c.charged}
+		tr.Clients.Charges, tr.Clients.Acknowledged = 100, c.acked
+		if got := served(tr); got.Status != c.want {
+			t.Errorf("%d of 100 acknowledged, %d charged: %s (%s), want %s", c.acked, c.charged, got.Status, got.Detail, c.want)
+		}
+	}
+	if got := injected(nil); got.Status != Pass {
+		t.Errorf("no injection errors: %s", got.Status)
+	}
+	if got := injected([]string{"set the provider's faults: connection refused"}); got.Status != Fail {
+		t.Errorf("an injection error: %s, want %s", got.Status, Fail)
+	}
+}

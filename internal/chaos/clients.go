@@ -283,6 +283,11 @@ func (t *target) poll(ctx context.Context, rec *record, id string) string {
 		}
 		status, b, err := t.do(ctx, http.MethodGet, base+"/v1/charges/"+id, "", nil, 0, pollTimeout)
 		rec.heard(status, b, err)
+		if err == nil && status != http.StatusOK && status < 500 && status != http.StatusTooManyRequests {
+			// The charge was acknowledged, so it exists: a 404 would
+			// mean it was acknowledged before it was stored.
+			rec.note(fmt.Sprintf("GET /v1/charges/%s answered %d: %.200s", id, status, b))
+		}
 		if err != nil || status != http.StatusOK {
 			continue
 		}

@@ -99,11 +99,12 @@ type injector struct {
 	http     *http.Client
 
 	mu       sync.Mutex
-	active   map[int]Event // open windows, by event index
-	last     [2]link       // provider links, database link: as last applied
-	payd     map[Kind]int  // faults that reached payd
-	contrast map[Kind]int  // faults that reached the naive processor
-	missed   map[Kind]int  // process faults whose replica was down
+	active   map[int]Event  // open windows, by event index
+	paused   map[int]*child // the process each open pause stopped, by event index
+	last     [2]link        // provider links, database link: as last applied
+	payd     map[Kind]int   // faults that reached payd
+	contrast map[Kind]int   // faults that reached the naive processor
+	missed   map[Kind]int   // process faults whose replica was down
 	errs     []string
 }
 
@@ -111,8 +112,8 @@ func newInjector(ctl *http.Client, sched Schedule, base simFaults, sims []string
 	return &injector{
 		sched: sched, base: base, sims: sims, provider: provider, db: db, sup: sup, naive: nv,
 		http:   ctl,
-		active: map[int]Event{},
-		payd:   map[Kind]int{}, contrast: map[Kind]int{}, missed: map[Kind]int{},
+		active: map[int]Event{}, paused: map[int]*child{},
+		payd: map[Kind]int{}, contrast: map[Kind]int{}, missed: map[Kind]int{},
 	}
 }
 
@@ -176,9 +177,16 @@ func (in *injector) apply(ctx context.Context, s step) {
 			return
 		}
 		if s.end {
-			in.sup.resume(e.Replica)
+			if c := in.paused[s.event]; c != nil {
+				in.sup.resume(e.Replica, c)
+				delete(in.paused, s.event)
+			}
 		} else {
-			in.count(in.payd, e.Kind, in.sup.pause(e.Replica))
+			c := in.sup.pause(e.Replica)
+			if c != nil {
+				in.paused[s.event] = c
+			}
+			in.count(in.payd, e.Kind, c != nil)
 		}
 		return
 	}
@@ -279,7 +287,7 @@ func (in *injector) heal(ctx context.Context) error {
 	}
 	if in.sup != nil {
 		for i := range in.sup.replicas {
-			in.sup.resume(i)
+			in.sup.resume(i, nil)
 		}
 	}
 	for _, url := range in.sims {

@@ -294,6 +294,35 @@ func (ev *evidence) clientStats(tr *TargetReport) {
 	tr.LatencyMS = Latency{Accept: percentiles(accept), Settle: percentiles(settle)}
 }
 
+// minServed is the share of charges payd must have acknowledged for a run
+// to pass: the oracles look for money gone wrong, and a payd that accepts
+// nothing moves no money and would pass them all.
+const minServed = 0.5
+
+// served: payd acknowledged at least minServed of the charges started, and
+// some of them were charged.
+func served(tr *TargetReport) Check {
+	cs := tr.Clients
+	c := Check{Name: "payd served the workload", Status: Pass,
+		Detail: fmt.Sprintf("%s of %s charges acknowledged, %s charged", itoa(cs.Acknowledged), itoa(cs.Charges), itoa(tr.MoneyCharges))}
+	if cs.Charges == 0 || float64(cs.Acknowledged) < minServed*float64(cs.Charges) || tr.MoneyCharges == 0 {
+		c.Status = Fail
+		c.Detail += fmt.Sprintf(": at least %.0f%% must be acknowledged and some charged, or the other checks prove nothing", 100*minServed)
+	}
+	return c
+}
+
+// injected: every fault the schedule called for was set. A fault that
+// could not be set leaves the report claiming a condition the run never
+// had.
+func injected(errs []string) Check {
+	c := Check{Name: "every fault was injected", Status: Pass, Detail: "every provider, proxy and webhook fault was set as scheduled"}
+	if len(errs) > 0 {
+		c.Status, c.Detail, c.Examples = Fail, fmt.Sprintf("%d faults could not be set", len(errs)), examples(errs)
+	}
+	return c
+}
+
 // unexpectedAnswers: the clients got nothing a correct server would not
 // send (a 422 for a retry with the same body, a 404 for its own charge…).
 func unexpectedAnswers(records []*record) Check {

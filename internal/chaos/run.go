@@ -137,12 +137,21 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 	rep.Webhooks = webhooks && paydOn
 	verify := false
 	if paydOn {
-		_, err := l.output(ctx, 30*time.Second, "verify", "--help")
-		verify = err == nil
+		// Only a payd that does not know the command goes without its
+		// strongest check; any other failure to ask is the run's.
+		out, err := l.output(ctx, 30*time.Second, "verify", "--help")
+		switch {
+		case err == nil:
+			verify = true
+		case !strings.Contains(out, `unknown command "verify"`):
+			return nil, fmt.Errorf("chaos: asking payd verify --help: %w: %.300s", err, out)
+		}
 	}
 
 	// The faults that apply here.
-	var kinds, noDB, noHooks, off []Kind
+	// Not nil even when none applies: a nil Faults means every kind.
+	kinds := []Kind{}
+	var noDB, noHooks, off []Kind
 	for _, k := range Kinds() {
 		switch {
 		case !c.enabled(k):
@@ -438,12 +447,6 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 
 	// The oracles.
 	paydFaults, naiveFaults, missed, injErrs := r.injector.counts()
-	for _, e := range injErrs {
-		rep.Skipped = append(rep.Skipped, "a fault could not be set: "+e)
-		if len(rep.Skipped) > 20 {
-			break
-		}
-	}
 	if paydOn {
 		ev, err := r.paydEvidence(ctx, paydSim, paydT)
 		if err != nil {
@@ -454,7 +457,7 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 		tr.Requests = paydT.requests.Load()
 		tr.Clients.Timeouts, tr.Clients.Retries = paydT.timeouts.Load(), paydT.retries.Load()
 		ev.judge(tr)
-		tr.Checks = append(tr.Checks, unexpectedAnswers(ev.records), clientsDone(ev.records))
+		tr.Checks = append(tr.Checks, served(tr), unexpectedAnswers(ev.records), clientsDone(ev.records), injected(injErrs))
 		ps := r.sup.stats()
 		tr.Faults = map[Kind]int{}
 		for _, k := range kinds {
@@ -575,7 +578,9 @@ func (r *run) probeRefunds(ctx context.Context, t *target) (bool, string, error)
 	case status == http.StatusNotFound || status == http.StatusMethodNotAllowed:
 		return false, fmt.Sprintf("POST /v1/charges/{id}/refunds answered %d: this payd has no refunds", status), nil
 	case status < 200 || status >= 300:
-		return false, fmt.Sprintf("POST /v1/charges/{id}/refunds answered %d: %.200s", status, b), nil
+		// Before any fault, a payd with refunds accepts this one; turning
+		// the refund checks off here would hide whatever went wrong.
+		return false, "", fmt.Errorf("chaos: probing refunds, before any fault: POST /v1/charges/{id}/refunds answered %d: %.200s (see replica-*.log in %s)", status, b, r.workDir)
 	}
 	if !t.refund(pctx, rec, first.ID) { // the same key: follows the refund to its end
 		return false, "", fmt.Errorf("chaos: payd did not settle the probe's refund within a minute before any fault: see replica-*.log in %s", r.workDir)

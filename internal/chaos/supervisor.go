@@ -118,6 +118,12 @@ func (s *supervisor) loop(r *replica) {
 		r.mu.Lock()
 		r.cur, r.killed, r.recycle, r.paused = c, false, false, false
 		r.mu.Unlock()
+		select {
+		case <-s.stopping:
+			// stop may have looked for r.cur before it was set.
+			c.stop(s.grace + 5*time.Second)
+		default:
+		}
 
 		ready := c.awaitReady(30 * time.Second)
 		if ready == nil {
@@ -224,25 +230,27 @@ func (s *supervisor) kill(i int) bool {
 	return true
 }
 
-// pause sends replica i SIGSTOP, if it is up and running.
-func (s *supervisor) pause(i int) bool {
+// pause sends replica i SIGSTOP, if it is up and running, and returns the
+// process it paused (nil if none).
+func (s *supervisor) pause(i int) *child {
 	r := s.replicas[i]
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.up || r.paused || r.killed || r.recycle {
-		return false
+		return nil
 	}
 	r.paused = true
 	r.cur.signal(syscall.SIGSTOP)
-	return true
+	return r.cur
 }
 
-// resume sends replica i SIGCONT, if it is paused.
-func (s *supervisor) resume(i int) {
+// resume sends replica i SIGCONT, if it is paused, and if c is not nil only
+// when c is the paused process: a pause ends only the pause it made.
+func (s *supervisor) resume(i int, c *child) {
 	r := s.replicas[i]
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.paused && r.cur != nil {
+	if r.paused && r.cur != nil && (c == nil || c == r.cur) {
 		r.cur.signal(syscall.SIGCONT)
 		r.paused = false
 	}
