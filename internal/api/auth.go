@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -46,7 +45,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			fail(w, http.StatusUnauthorized, "invalid_api_key", "", "the API key is not known")
 			return
 		case err != nil:
-			s.log.Error("payd: looking up an API key failed", slog.Any("error", err))
+			s.failed(r, "payd: looking up an API key failed", err)
 			w.Header().Set("Retry-After", "1")
 			fail(w, http.StatusServiceUnavailable, "unavailable", "", "payd cannot reach its database; retry shortly")
 			return

@@ -205,7 +205,7 @@ func (s *server) createCharge() http.Handler {
 			Metadata:    req.Metadata,
 		})
 		if err != nil {
-			s.log.Error("payd: creating a payment failed", slog.Any("error", err))
+			s.failed(r, "payd: creating a payment failed", err)
 			internalError(w)
 			return
 		}
@@ -247,7 +247,7 @@ func (s *server) listCharges() http.Handler {
 			fail(w, http.StatusBadRequest, "invalid_cursor", "starting_after", "starting_after names no charge of yours")
 			return
 		case err != nil:
-			s.log.Error("payd: listing payments failed", slog.Any("error", err))
+			s.failed(r, "payd: listing payments failed", err)
 			internalError(w)
 			return
 		}

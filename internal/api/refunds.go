@@ -54,7 +54,7 @@ func (s *server) createRefund() http.Handler {
 		case isRefused:
 			fail(w, http.StatusConflict, refused.Code, "", refused.Detail)
 		case err != nil:
-			s.log.Error("payd: creating a refund failed", slog.Any("error", err))
+			s.failed(r, "payd: creating a refund failed", err)
 			internalError(w)
 		default:
 			if s.processor != nil {
@@ -85,7 +85,7 @@ func (s *server) getCharge() http.Handler {
 			fail(w, http.StatusNotFound, "not_found", "id", "no such charge")
 			return
 		case err != nil:
-			s.log.Error("payd: reading a payment failed", slog.Any("error", err))
+			s.failed(r, "payd: reading a payment failed", err)
 			internalError(w)
 			return
 		}
@@ -103,7 +103,7 @@ func (s *server) getBalance() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		bs, err := s.store.Balances(r.Context(), accountFrom(r.Context()))
 		if err != nil {
-			s.log.Error("payd: reading balances failed", slog.Any("error", err))
+			s.failed(r, "payd: reading balances failed", err)
 			internalError(w)
 			return
 		}
@@ -124,7 +124,7 @@ func (s *server) getReconciliation() http.Handler {
 			open, err = s.store.OpenMismatches(r.Context())
 		}
 		if err != nil {
-			s.log.Error("payd: reading reconciliation failed", slog.Any("error", err))
+			s.failed(r, "payd: reading reconciliation failed", err)
 			internalError(w)
 			return
 		}

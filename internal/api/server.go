@@ -103,3 +103,14 @@ func NewServer(cfg Config) (http.Handler, error) {
 	s.routes(mux)
 	return mux, nil
 }
+
+// failed logs err, which kept payd from serving r: an error, unless r's
+// client had gone away first, which is routine (a client timeout, a retry
+// on another connection) and logged at debug level.
+func (s *server) failed(r *http.Request, msg string, err error) {
+	level := slog.LevelError
+	if r.Context().Err() != nil {
+		level = slog.LevelDebug
+	}
+	s.log.LogAttrs(r.Context(), level, msg, slog.Any("error", err))
+}
