@@ -1,8 +1,10 @@
 package chaos
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -157,7 +159,14 @@ func (s *supervisor) loop(r *replica) {
 		switch {
 		case point != "":
 			s.failpointKill[failpointKind(point)]++
-		case killed, recycle, stopping:
+		case killed:
+		case recycle, stopping:
+			// A ready payd stops cleanly on SIGTERM and exits 0; a status
+			// of its own means it failed while shutting down.
+			if code := exitCode(c.exitErr()); ready == nil && code > 0 {
+				s.unexpected = append(s.unexpected, fmt.Sprintf("replica %d, process %d (pid %d) exited with status %d after SIGTERM; its last lines: %s",
+					r.idx, n, c.cmd.Process.Pid, code, c.tail.String()))
+			}
 		case ready != nil:
 			s.startFailures = append(s.startFailures, fmt.Sprintf("replica %d, process %d: %v", r.idx, n, ready))
 		default:
@@ -359,4 +368,16 @@ func failpointKind(point string) Kind {
 		}
 	}
 	return Kind("kill-" + point)
+}
+
+// exitCode is the status a process exited with: 0 for success, -1 when a
+// signal ended it.
+func exitCode(err error) int {
+	if exit, ok := errors.AsType[*exec.ExitError](err); ok {
+		return exit.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }
