@@ -280,3 +280,18 @@ func TestAVacuousRunFails(t *testing.T) {
 		t.Errorf("an injection error: %s, want %s", got.Status, Fail)
 	}
 }
+
+// TestFailedStarts: a payd process that never became ready is a violation
+// unless database faults were injected, which can stop a start.
+func TestFailedStarts(t *testing.T) {
+	failures := []string{"replica 1, process 4: exited before it was ready (exit status 1): payd: database unreachable"}
+	if got := startedAgain(nil, false); got.Status != Pass {
+		t.Errorf("no failed start: %s", got.Status)
+	}
+	if got := startedAgain(failures, true); got.Status != Pass {
+		t.Errorf("a failed start under database faults: %s (%s), want %s", got.Status, got.Detail, Pass)
+	}
+	if got := startedAgain(failures, false); got.Status != Fail || len(got.Examples) != 1 {
+		t.Errorf("a failed start without database faults: %s with %d examples, want %s with the failure", got.Status, len(got.Examples), Fail)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -474,7 +475,7 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 		if len(ps.unexpected) > 0 {
 			exits.Status, exits.Detail, exits.Examples = Fail, fmt.Sprintf("%d payd processes exited without being killed", len(ps.unexpected)), examples(ps.unexpected)
 		}
-		tr.Checks = append(tr.Checks, exits)
+		tr.Checks = append(tr.Checks, exits, startedAgain(ps.startFailures, slices.Contains(kinds, DBReset) || slices.Contains(kinds, DBLatency)))
 		sc, err := storeChecks(ctx, r.db, ev.charges)
 		if err != nil {
 			return nil, fmt.Errorf("chaos: %w", err)
