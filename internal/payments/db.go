@@ -152,3 +152,11 @@ func wrap(op string, err error) error {
 	}
 	return fmt.Errorf("payments: %s: %w", op, err)
 }
+
+// missingTable reports whether err says a table does not exist.
+func missingTable(err error) bool {
+	if pe, ok := errors.AsType[*pgconn.PgError](err); ok {
+		return pe.Code == "42P01" // undefined_table
+	}
+	return err != nil && strings.Contains(err.Error(), "no such table")
+}

@@ -249,12 +249,15 @@ func (s *Store) Ready(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	const apply = "run payd migrate, or start payd once with --migrate"
 	var n int
-	if err := s.pool.queryRow(ctx, `SELECT count(*) FROM payd_migrations`).Scan(&n); err != nil {
-		return fmt.Errorf("migrations not applied (run payd migrate, or start payd once with --migrate): %w", err)
-	}
-	if n < len(names) {
-		return fmt.Errorf("%d of %d migrations applied", n, len(names))
+	switch err := s.pool.queryRow(ctx, `SELECT count(*) FROM payd_migrations`).Scan(&n); {
+	case missingTable(err):
+		return fmt.Errorf("no migrations applied (%s)", apply)
+	case err != nil:
+		return fmt.Errorf("database unreachable: %w", err)
+	case n < len(names):
+		return fmt.Errorf("%d of %d migrations applied (%s)", n, len(names), apply)
 	}
 	return nil
 }
