@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"reflect"
 	"slices"
 	"strings"
@@ -293,5 +294,19 @@ func TestFailedStarts(t *testing.T) {
 	}
 	if got := startedAgain(failures, false); got.Status != Fail || len(got.Examples) != 1 {
 		t.Errorf("a failed start without database faults: %s with %d examples, want %s with the failure", got.Status, len(got.Examples), Fail)
+	}
+}
+
+// TestExitCode: the status the SIGTERM check judges a stopped payd by: its
+// own exit status, or -1 when a signal ended it.
+func TestExitCode(t *testing.T) {
+	if got := exitCode(nil); got != 0 {
+		t.Errorf("exitCode(nil) = %d, want 0", got)
+	}
+	if got := exitCode(exec.Command("sh", "-c", "exit 3").Run()); got != 3 {
+		t.Errorf("exit 3: exitCode = %d, want 3", got)
+	}
+	if got := exitCode(exec.Command("sh", "-c", "kill -TERM $$").Run()); got != -1 {
+		t.Errorf("killed by SIGTERM: exitCode = %d, want -1", got)
 	}
 }
