@@ -26,9 +26,10 @@ const (
 )
 
 type flightShard struct {
-	mu     sync.Mutex
-	active []*flight // rarely more than one
-	spare  []*flight // landed flights nobody waited on, for reuse
+	mu         sync.Mutex
+	active     []*flight // rarely more than one
+	spare      []*flight // landed flights nobody waited on, for reuse
+	spareOwner string    // an unspent owner token (see call.owner)
 }
 
 // join makes c the leader of its key's flight, or returns the flight it
@@ -57,6 +58,9 @@ func (t *flights) join(c *call) (f *flight, leader bool) {
 	}
 	f.key, f.fingerprint = c.key, c.opts.Fingerprint
 	sh.active = append(sh.active, f)
+	if c.owner == "" {
+		c.owner, sh.spareOwner = sh.spareOwner, ""
+	}
 	return f, true
 }
 
@@ -69,6 +73,9 @@ func (t *flights) land(c *call, f *flight, res Result, err error, shared bool) {
 	sh := &t.shards[c.slot%flightShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	if c.owner != "" {
+		sh.spareOwner, c.owner = c.owner, ""
+	}
 	for i, a := range sh.active {
 		if a == f {
 			last := len(sh.active) - 1

@@ -23,7 +23,6 @@ type Engine struct {
 
 	ownerPrefix string // random per engine; owners are ownerPrefix + sequence
 	ownerSeq    atomic.Uint64
-	spareOwner  atomic.Pointer[string] // an owner whose claim did not acquire
 
 	flights flights
 	born    time.Time // New's clock reading; see now
@@ -101,33 +100,31 @@ type Result struct {
 // lease cannot be kept. See the package documentation for the guarantees
 // and what they need from fn.
 func (e *Engine) Run(ctx context.Context, key string, fn func(context.Context) ([]byte, error), opts *RunOptions) (Result, error) {
-	c, err := e.prepare(key, opts)
-	if err != nil {
+	c := call{fn: fn}
+	if err := e.prepare(&c, key, opts); err != nil {
 		return Result{}, err
 	}
-	c.fn = fn
 	return e.run(ctx, &c)
 }
 
-// prepare checks key and options, before any store access, and derives the
-// call's store key.
-func (e *Engine) prepare(key string, opts *RunOptions) (call, error) {
-	var c call
+// prepare checks key and options, before any store access, and derives c's
+// store key.
+func (e *Engine) prepare(c *call, key string, opts *RunOptions) error {
 	if err := validateKey(key); err != nil {
-		return c, err
+		return err
 	}
 	if opts != nil {
 		c.opts = *opts
 	}
 	if len(c.opts.Fingerprint) > MaxFingerprintLen {
-		return c, fmt.Errorf("%w: fingerprint is %d bytes, at most %d allowed", ErrInvalidKey, len(c.opts.Fingerprint), MaxFingerprintLen)
+		return fmt.Errorf("%w: fingerprint is %d bytes, at most %d allowed", ErrInvalidKey, len(c.opts.Fingerprint), MaxFingerprintLen)
 	}
 	c.maxWait = c.opts.MaxWait
 	if c.maxWait <= 0 {
 		c.maxWait = e.cfg.MaxWait
 	}
 	c.slot, c.key = storeKey(e.cfg.Namespace, key)
-	return c, nil
+	return nil
 }
 
 // run leads c's flight, or waits for this process's leader of the key.
@@ -145,11 +142,16 @@ func (e *Engine) run(ctx context.Context, c *call) (Result, error) {
 
 // call is one Run or RunTx in progress.
 type call struct {
-	slot    uint64 // flights key: 64 bits of the key's digest
-	key     string // the store key
-	fn      func(context.Context) ([]byte, error)
-	tx      txRunner // set by RunTx, in place of fn
-	opts    RunOptions
+	slot uint64 // flights key: 64 bits of the key's digest
+	key  string // the store key
+	fn   func(context.Context) ([]byte, error)
+	tx   txRunner // set by RunTx, in place of fn
+	opts RunOptions
+	// owner is the owner token for c's next claim, "" until one is needed.
+	// Owners must be unique per acquired lease only, so a token whose claim
+	// did not acquire is handed on to the next call (flights keep it), which
+	// keeps allocation off the replay path.
+	owner   string
 	maxWait time.Duration
 	// waitUntil ends the wait budget; set when the call first waits, which
 	// keeps a clock read off the replay path.
@@ -174,6 +176,7 @@ func (e *Engine) lead(ctx context.Context, c *call, f *flight) (res Result, err 
 		// By value: a pointer passed through an interface escapes, and the
 		// replay path of Run must not allocate for RunTx's sake.
 		res, err, shared = c.tx.execute(ctx, e, *c)
+		c.owner = "" // the copy's claims may have spent it
 	} else {
 		res, err, shared = e.execute(ctx, c)
 	}
@@ -210,19 +213,19 @@ func (e *Engine) await(ctx context.Context, c *call, f *flight) (res Result, err
 // shared reports whether the outcome is recorded, so waiters may take it.
 func (e *Engine) execute(ctx context.Context, c *call) (res Result, err error, shared bool) {
 	for {
-		owner := e.takeOwner()
-		sent := e.now()
-		cr, err := e.store.Claim(ctx, e.claimParams(c, owner))
+		p := e.claimParams(c)
+		cr, err := e.store.Claim(ctx, p)
 		if err != nil {
 			// The claim may have landed, so the owner is spent.
+			c.owner = ""
 			return Result{}, e.storeFailed(ctx, "claim", c.key, false, err), false
 		}
-		if cr.Status != ClaimAcquired {
-			e.spareOwner.CompareAndSwap(nil, owner)
+		if cr.Status == ClaimAcquired {
+			c.owner = ""
 		}
 		switch cr.Status {
 		case ClaimAcquired:
-			return e.hold(ctx, c, cr, sent)
+			return e.hold(ctx, c, cr, p.Sent)
 		case ClaimCompleted:
 			return e.replay(ctx, c.key, cr.Outcome)
 		case ClaimMismatch:
@@ -238,25 +241,22 @@ func (e *Engine) execute(ctx context.Context, c *call) (res Result, err error, s
 	}
 }
 
-func (e *Engine) claimParams(c *call, owner *string) ClaimParams {
+// claimParams returns the arguments of c's next claim, to be sent at once:
+// they carry the lease's anchor, read now. The caller must clear c.owner
+// once the owner is spent: when the claim acquires, or fails and so may
+// have acquired.
+func (e *Engine) claimParams(c *call) ClaimParams {
+	if c.owner == "" {
+		c.owner = e.ownerPrefix + strconv.FormatUint(e.ownerSeq.Add(1), 36)
+	}
 	return ClaimParams{
 		Key:         c.key,
-		Owner:       *owner,
+		Owner:       c.owner,
 		Fingerprint: c.opts.Fingerprint,
 		LeaseTTL:    e.cfg.LeaseTTL,
 		Retention:   e.cfg.Retention,
+		Sent:        e.now(),
 	}
-}
-
-// takeOwner returns an owner token for a claim. Owners need only be unique
-// per acquired lease, so a token whose claim did not acquire is kept and
-// reused, which keeps allocation off the replay path.
-func (e *Engine) takeOwner() *string {
-	if o := e.spareOwner.Swap(nil); o != nil {
-		return o
-	}
-	o := e.ownerPrefix + strconv.FormatUint(e.ownerSeq.Add(1), 36)
-	return &o
 }
 
 // minWait keeps a store that reports a zero RetryAfter from turning the

@@ -526,3 +526,51 @@ func TestReplayAllocations(t *testing.T) {
 		t.Fatalf("a replay allocates %.1f times, want at most 2", allocs)
 	}
 }
+
+// TestOwnersAreUniquePerLease: owner tokens of claims that did not acquire
+// are handed on to later calls, so the engine must never hand one token to
+// two leases. Replays, mismatches, transient errors and new keys race on
+// few keys; every lease fn ran under must have an owner of its own.
+func TestOwnersAreUniquePerLease(t *testing.T) {
+	e := newEngine(t, memstore.New(), nil)
+	errTransient := errors.New("transient")
+	var (
+		mu     sync.Mutex
+		owners = map[string]int{}
+	)
+	fn := func(fail bool) func(context.Context) ([]byte, error) {
+		return func(ctx context.Context) ([]byte, error) {
+			l, _ := idem.LeaseFrom(ctx)
+			mu.Lock()
+			owners[l.Owner]++
+			mu.Unlock()
+			if fail {
+				return nil, errTransient
+			}
+			return []byte("v"), nil
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 300 {
+				key := fmt.Sprint("key-", (g*7+i)%500)
+				opts := &idem.RunOptions{
+					Fingerprint: fmt.Sprint((g * i) % 3),
+					Retryable:   func(err error) bool { return errors.Is(err, errTransient) },
+				}
+				e.Run(t.Context(), key, fn(i%5 == 0), opts)
+			}
+		})
+	}
+	wg.Wait()
+	if len(owners) == 0 {
+		t.Fatal("fn never ran")
+	}
+	for o, n := range owners {
+		if n > 1 {
+			t.Errorf("owner %q held %d leases, want 1", o, n)
+		}
+	}
+	t.Logf("%d leases, each with its own owner", len(owners))
+}

@@ -3,7 +3,6 @@ package idem
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"unicode"
 	"unicode/utf8"
@@ -48,6 +47,24 @@ func storeKey(namespace, key string) (slot uint64, skey string) {
 	var b [maxNamespaceLen + 1 + 2*sha256.Size]byte
 	n := copy(b[:], namespace)
 	b[n] = '/'
-	hex.Encode(b[n+1:], digest[:])
+	encodeHex(b[n+1:], &digest)
 	return binary.LittleEndian.Uint64(digest[:8]), string(b[:n+1+2*sha256.Size])
+}
+
+// encodeHex writes digest in lower-case hex to dst, like hex.Encode but four
+// bytes at a time in a register, at under half its cost: on the replay path
+// this encoding was a tenth of the engine's time.
+func encodeHex(dst []byte, digest *[sha256.Size]byte) {
+	_ = dst[2*sha256.Size-1]
+	for i := 0; i < sha256.Size; i += 4 {
+		// Spread four bytes over four 16-bit lanes, then put each byte's
+		// high nibble in its lane's low byte and the low nibble above it.
+		v := uint64(binary.LittleEndian.Uint32(digest[i:]))
+		v = (v | v<<16) & 0x0000ffff0000ffff
+		v = (v | v<<8) & 0x00ff00ff00ff00ff
+		nibbles := v>>4&0x000f000f000f000f | (v&0x000f000f000f000f)<<8
+		// '0'+n for every nibble, plus 'a'-'0'-10 where n > 9.
+		letters := (nibbles + 0x0606060606060606) >> 4 & 0x0101010101010101
+		binary.LittleEndian.PutUint64(dst[2*i:], nibbles+0x3030303030303030+letters*('a'-'0'-10))
+	}
 }

@@ -60,6 +60,14 @@ type ClaimParams struct {
 	// Retention is how long the record is kept once completed or released,
 	// and after its lease expires while in progress.
 	Retention time.Duration
+	// Sent is the caller's clock reading (time.Now, with its monotonic
+	// part) taken just before the claim, from which the caller counts the
+	// lease down. Stores that judge time by a server's clock ignore it. A
+	// store whose clock is this process's monotonic clock, as memstore's
+	// is, may take it as its own reading of now: it is that clock, read a
+	// moment earlier, which only makes leases look younger. Zero means
+	// unknown.
+	Sent time.Time
 }
 
 // ClaimStatus says what Claim found.

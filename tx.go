@@ -64,11 +64,10 @@ func RunTx[Tx any](ctx context.Context, e *Engine, key string, fn func(ctx conte
 		var tx Tx
 		return Result{}, fmt.Errorf("idem: RunTx: the engine's store %T cannot run fn in a %T transaction", e.store, tx)
 	}
-	c, err := e.prepare(key, opts)
-	if err != nil {
+	c := call{tx: &txCall[Tx]{store: store, fn: fn}}
+	if err := e.prepare(&c, key, opts); err != nil {
 		return Result{}, err
 	}
-	c.tx = &txCall[Tx]{store: store, fn: fn}
 	return e.run(ctx, &c)
 }
 
@@ -88,17 +87,17 @@ var errConflict = errors.New("idem: transaction conflict")
 func (t *txCall[Tx]) execute(ctx context.Context, e *Engine, cv call) (Result, error, bool) {
 	c := &cv
 	for attempt := 1; ; {
-		owner := e.takeOwner()
 		wait := time.Duration(0)
 		if !c.opts.FailFast {
 			wait = max(c.waitBudget(), 0)
 		}
-		tx, cr, err := t.store.BeginClaim(ctx, e.claimParams(c, owner), wait)
+		tx, cr, err := t.store.BeginClaim(ctx, e.claimParams(c), wait)
 		if err != nil {
+			c.owner = ""
 			return Result{}, e.storeFailed(ctx, "claim", c.key, false, err), false
 		}
-		if cr.Status != ClaimAcquired {
-			e.spareOwner.CompareAndSwap(nil, owner)
+		if cr.Status == ClaimAcquired {
+			c.owner = ""
 		}
 		switch cr.Status {
 		case ClaimAcquired:

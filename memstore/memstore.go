@@ -3,8 +3,9 @@
 // same conformance suite (storetest) as the durable stores.
 //
 // Records live in memory and die with the process. Lease expiry and
-// retention are judged by this process's clock (time.Now), which is the
-// store's clock here; under testing/synctest that clock is the bubble's.
+// retention are judged by this process's monotonic clock, which is the
+// store's clock here (a claim takes the engine's reading of it from
+// ClaimParams.Sent); under testing/synctest that clock is the bubble's.
 package memstore
 
 import (
@@ -19,7 +20,7 @@ import (
 type Store struct {
 	mu      sync.Mutex
 	records map[string]*record
-	writes  int       // claims since the last sweep
+	inserts int       // records added since the last sweep
 	born    time.Time // the store's epoch; see now
 }
 
@@ -54,6 +55,18 @@ func New() *Store {
 // replay path; records compare instants and never show them.
 func (s *Store) now() time.Duration { return time.Since(s.born) }
 
+// claimedAt is the store's clock for claim p: the engine's own reading of
+// this process's monotonic clock as it sent p, when p carries one, or a
+// fresh reading. Reusing the engine's saves a clock read per replay; the
+// reading is at most a moment old, which makes leases and records look
+// younger, never older, than they are.
+func (s *Store) claimedAt(p idem.ClaimParams) time.Duration {
+	if p.Sent.IsZero() {
+		return s.now()
+	}
+	return p.Sent.Sub(s.born)
+}
+
 var _ idem.Store = (*Store)(nil)
 
 // Claim implements idem.Store.
@@ -61,13 +74,13 @@ func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 	if err := ctx.Err(); err != nil {
 		return idem.ClaimResult{}, err
 	}
-	now := s.now()
+	now := s.claimedAt(p)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.sweep(now)
 
 	r := s.records[p.Key]
 	if r == nil {
+		s.sweep(now) // before the insert: a new record counts as expired
 		r = &record{}
 		s.records[p.Key] = r
 	} else if r.expired(now) {
@@ -191,19 +204,22 @@ func (r *record) wake() {
 	}
 }
 
-// Sweep tuning: every sweepEvery claims, look at up to sweepScan records
-// (map iteration starts at a random place) and delete the expired ones.
-// Like Redis's active expiry, this bounds memory without a goroutine.
+// Sweep tuning: every sweepEvery new records, look at up to sweepScan
+// records (map iteration starts at a random place) and delete the expired
+// ones. Like Redis's active expiry, this bounds memory without a goroutine:
+// looking at four records per record added keeps the expired ones to about
+// a quarter of the map (TestSweepBoundsMemory), and replays, which add
+// nothing, never pay for it.
 const (
-	sweepEvery = 256
-	sweepScan  = 64
+	sweepEvery = 16
+	sweepScan  = 4 * sweepEvery
 )
 
 func (s *Store) sweep(now time.Duration) {
-	if s.writes++; s.writes < sweepEvery {
+	if s.inserts++; s.inserts < sweepEvery {
 		return
 	}
-	s.writes = 0
+	s.inserts = 0
 	n := 0
 	for k, r := range s.records {
 		if n++; n > sweepScan {

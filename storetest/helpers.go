@@ -41,8 +41,10 @@ func params(key, owner, fingerprint string, lease time.Duration) idem.ClaimParam
 	return idem.ClaimParams{Key: key, Owner: owner, Fingerprint: fingerprint, LeaseTTL: lease, Retention: longRetention}
 }
 
+// claim claims p, sent now as the engine sends its claims.
 func claim(t *testing.T, s idem.Store, p idem.ClaimParams) idem.ClaimResult {
 	t.Helper()
+	p.Sent = time.Now()
 	cr, err := s.Claim(t.Context(), p)
 	if err != nil {
 		t.Fatalf("Claim(%s, owner %q): %v", p.Key, p.Owner, err)
