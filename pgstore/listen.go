@@ -84,7 +84,7 @@ func (s *Store) listenConn(ctx context.Context) (*pgx.Conn, error) {
 	return conn, nil
 }
 
-// reapEvery deletes expired records every ReapInterval, a batch at a time.
+// reapEvery sweeps expired records away every ReapInterval.
 func (s *Store) reapEvery(ctx context.Context) {
 	defer s.done.Done()
 	t := time.NewTicker(s.cfg.ReapInterval)
@@ -95,17 +95,8 @@ func (s *Store) reapEvery(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for {
-			n, err := s.Reap(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.cfg.Logger.Warn("pgstore: reaping expired records failed; trying again next interval", slog.Any("error", err))
-				}
-				break
-			}
-			if n < int64(s.cfg.ReapBatch) {
-				break
-			}
+		if _, err := s.Reap(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Warn("pgstore: reaping expired records failed; trying again next interval", slog.Any("error", err))
 		}
 	}
 }

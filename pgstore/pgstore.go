@@ -3,17 +3,20 @@
 // (idem.RunTx with a pgx.Tx) commits a caller's writes and their outcome
 // together.
 //
-// Every store step is one SQL statement: a claim is an INSERT … ON
-// CONFLICT … DO UPDATE … WHERE <claimable> in a CTE that also returns the
-// existing record, so a replay costs one round trip and a first execution
-// two. Leases are judged by the server's clock (statement_timestamp()),
+// Every store step is one SQL statement, so a replay costs one round trip
+// and a first execution two. A claim reads the record by its key and
+// returns it when it is a completed outcome to replay; only otherwise does
+// the same statement call the store's claim function, which inserts the
+// record or takes it over (INSERT … ON CONFLICT … DO UPDATE … WHERE
+// <claimable>). Leases are judged by the server's clock (statement_timestamp()),
 // compare-and-set on (owner, fence) guards every later write, and fences
 // only grow while a record exists. Waiters are woken by LISTEN/NOTIFY on one
 // connection per Store, with a bounded poll as fallback; a notification is
 // sent only when someone waits, because NOTIFY serializes commits.
 //
 // The schema is applied by Migrate, never behind the caller's back.
-// Expired records are deleted by a reaper in small batches. Serialization
+// Expired records are deleted by a reaper that sweeps the table in key
+// order, in small batches. Serialization
 // failures and deadlocks of the store's own statements are retried with
 // bounded backoff.
 //
@@ -50,7 +53,7 @@ const (
 	DefaultSchema       = "idem"
 	DefaultOpTimeout    = 5 * time.Second
 	DefaultPollInterval = time.Second
-	DefaultReapInterval = time.Minute
+	DefaultReapInterval = 5 * time.Minute
 	DefaultReapBatch    = 1000
 )
 
@@ -70,9 +73,13 @@ type Config struct {
 	// notification was lost. Default 1s.
 	PollInterval time.Duration
 
-	// ReapInterval is how often expired records are deleted, ReapBatch at a
-	// time until none are left. Negative disables the reaper (call Reap
-	// yourself). Defaults 1m and 1000.
+	// ReapInterval is how often the reaper sweeps the table, in key order
+	// and ReapBatch records per statement, deleting expired records. A
+	// sweep reads every record once, so the interval trades space held by
+	// expired records against that read. Expired records count as absent
+	// whether or not they have been reaped. Negative disables the reaper
+	// (call Reap yourself; several reapers are harmless, only redundant).
+	// Defaults 5m and 1000.
 	ReapInterval time.Duration
 	ReapBatch    int
 
@@ -142,7 +149,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		pool:    pool,
 		cfg:     c,
 		channel: "idem_" + c.Schema,
-		sql:     newStatements(pgx.Identifier{c.Schema, "idem_records"}.Sanitize()),
+		sql:     newStatements(c.Schema),
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
@@ -228,53 +235,27 @@ type statements struct {
 	claim, renew, complete, release, wait, reap string
 }
 
-func newStatements(table string) statements {
-	fill := func(q string) string { return strings.ReplaceAll(q, "{{table}}", table) }
+func newStatements(schema string) statements {
+	fill := strings.NewReplacer(
+		"{{table}}", pgx.Identifier{schema, "idem_records"}.Sanitize(),
+		"{{claim}}", pgx.Identifier{schema, "idem_claim"}.Sanitize(),
+	).Replace
 	return statements{
 		// $1 key, $2 owner, $3 fingerprint, $4 lease ms, $5 retention ms.
 		//
-		// cur reads the record. When it is plainly not claimable (completed,
-		// or held by a live lease, or bound to another fingerprint, and not
-		// past retention), nothing is written: a replay is a read, and takes
-		// no row lock. Otherwise the INSERT … ON CONFLICT … DO UPDATE claims
-		// it if it is still claimable on the latest row version: free, past
-		// retention, or in progress under an expired lease with the same
-		// fingerprint. When the claim does not happen, the second branch
-		// reports the record as cur saw it; a record that changed after
-		// that snapshot is reported in flight (3), so the caller looks again.
+		// A replay is the first branch: one primary-key read, no lock, no
+		// write. Anything else falls through to idem_claim (migration 0002),
+		// which reads the record again and claims it if it may. LIMIT 1
+		// stops the Append once the first branch has its row, so the
+		// executor never calls the function on a replay. A claim that finds
+		// nothing at all, a record another transaction created after the
+		// function's snapshot, comes back as no row.
 		claim: fill(`
-WITH cur AS (
-	SELECT state, fence, fingerprint, outcome, lease_until, expires_at
-	FROM {{table}} WHERE key = $1::text
-), claimed AS (
-	INSERT INTO {{table}} AS r (key, state, fence, owner, fingerprint, lease_until, lease_ms, retention_ms, took_over, waited, outcome, expires_at)
-	SELECT $1::text, 'p', 1, $2::text, $3::text, statement_timestamp() + $4::bigint * interval '1 millisecond', $4::bigint, $5::bigint, false, false, NULL,
-	       statement_timestamp() + ($4::bigint + $5::bigint) * interval '1 millisecond'
-	WHERE NOT EXISTS (
-		SELECT FROM cur
-		WHERE cur.expires_at > statement_timestamp()
-		  AND (cur.state = 'c'
-		       OR (cur.state = 'p' AND (cur.lease_until > statement_timestamp() OR cur.fingerprint IS DISTINCT FROM $3::text))))
-	ON CONFLICT (key) DO UPDATE SET
-		state = 'p', fence = r.fence + 1, owner = excluded.owner, fingerprint = excluded.fingerprint,
-		lease_until = excluded.lease_until, lease_ms = excluded.lease_ms, retention_ms = excluded.retention_ms,
-		took_over = r.state = 'p', waited = false, outcome = NULL, expires_at = excluded.expires_at
-	WHERE r.state = 'f'
-	   OR r.expires_at <= statement_timestamp()
-	   OR (r.state = 'p' AND r.lease_until <= statement_timestamp() AND r.fingerprint = excluded.fingerprint)
-	RETURNING r.fence, r.took_over
-)
-SELECT 1, fence, took_over, NULL::bytea, 0::bigint FROM claimed
+(SELECT 2, fence, false, outcome, 0::bigint FROM {{table}}
+ WHERE key = $1::text AND state = 'c' AND fingerprint = $3::text AND expires_at > statement_timestamp())
 UNION ALL
-SELECT CASE WHEN cur.state = 'f' OR cur.expires_at <= statement_timestamp() THEN 3
-            WHEN cur.fingerprint IS DISTINCT FROM $3::text THEN 4
-            WHEN cur.state = 'c' THEN 2
-            ELSE 3 END,
-       cur.fence, false,
-       CASE WHEN cur.state = 'c' AND cur.fingerprint = $3::text THEN cur.outcome END,
-       GREATEST(0, ceil(extract(epoch FROM cur.lease_until - statement_timestamp()) * 1000))::bigint
-FROM cur
-WHERE NOT EXISTS (SELECT FROM claimed)`),
+(SELECT * FROM {{claim}}($1::text, $2::text, $3::text, $4::bigint, $5::bigint))
+LIMIT 1`),
 
 		// $1 key, $2 owner, $3 fence.
 		renew: fill(`
@@ -283,44 +264,43 @@ UPDATE {{table}} SET
 	expires_at = statement_timestamp() + (lease_ms + retention_ms) * interval '1 millisecond'
 WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3`),
 
-		// $1 key, $2 owner, $3 fence, $4 outcome, $5 channel. Returns
-		// (1, notified) when $2 held the fence, no row otherwise.
+		// $1 key, $2 owner, $3 fence, $4 outcome, $5 channel. A row when
+		// $2 held the fence, none otherwise; NOTIFY only when someone waits.
 		complete: fill(`
-WITH done AS (
-	UPDATE {{table}} SET
-		state = 'c', outcome = $4, owner = NULL, lease_until = NULL,
-		expires_at = statement_timestamp() + retention_ms * interval '1 millisecond'
-	WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3
-	RETURNING key, waited
-), notified AS (
-	SELECT pg_notify($5, key) FROM done WHERE waited
-)
-SELECT count(*), (SELECT count(*) FROM notified) FROM done`),
+UPDATE {{table}} SET
+	state = 'c', outcome = $4, owner = NULL, lease_until = NULL,
+	expires_at = statement_timestamp() + retention_ms * interval '1 millisecond'
+WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3
+RETURNING CASE WHEN waited THEN (SELECT 1 FROM pg_notify($5, key)) ELSE 0 END`),
 
-		// $1 key, $2 owner, $3 fence, $4 channel.
+		// $1 key, $2 owner, $3 fence, $4 channel. As complete.
 		release: fill(`
-WITH done AS (
-	UPDATE {{table}} SET
-		state = 'f', owner = NULL, fingerprint = NULL, lease_until = NULL, outcome = NULL,
-		expires_at = statement_timestamp() + retention_ms * interval '1 millisecond'
-	WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3
-	RETURNING key, waited
-), notified AS (
-	SELECT pg_notify($4, key) FROM done WHERE waited
-)
-SELECT count(*), (SELECT count(*) FROM notified) FROM done`),
+UPDATE {{table}} SET
+	state = 'f', owner = NULL, fingerprint = NULL, lease_until = NULL, outcome = NULL,
+	expires_at = statement_timestamp() + retention_ms * interval '1 millisecond'
+WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3
+RETURNING CASE WHEN waited THEN (SELECT 1 FROM pg_notify($4, key)) ELSE 0 END`),
 
 		// $1 key, $2 fence: marks the record as waited on while it is still
 		// in progress with that fence.
 		wait: fill(`UPDATE {{table}} SET waited = true WHERE key = $1 AND state = 'p' AND fence = $2`),
 
-		// $1 batch size.
+		// $1 the last key of the previous batch ('' to start), $2 batch
+		// size. Deletes the expired records among the next $2 keys and
+		// returns the batch's last key (NULL past the end) and how many it
+		// deleted. A record some transaction holds is skipped, not waited
+		// for: it is in use, and the next sweep will see it again.
 		reap: fill(`
-DELETE FROM {{table}} WHERE key IN (
-	SELECT key FROM {{table}}
-	WHERE expires_at <= statement_timestamp()
-	LIMIT $1
-	FOR UPDATE SKIP LOCKED)`),
+WITH batch AS (
+	SELECT key FROM {{table}} WHERE key > $1 ORDER BY key LIMIT $2
+), gone AS (
+	DELETE FROM {{table}} WHERE key IN (
+		SELECT r.key FROM {{table}} r JOIN batch USING (key)
+		WHERE r.expires_at <= statement_timestamp()
+		FOR UPDATE OF r SKIP LOCKED)
+	RETURNING 1
+)
+SELECT (SELECT max(key) FROM batch), (SELECT count(*) FROM gone)`),
 	}
 }
 
@@ -447,8 +427,13 @@ func (s *Store) end(ctx context.Context, op string, run func() (int, error)) err
 // records it updated: 1, or 0 when the fence was not current.
 func endFence(ctx context.Context, q querier, stmt string, args ...any) (updated int, err error) {
 	var notified int
-	err = q.QueryRow(ctx, stmt, args...).Scan(&updated, &notified)
-	return updated, err
+	switch err := q.QueryRow(ctx, stmt, args...).Scan(&notified); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	}
+	return 1, nil
 }
 
 // Wait implements idem.Store.
@@ -481,16 +466,29 @@ func (s *Store) Wait(ctx context.Context, key string, fence int64) error {
 	}
 }
 
-// Reap deletes up to ReapBatch expired records and reports how many it
-// deleted. The reaper calls it until a batch comes back short.
+// Reap sweeps the whole table once in key order, ReapBatch records at a
+// time, deletes the expired ones and reports how many it deleted. Each batch
+// is one statement of its own, so claims interleave with a long sweep.
 func (s *Store) Reap(ctx context.Context) (int64, error) {
-	ctx, cancel := s.op(ctx)
-	defer cancel()
-	tag, err := s.pool.Exec(ctx, s.sql.reap, s.cfg.ReapBatch)
-	if err != nil {
-		return 0, s.failed("reap", err)
+	var deleted int64
+	after := ""
+	for {
+		var (
+			last *string
+			n    int64
+		)
+		opCtx, cancel := s.op(ctx)
+		err := s.pool.QueryRow(opCtx, s.sql.reap, after, s.cfg.ReapBatch).Scan(&last, &n)
+		cancel()
+		if err != nil {
+			return deleted, s.failed("reap", err)
+		}
+		deleted += n
+		if last == nil {
+			return deleted, nil
+		}
+		after = *last
 	}
-	return tag.RowsAffected(), nil
 }
 
 // Conflict implements idem.TxStore: a serialization failure or a deadlock.

@@ -235,8 +235,8 @@ func TestNewValidatesConfig(t *testing.T) {
 	}
 }
 
-// TestReapDeletesExpiredRecordsInBatches checks the reaper keeps live
-// leases and unexpired outcomes, and deletes the rest a batch at a time.
+// TestReapDeletesExpiredRecordsInBatches checks that a sweep, three keys a
+// batch, keeps live leases and unexpired outcomes and deletes the rest.
 func TestReapDeletesExpiredRecordsInBatches(t *testing.T) {
 	pool := newPool(t)
 	s := newStore(t, pool, pgstore.Config{ReapInterval: -1, ReapBatch: 3})
@@ -260,24 +260,56 @@ func TestReapDeletesExpiredRecordsInBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(20 * time.Millisecond)
-	var batches []int64
-	for {
-		n, err := s.Reap(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		batches = append(batches, n)
-		if n < 3 {
-			break
-		}
+	if n, err := s.Reap(ctx); err != nil || n != 7 {
+		t.Fatalf("Reap() = %d, %v; want 7 expired records deleted", n, err)
 	}
-	if len(batches) != 3 || batches[0] != 3 || batches[1] != 3 || batches[2] != 1 {
-		t.Fatalf("reaped batches %v, want [3 3 1]", batches)
+	if n, err := s.Reap(ctx); err != nil || n != 0 {
+		t.Fatalf("Reap() again = %d, %v; want nothing left to delete", n, err)
 	}
 	for _, key := range []string{"live", "kept"} {
 		cr, err := s.Claim(ctx, idem.ClaimParams{Key: key, Owner: "p", LeaseTTL: time.Minute, Retention: time.Hour})
 		if err != nil || cr.Status == idem.ClaimAcquired {
 			t.Fatalf("Claim(%s) after reaping = (%v, %v), want the record still there", key, cr.Status, err)
 		}
+	}
+}
+
+// TestReapSkipsRecordsInUse: a sweep neither waits for nor deletes an
+// expired record that an open transaction holds (a RunTx taking it over,
+// say); once the transaction ends, the next sweep deletes it.
+func TestReapSkipsRecordsInUse(t *testing.T) {
+	pool := newPool(t)
+	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
+	s := newStore(t, pool, pgstore.Config{Schema: schema, ReapInterval: -1, ReapBatch: 2})
+	ctx := t.Context()
+	for _, key := range []string{"a", "b", "c"} {
+		cr, err := s.Claim(ctx, idem.ClaimParams{Key: key, Owner: "o", LeaseTTL: time.Minute, Retention: time.Millisecond})
+		if err != nil || cr.Status != idem.ClaimAcquired {
+			t.Fatalf("Claim(%s) = (%v, %v)", key, cr.Status, err)
+		}
+		if err := s.Complete(ctx, cr.Lease, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	table := pgx.Identifier{schema, "idem_records"}.Sanitize()
+	if _, err := tx.Exec(ctx, "SELECT FROM "+table+" WHERE key = 'b' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	reapCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if n, err := s.Reap(reapCtx); err != nil || n != 2 {
+		t.Fatalf("Reap() with b held = %d, %v; want a and c deleted, b skipped", n, err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Reap(ctx); err != nil || n != 1 {
+		t.Fatalf("Reap() after b was let go = %d, %v; want b deleted", n, err)
 	}
 }
