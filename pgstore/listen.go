@@ -43,13 +43,13 @@ func (s *Store) listen(ctx context.Context, ready chan<- error) {
 		}
 		if err == nil {
 			backoff = 50 * time.Millisecond
-			s.waiters.WakeAll() // notifications may have been lost meanwhile
+			s.waiters.WakeAll(struct{}{}) // notifications may have been lost meanwhile
 			for {
 				n, err := conn.WaitForNotification(ctx)
 				if err != nil {
 					break
 				}
-				s.waiters.Wake(n.Payload)
+				s.waiters.Wake(n.Payload, struct{}{})
 			}
 			conn.Close(context.Background())
 		}
@@ -58,7 +58,7 @@ func (s *Store) listen(ctx context.Context, ready chan<- error) {
 		}
 		s.cfg.Logger.Warn("pgstore: LISTEN connection lost; reconnecting, waiters fall back to polling meanwhile",
 			slog.String("channel", s.channel), slog.Any("error", err))
-		s.waiters.WakeAll()
+		s.waiters.WakeAll(struct{}{})
 		select {
 		case <-ctx.Done():
 			return

@@ -130,7 +130,7 @@ type Store struct {
 	channel string
 	sql     statements
 
-	waiters waitlist.List
+	waiters waitlist.List[struct{}]
 	stop    context.CancelFunc
 	done    sync.WaitGroup
 }
@@ -180,7 +180,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 func (s *Store) Close() {
 	s.stop()
 	s.done.Wait()
-	s.waiters.WakeAll()
+	s.waiters.WakeAll(struct{}{})
 }
 
 //go:embed migrations/*.sql

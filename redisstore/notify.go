@@ -39,21 +39,21 @@ func (s *Store) subscribe(ctx context.Context) error {
 		}
 		once.Do(func() { close(confirmed) })
 		// After a reconnection, messages may have been lost meanwhile.
-		s.waiters.WakeAll()
+		s.waiters.WakeAll(struct{}{})
 	})
 	go func() {
 		defer close(s.stopped)
 		backoff := 50 * time.Millisecond
 		for {
 			err := s.client.Receive(hooked, s.client.B().Subscribe().Channel(s.channel).Build(), func(m rueidis.PubSubMessage) {
-				s.waiters.Wake(m.Message)
+				s.waiters.Wake(m.Message, struct{}{})
 			})
 			if runCtx.Err() != nil {
 				return
 			}
 			s.cfg.Logger.Warn("redisstore: notification subscription ended; resubscribing, waiters fall back to polling meanwhile",
 				slog.String("channel", s.channel), slog.Any("error", err))
-			s.waiters.WakeAll()
+			s.waiters.WakeAll(struct{}{})
 			select {
 			case <-runCtx.Done():
 				return

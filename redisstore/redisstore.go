@@ -142,7 +142,7 @@ type Store struct {
 	claim, renew, complete, release, wait *rueidis.Lua
 	completeSource, completeSHA           string // for the WAIT path, which sends EVALSHA itself
 
-	waiters waitlist.List
+	waiters waitlist.List[struct{}]
 	stop    context.CancelFunc
 	stopped chan struct{}
 }
@@ -188,7 +188,7 @@ func New(ctx context.Context, client rueidis.Client, cfg *Config) (*Store, error
 func (s *Store) Close() error {
 	s.stop()
 	<-s.stopped
-	s.waiters.WakeAll()
+	s.waiters.WakeAll(struct{}{})
 	return nil
 }
 

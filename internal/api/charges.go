@@ -209,6 +209,7 @@ func (s *server) createCharge() http.Handler {
 			internalError(w)
 			return
 		}
+		s.awaitSettlement(r.Context(), p.ID)
 		s.fps.Hit(failpoint.InAccept)
 		w.Header().Set("Location", "/v1/charges/"+p.ID)
 		encode(w, http.StatusAccepted, p.Charge())

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -20,19 +21,31 @@ import (
 // most MaxPreferWait) have passed: 200 if final, else 202. A replayed
 // request that asks to wait gets the current state too, still marked
 // Idempotent-Replayed.
+//
+// A charge accepted by this request wakes a worker at once, instead of at
+// its next poll.
 func (s *server) preferWait(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wait, ok := preferredWait(r.Header.Values("Prefer"))
 		rec := &captured{header: http.Header{}}
+		var early settleWait
+		if ok && s.processor != nil {
+			r = r.WithContext(context.WithValue(r.Context(), settleWaitKey{}, &early))
+		}
+		defer early.stop()
 		next.ServeHTTP(rec, r)
+		replayed := rec.header.Get("Idempotent-Replayed") == "true"
 		if rec.status == http.StatusAccepted {
 			s.fps.Hit(failpoint.AfterAccept)
 		}
 		switch {
-		case rec.header.Get("Idempotent-Replayed") == "true":
+		case replayed:
 			s.metrics.replays.Inc()
 		case rec.status == http.StatusAccepted:
 			s.metrics.accepts.Inc()
+			if s.processor != nil {
+				s.processor.Notify()
+			}
 		}
 		if !ok || rec.status != http.StatusAccepted {
 			rec.writeTo(w)
@@ -43,9 +56,14 @@ func (s *server) preferWait(next http.Handler) http.Handler {
 			rec.writeTo(w)
 			return
 		}
-		p, err := s.awaitFinal(r, c.ID, min(wait, s.maxWait))
+		if early.id != c.ID {
+			early.stop() // a replay, or a handler that did not register: wait from now
+		}
+		p, err := s.awaitFinal(r, c.ID, min(wait, s.maxWait), early.settled)
 		if err != nil {
-			s.log.Warn("payd: waiting for a charge failed; answering with its accepted state", slog.String("payment", c.ID), slog.Any("error", err))
+			if r.Context().Err() == nil { // else the client went away: nobody to tell
+				s.log.Warn("payd: waiting for a charge failed; answering with its accepted state", slog.String("payment", c.ID), slog.Any("error", err))
+			}
 			rec.writeTo(w)
 			return
 		}
@@ -81,33 +99,73 @@ func preferredWait(values []string) (time.Duration, bool) {
 	return 0, false
 }
 
+// settleWait is a wait for a charge's settlement registered by the handler
+// that created it, inside its transaction: no worker can settle the charge
+// before the wait is in place, so awaitFinal need not read it first.
+type settleWait struct {
+	id      string
+	settled <-chan *payments.Payment
+	done    func()
+}
+
+type settleWaitKey struct{}
+
+// awaitSettlement registers, for a request that asked to wait, a wait for
+// the charge id its handler just created.
+func (s *server) awaitSettlement(ctx context.Context, id string) {
+	w, ok := ctx.Value(settleWaitKey{}).(*settleWait)
+	if !ok {
+		return
+	}
+	w.stop() // an earlier attempt's, rolled back
+	w.settled, w.done = s.processor.AwaitSettled(id)
+	w.id = id
+}
+
+func (w *settleWait) stop() {
+	if w.done != nil {
+		w.done()
+	}
+	*w = settleWait{}
+}
+
 // awaitFinal returns the payment once it is final, or as it is when wait
-// has passed or the client has gone. A settlement by this process's
-// workers wakes it at once; one by another process is seen within a poll.
-func (s *server) awaitFinal(r *http.Request, id string, wait time.Duration) (*payments.Payment, error) {
+// has passed. A settlement by this process's workers arrives on settled
+// (nil: none registered yet, so one is registered here); one by another
+// process is seen within a poll. It returns ctx's error if the client goes
+// away first.
+func (s *server) awaitFinal(r *http.Request, id string, wait time.Duration, settled <-chan *payments.Payment) (*payments.Payment, error) {
 	ctx := r.Context()
-	var settled <-chan struct{}
-	if s.processor != nil {
-		ch, done := s.processor.AwaitSettled(id)
-		defer done()
-		settled = ch
+	read := func() (*payments.Payment, error) { return s.store.Get(ctx, accountFrom(ctx), id) }
+	if settled == nil {
+		if s.processor != nil {
+			ch, done := s.processor.AwaitSettled(id)
+			defer done()
+			settled = ch
+		}
+		// It may have settled before the wait was in place.
+		if p, err := read(); err != nil || p.Final() {
+			return p, err
+		}
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	poll := time.NewTicker(pollFinal)
 	defer poll.Stop()
 	for {
-		p, err := s.store.Get(ctx, accountFrom(ctx), id)
-		if err != nil || p.Final() {
-			return p, err
-		}
 		select {
-		case <-settled:
+		case p := <-settled:
+			if p != nil && p.Final() {
+				return p, nil
+			}
 		case <-poll.C:
 		case <-deadline.C:
-			return s.store.Get(ctx, accountFrom(ctx), id)
+			return read()
 		case <-ctx.Done():
-			return p, nil
+			return nil, ctx.Err()
+		}
+		if p, err := read(); err != nil || p.Final() {
+			return p, err
 		}
 	}
 }

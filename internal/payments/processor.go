@@ -92,7 +92,7 @@ type Processor struct {
 	cfg      ProcessorConfig
 
 	wake    chan struct{}
-	settled waitlist.List // by payment id: callers waiting for a final outcome
+	settled waitlist.List[*Payment] // by payment id: callers waiting for a final outcome
 
 	stopClaims context.CancelFunc // ends the claim loops
 	stopWork   context.CancelFunc // ends in-flight work, last resort
@@ -149,10 +149,11 @@ func (p *Processor) Notify() {
 	}
 }
 
-// AwaitSettled registers a wait for payment id: the channel receives when
-// this process records the payment's final outcome. Call the returned
-// function when done waiting.
-func (p *Processor) AwaitSettled(id string) (<-chan struct{}, func()) {
+// AwaitSettled registers a wait for payment id: the channel receives the
+// payment as settled when this process records its final outcome, or nil
+// when its worker was refused and the payment should be read again. Call
+// the returned function when done waiting.
+func (p *Processor) AwaitSettled(id string) (<-chan *Payment, func()) {
 	ch := p.settled.Add(id)
 	return ch, func() { p.settled.Remove(id, ch) }
 }
@@ -218,6 +219,7 @@ func (p *Processor) paymentTask(c *Claim) *task {
 	if c == nil {
 		return nil
 	}
+	var final *Payment // as Settle recorded it
 	return &task{
 		kind: "payment", id: c.ID, fence: c.Fence, attempts: c.Attempts, from: c.From, age: c.Age,
 		call: func(ctx context.Context) (Outcome, error) {
@@ -233,8 +235,11 @@ func (p *Processor) paymentTask(c *Claim) *task {
 			ch, err := p.provider.ChargeByKey(ctx, c.ProviderKey)
 			return chargeOutcome(ch), err
 		},
-		settle:  func(ctx context.Context, o Outcome) error { return p.store.Settle(ctx, c, o) },
-		settled: func() { p.settled.Wake(c.ID) },
+		settle: func(ctx context.Context, o Outcome) (err error) {
+			final, err = p.store.Settle(ctx, c, o)
+			return err
+		},
+		settled: func() { p.settled.Wake(c.ID, final) },
 	}
 }
 

@@ -14,6 +14,7 @@ type statements struct {
 	upsertAccount, accountByKey                     string
 	insertPayment, getPayment, listByReference      string
 	claimDue, settle, settleByKey, countDue         string
+	settleAndPost                                   string // PostgreSQL only
 	reserveRefund, insertRefund, refundsOf          string
 	claimDueRefund, settleRefund, settleRefundByKey string
 	releaseRefund                                   string
@@ -56,6 +57,46 @@ WHERE id = $1 AND fence = $2 AND state = 'processing'
 RETURNING ` + returning)
 }
 
+// settleAndPostSQL is settle for a payment, and the ledger's charge
+// transaction when the outcome is success, in one statement: one round trip
+// and one commit where a transaction of its statements takes six. Its
+// parameters are settle's, then $8 the journal transaction's id and $9 the
+// balance slot. Like post, it posts a transaction at most once and moves
+// the two balances in account order. PostgreSQL only: SQLite has no
+// data-modifying WITH. It returns the settled payment.
+func settleAndPostSQL(d dialect) string {
+	if d.name != "postgres" {
+		return ""
+	}
+	return d.sql(`
+WITH settled AS (
+	UPDATE payments SET
+		state = $3, provider_charge_id = coalesce($4, provider_charge_id), failure_code = $5, failure_message = $6,
+		lease_until = NULL, next_attempt_at = {{now}} + $7, updated_at = {{now}}
+	WHERE id = $1 AND fence = $2 AND state = 'processing'
+	RETURNING ` + paymentColumns + `
+), legs AS (
+	SELECT settled.id, settled.currency, leg.line, leg.account, leg.amount
+	FROM settled CROSS JOIN LATERAL (VALUES
+		(1, '` + clearingAccount + `', settled.amount),
+		(2, 'merchant:' || settled.account_id, -settled.amount)) AS leg (line, account, amount)
+	WHERE settled.state = 'succeeded'
+), txn AS (
+	INSERT INTO ledger_transactions (id, kind, ref, created_at)
+	SELECT $8, '` + txnCharge + `', id, {{now}} FROM settled WHERE state = 'succeeded'
+	ON CONFLICT (kind, ref) DO NOTHING
+	RETURNING id
+), entries AS (
+	INSERT INTO ledger_entries (txn_id, line, account, currency, amount, created_at)
+	SELECT txn.id, legs.line, legs.account, legs.currency, legs.amount, {{now}} FROM txn, legs
+), balances AS (
+	INSERT INTO ledger_balances (account, currency, slot, balance)
+	SELECT legs.account, legs.currency, $9, legs.amount FROM txn, legs ORDER BY legs.account
+	ON CONFLICT (account, currency, slot) DO UPDATE SET balance = ledger_balances.balance + excluded.balance
+)
+SELECT * FROM settled`)
+}
+
 // settleByKeySQL records a final outcome, found by a webhook or
 // reconciliation, for the row of table with provider key $1 unless it is
 // final already, and bumps the fence so the worker holding it is refused:
@@ -93,8 +134,9 @@ ORDER BY created_at, id
 LIMIT $5`),
 
 		claimDue:    claimSQL(d, "payments", paymentColumns),
-		settle:      settleSQL(d, "payments", "provider_charge_id", "account_id, amount, currency"),
+		settle:      settleSQL(d, "payments", "provider_charge_id", paymentColumns),
 		settleByKey: settleByKeySQL(d, "payments", "provider_charge_id", "id, account_id, amount, currency"),
+		settleAndPost: settleAndPostSQL(d),
 
 		countDue: d.sql(`
 SELECT (SELECT count(*) FROM payments WHERE state IN ('pending', 'processing', 'retry_scheduled', 'unknown'))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 )
 
@@ -29,27 +30,36 @@ var ErrFenced = errors.New("payments: lease lost: a newer claim holds the paymen
 
 // Settle records o for c if c's fence is still current, and posts the
 // ledger's charge transaction in the same database transaction if o is
-// success.
-func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) error {
+// success. It returns the payment as settled.
+func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) (*Payment, error) {
+	args := []any{c.ID, c.Fence, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage), o.Due.Milliseconds()}
+	if s.sql.settleAndPost != "" {
+		args = append(args, newID("txn_"), rand.IntN(balanceSlots))
+		p, err := scanPayment(s.pool.queryRow(ctx, s.sql.settleAndPost, args...))
+		if errors.Is(err, errNoRows) {
+			return nil, ErrFenced
+		}
+		return p, wrap("settle payment", err)
+	}
+	var p *Payment
 	err := s.inTx(ctx, func(q querier) error {
-		var (
-			accountID, currency string
-			amount              int64
-		)
-		err := q.queryRow(ctx, s.sql.settle, c.ID, c.Fence, o.State, nullable(o.ProviderID),
-			nullable(o.FailureCode), nullable(o.FailureMessage), o.Due.Milliseconds()).Scan(&accountID, &amount, &currency)
+		var err error
+		p, err = scanPayment(q.queryRow(ctx, s.sql.settle, args...))
 		if errors.Is(err, errNoRows) {
 			return ErrFenced
 		}
 		if err != nil || o.State != StateSucceeded {
 			return err
 		}
-		return s.postCharge(ctx, q, c.ID, accountID, currency, amount)
+		return s.postCharge(ctx, q, p.ID, p.AccountID, p.Currency, p.Amount)
 	})
 	if errors.Is(err, ErrFenced) {
-		return err
+		return nil, err
 	}
-	return wrap("settle payment", err)
+	if err != nil {
+		return nil, wrap("settle payment", err)
+	}
+	return p, nil
 }
 
 // SettleByKey records the final outcome o for the payment with the

@@ -252,7 +252,7 @@ func TestWebhookSettlesBeforeTheWorker(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := s.Settle(t.Context(), claim, chargeOutcome(ch)); !errors.Is(err, ErrFenced) {
+		if _, err := s.Settle(t.Context(), claim, chargeOutcome(ch)); !errors.Is(err, ErrFenced) {
 			t.Fatalf("the worker's settle after the webhook's: %v, want ErrFenced", err)
 		}
 		p, _ := s.Get(t.Context(), "acct_test", created.ID)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -143,15 +144,19 @@ func TestClaimIsFenced(t *testing.T) {
 		if second.Fence != 2 || second.From != StateProcessing || second.Attempts != 2 {
 			t.Fatalf("re-claim = fence %d from %s after %d attempts, want fence 2 from processing after 2", second.Fence, second.From, second.Attempts)
 		}
-		if err := s.Settle(t.Context(), first, Outcome{State: StateFailed, FailureCode: "stale"}); !errors.Is(err, ErrFenced) {
+		if _, err := s.Settle(t.Context(), first, Outcome{State: StateFailed, FailureCode: "stale"}); !errors.Is(err, ErrFenced) {
 			t.Fatalf("Settle by the stale claim = %v, want ErrFenced", err)
 		}
-		if err := s.Settle(t.Context(), second, Outcome{State: StateSucceeded, ProviderID: "pch_1"}); err != nil {
+		settled, err := s.Settle(t.Context(), second, Outcome{State: StateSucceeded, ProviderID: "pch_1"})
+		if err != nil {
 			t.Fatalf("Settle by the current claim = %v", err)
 		}
 		got, _ := s.Get(t.Context(), "acct_test", p.ID)
 		if got.State != StateSucceeded || got.ProviderChargeID != "pch_1" || got.FailureCode != "" {
 			t.Fatalf("payment = %s %q %q, want succeeded with pch_1 and no failure", got.State, got.ProviderChargeID, got.FailureCode)
+		}
+		if !reflect.DeepEqual(settled, got) {
+			t.Fatalf("Settle returned %+v, but the payment reads %+v", settled, got)
 		}
 		if c, _ := s.ClaimDue(t.Context(), time.Minute); c != nil {
 			t.Fatalf("a succeeded payment was claimed again: %+v", c)
@@ -165,7 +170,7 @@ func TestRetryIsDueLater(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, s *Store) {
 		newPayment(t, s, "order-1")
 		c, _ := s.ClaimDue(t.Context(), time.Minute)
-		if err := s.Settle(t.Context(), c, Outcome{State: StateRetryScheduled, Due: 300 * time.Millisecond}); err != nil {
+		if _, err := s.Settle(t.Context(), c, Outcome{State: StateRetryScheduled, Due: 300 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
 		if early, _ := s.ClaimDue(t.Context(), time.Minute); early != nil {

@@ -1,29 +1,31 @@
-// Package waitlist keeps the local waiters of a store by key, for stores
-// whose notifications arrive on one shared channel (a Redis subscription, a
-// PostgreSQL LISTEN connection) and must be routed to the waiters of one
-// record.
+// Package waitlist keeps local waiters by key, for news that arrives on one
+// shared channel and must be routed to the waiters of one key: a store's
+// notifications (a Redis subscription, a PostgreSQL LISTEN connection), or
+// payd's settlements.
 package waitlist
 
 import "sync"
 
-// List is a set of waiters by key. The zero value is ready to use.
-type List struct {
+// List is a set of waiters by key, each waiting for a value of type T. The
+// zero value is ready to use.
+type List[T any] struct {
 	mu    sync.Mutex
-	byKey map[string]map[chan struct{}]struct{}
+	byKey map[string]map[chan T]struct{}
 }
 
-// Add registers a waiter for key. The channel receives a value (it never
-// blocks the sender) when key is woken. Remove it when done.
-func (l *List) Add(key string) chan struct{} {
-	ch := make(chan struct{}, 1)
+// Add registers a waiter for key. The channel receives the first value
+// sent to key after Add (later ones are dropped: sending never blocks).
+// Remove it when done.
+func (l *List[T]) Add(key string) chan T {
+	ch := make(chan T, 1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.byKey == nil {
-		l.byKey = make(map[string]map[chan struct{}]struct{})
+		l.byKey = make(map[string]map[chan T]struct{})
 	}
 	set := l.byKey[key]
 	if set == nil {
-		set = make(map[chan struct{}]struct{})
+		set = make(map[chan T]struct{})
 		l.byKey[key] = set
 	}
 	set[ch] = struct{}{}
@@ -31,7 +33,7 @@ func (l *List) Add(key string) chan struct{} {
 }
 
 // Remove unregisters a waiter returned by Add.
-func (l *List) Remove(key string, ch chan struct{}) {
+func (l *List[T]) Remove(key string, ch chan T) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.byKey[key], ch)
@@ -40,29 +42,29 @@ func (l *List) Remove(key string, ch chan struct{}) {
 	}
 }
 
-// Wake signals every waiter of key.
-func (l *List) Wake(key string) {
+// Wake sends v to every waiter of key.
+func (l *List[T]) Wake(key string, v T) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for ch := range l.byKey[key] {
-		signal(ch)
+		send(ch, v)
 	}
 }
 
-// WakeAll signals every waiter, as after a lost notification channel.
-func (l *List) WakeAll() {
+// WakeAll sends v to every waiter, as after a lost notification channel.
+func (l *List[T]) WakeAll(v T) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, set := range l.byKey {
 		for ch := range set {
-			signal(ch)
+			send(ch, v)
 		}
 	}
 }
 
-func signal(ch chan struct{}) {
+func send[T any](ch chan T, v T) {
 	select {
-	case ch <- struct{}{}:
+	case ch <- v:
 	default:
 	}
 }

@@ -3,13 +3,16 @@ package waitlist
 import "testing"
 
 func TestWakeReachesOnlyTheKeysWaiters(t *testing.T) {
-	var l List
+	var l List[int]
 	a1, a2, b := l.Add("a"), l.Add("a"), l.Add("b")
-	l.Wake("a")
-	l.Wake("a") // a second wake before anyone reads must not block
-	for name, ch := range map[string]chan struct{}{"a1": a1, "a2": a2} {
+	l.Wake("a", 1)
+	l.Wake("a", 2) // a second wake before anyone reads must not block
+	for name, ch := range map[string]chan int{"a1": a1, "a2": a2} {
 		select {
-		case <-ch:
+		case v := <-ch:
+			if v != 1 {
+				t.Errorf("waiter %s got %d, want the first value sent, 1", name, v)
+			}
 		default:
 			t.Errorf("waiter %s not woken", name)
 		}
@@ -19,7 +22,7 @@ func TestWakeReachesOnlyTheKeysWaiters(t *testing.T) {
 		t.Fatal("waiter of b woken by a's wake")
 	default:
 	}
-	l.WakeAll()
+	l.WakeAll(3)
 	select {
 	case <-b:
 	default:
