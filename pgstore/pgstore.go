@@ -232,13 +232,14 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 // statements are the store's SQL, with its table filled in.
 type statements struct {
-	claim, renew, complete, release, wait, reap string
+	claim, renew, complete, completeInTx, release, wait, reap string
 }
 
 func newStatements(schema string) statements {
 	fill := strings.NewReplacer(
 		"{{table}}", pgx.Identifier{schema, "idem_records"}.Sanitize(),
 		"{{claim}}", pgx.Identifier{schema, "idem_claim"}.Sanitize(),
+		"{{complete_held}}", pgx.Identifier{schema, "idem_complete_held"}.Sanitize(),
 	).Replace
 	return statements{
 		// $1 key, $2 owner, $3 fingerprint, $4 lease ms, $5 retention ms.
@@ -272,6 +273,11 @@ UPDATE {{table}} SET
 	expires_at = statement_timestamp() + retention_ms * interval '1 millisecond'
 WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3
 RETURNING CASE WHEN waited THEN (SELECT 1 FROM pg_notify($5, key)) ELSE 0 END`),
+
+		// As complete, in the transaction holding the claim (RunTx): it
+		// raises (SQLSTATE IDM01) instead of updating nothing, so that a
+		// COMMIT queued behind it rolls back.
+		completeInTx: fill(`SELECT {{complete_held}}($1, $2, $3, $4, $5)`),
 
 		// $1 key, $2 owner, $3 fence, $4 channel. As complete.
 		release: fill(`
@@ -518,8 +524,11 @@ func (s *Store) retry(ctx context.Context, f func() error) error {
 // failed translates a driver error, the one place that does.
 func (s *Store) failed(op string, err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "42P01":
 		return fmt.Errorf("pgstore: %s: the store's table is missing in schema %q; call Migrate first: %w", op, s.cfg.Schema, err)
+	case errors.As(err, &pgErr) && pgErr.Code == "IDM01":
+		return fmt.Errorf("pgstore: %s: the claim vanished from its own transaction: %w", op, idem.ErrLeaseLost)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("pgstore: %s: no reply in time (OpTimeout %s): %w", op, s.cfg.OpTimeout, err)

@@ -313,3 +313,78 @@ func TestReapSkipsRecordsInUse(t *testing.T) {
 		t.Fatalf("Reap() after b was let go = %d, %v; want b deleted", n, err)
 	}
 }
+
+// TestRunTxOwnsItsTransaction: fn cannot end the transaction RunTx commits
+// for it, and a transaction kept past fn is closed.
+func TestRunTxOwnsItsTransaction(t *testing.T) {
+	pool := newPool(t)
+	s := newStore(t, pool, pgstore.Config{})
+	rows := businessRows(t, pool)
+	e, err := idem.New(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept pgx.Tx
+	res, err := idem.RunTx(t.Context(), e, "order-1", func(ctx context.Context, tx pgx.Tx) ([]byte, error) {
+		kept = tx
+		if err := rows.Insert(ctx, tx, "order-1"); err != nil {
+			return nil, err
+		}
+		if err := tx.Commit(ctx); err == nil {
+			return nil, errors.New("fn committed the transaction itself")
+		}
+		if err := tx.Rollback(ctx); err == nil {
+			return nil, errors.New("fn rolled the transaction back itself")
+		}
+		return []byte("ok"), nil
+	}, nil)
+	if err != nil || string(res.Value) != "ok" {
+		t.Fatalf("RunTx = (%q, %v), want ok", res.Value, err)
+	}
+	if n, _ := rows.Count(t.Context(), "order-1"); n != 1 {
+		t.Fatalf("rows = %d, want 1", n)
+	}
+	if _, err := kept.Exec(t.Context(), "SELECT 1"); !errors.Is(err, pgx.ErrTxClosed) {
+		t.Fatalf("Exec on the transaction after RunTx = %v, want ErrTxClosed", err)
+	}
+	if err := kept.QueryRow(t.Context(), "SELECT 1").Scan(new(int)); !errors.Is(err, pgx.ErrTxClosed) {
+		t.Fatalf("QueryRow on the transaction after RunTx = %v, want ErrTxClosed", err)
+	}
+}
+
+// TestCommitRollsBackWithoutItsClaim: the outcome and the COMMIT travel
+// together, so if the claim is no longer the transaction's when the outcome
+// is recorded (here fn itself moves the fence), the COMMIT must roll fn's
+// writes back instead of committing them without their record.
+func TestCommitRollsBackWithoutItsClaim(t *testing.T) {
+	pool := newPool(t)
+	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
+	s := newStore(t, pool, pgstore.Config{Schema: schema})
+	rows := businessRows(t, pool)
+	e, err := idem.New(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := pgx.Identifier{schema, "idem_records"}.Sanitize()
+	_, err = idem.RunTx(t.Context(), e, "order-1", func(ctx context.Context, tx pgx.Tx) ([]byte, error) {
+		if err := rows.Insert(ctx, tx, "order-1"); err != nil {
+			return nil, err
+		}
+		l, _ := idem.LeaseFrom(ctx)
+		_, err := tx.Exec(ctx, "UPDATE "+table+" SET fence = fence + 1 WHERE key = $1", l.Key)
+		return []byte("ok"), err
+	}, nil)
+	se, ok := errors.AsType[*idem.StoreError](err)
+	if !ok || se.Op != "commit" || !errors.Is(err, idem.ErrLeaseLost) {
+		t.Fatalf("RunTx = %v, want a commit StoreError wrapping ErrLeaseLost", err)
+	}
+	if n, _ := rows.Count(t.Context(), "order-1"); n != 0 {
+		t.Fatalf("rows = %d, want 0: fn's writes committed without their outcome", n)
+	}
+	res, err := idem.RunTx(t.Context(), e, "order-1", func(ctx context.Context, tx pgx.Tx) ([]byte, error) {
+		return []byte("again"), rows.Insert(ctx, tx, "order-1")
+	}, nil)
+	if err != nil || res.Replayed || string(res.Value) != "again" {
+		t.Fatalf("retry = (%q, replayed %t, %v), want a fresh run", res.Value, res.Replayed, err)
+	}
+}

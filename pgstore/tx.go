@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idemhq/idem"
 )
@@ -20,16 +21,17 @@ import (
 
 const savepoint = "idem_fn"
 
-// BeginClaim implements idem.TxStore: BEGIN, then the lock timeout, the
-// claim and a savepoint in one round trip.
+// BeginClaim implements idem.TxStore: BEGIN, the lock timeout, the claim
+// and a savepoint in one round trip.
 func (s *Store) BeginClaim(ctx context.Context, p idem.ClaimParams, maxWait time.Duration) (pgx.Tx, idem.ClaimResult, error) {
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, idem.ClaimResult{}, s.failed("claim", err)
 	}
 	// lock_timeout 0 means no limit: don't wait means wait 1ms.
 	lockTimeout := fmt.Sprintf("%dms", max(maxWait.Milliseconds(), 1))
 	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
 	b.Queue(`SELECT set_config('lock_timeout', $1, true)`, lockTimeout)
 	claim := b.Queue(s.sql.claim, p.Key, p.Owner, p.Fingerprint, p.LeaseTTL.Milliseconds(), p.Retention.Milliseconds())
 	b.Queue(`SAVEPOINT ` + savepoint)
@@ -39,16 +41,18 @@ func (s *Store) BeginClaim(ctx context.Context, p idem.ClaimParams, maxWait time
 		cr, err = s.claimIn(ctx, rowQuerier{row}, p)
 		return err
 	})
-	err = tx.SendBatch(ctx, b).Close()
+	br := conn.SendBatch(ctx, b)
+	tx := &claimTx{tx: br.Tx(), conn: conn}
+	err = br.Close()
 	switch {
 	case lockTimedOut(err):
-		tx.Rollback(context.WithoutCancel(ctx))
+		tx.end(context.WithoutCancel(ctx))
 		return nil, idem.ClaimResult{Status: idem.ClaimInFlight, Lease: idem.Lease{Key: p.Key}}, nil
 	case err != nil:
-		tx.Rollback(context.WithoutCancel(ctx))
+		tx.end(context.WithoutCancel(ctx))
 		return nil, idem.ClaimResult{}, s.failed("claim", err)
 	case cr.Status != idem.ClaimAcquired:
-		if err := tx.Rollback(ctx); err != nil {
+		if err := tx.end(ctx); err != nil {
 			return nil, idem.ClaimResult{}, s.failed("claim", err)
 		}
 		return nil, cr, nil
@@ -61,45 +65,144 @@ type rowQuerier struct{ row pgx.Row }
 
 func (q rowQuerier) QueryRow(context.Context, string, ...any) pgx.Row { return q.row }
 
-// Commit implements idem.TxStore. It ends tx, rolling it back if anything
-// before the COMMIT fails.
+// Commit implements idem.TxStore: the outcome, checked against the claim,
+// and the COMMIT go in one round trip. If the claim is not the
+// transaction's any more, the check fails and the COMMIT rolls back.
 func (s *Store) Commit(ctx context.Context, tx pgx.Tx, l idem.Lease, outcome []byte, discardWrites bool) error {
-	if err := s.recordIn(ctx, tx, l, outcome, discardWrites); err != nil {
-		tx.Rollback(context.WithoutCancel(ctx))
-		return err
+	t, ok := tx.(*claimTx)
+	if !ok {
+		return fmt.Errorf("pgstore: commit: %T is not a transaction BeginClaim began", tx)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return s.failed("commit", err)
+	if t.ended {
+		return fmt.Errorf("pgstore: commit: %w (did fn end it?)", pgx.ErrTxClosed)
 	}
-	return nil
-}
-
-// recordIn writes the outcome into tx, first undoing fn's writes if asked.
-// No retry here: a lost race aborts the transaction, and the engine reruns
-// all of it.
-func (s *Store) recordIn(ctx context.Context, tx pgx.Tx, l idem.Lease, outcome []byte, discardWrites bool) error {
+	b := &pgx.Batch{}
 	if discardWrites {
-		if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT `+savepoint); err != nil {
-			return s.failed("commit", err)
-		}
+		b.Queue(`ROLLBACK TO SAVEPOINT ` + savepoint)
 	}
-	updated, err := endFence(ctx, tx, s.sql.complete, l.Key, l.Owner, l.Fence, outcome, s.channel)
-	if err != nil {
+	b.Queue(s.sql.completeInTx, l.Key, l.Owner, l.Fence, outcome, s.channel)
+	commit := b.Queue(`COMMIT`)
+	var tag pgconn.CommandTag
+	commit.Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
+	err := t.conn.SendBatch(ctx, b).Close()
+	t.ended = true
+	t.conn.Release() // destroyed instead if the batch left it in a transaction
+	switch {
+	case err != nil:
 		return s.failed("commit", err)
-	}
-	if updated != 1 {
-		return fmt.Errorf("pgstore: commit: the claim vanished from its own transaction: %w", idem.ErrLeaseLost)
+	case tag.String() != "COMMIT":
+		return s.failed("commit", pgx.ErrTxCommitRollback)
 	}
 	return nil
 }
 
 // Rollback implements idem.TxStore.
 func (s *Store) Rollback(ctx context.Context, tx pgx.Tx) error {
-	if err := tx.Rollback(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+	t, ok := tx.(*claimTx)
+	if !ok {
+		return fmt.Errorf("pgstore: rollback: %T is not a transaction BeginClaim began", tx)
+	}
+	if err := t.end(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
 		return s.failed("rollback", err)
 	}
 	return nil
 }
+
+// claimTx is the transaction BeginClaim hands to fn: pgx's Tx, on a
+// connection the store took from the pool for it, so that Commit can send
+// the outcome and the COMMIT together and give the connection back (pgx's
+// own Commit would take a round trip of its own). fn may use it as any
+// pgx.Tx but must not end it: Commit and Rollback return an error, and once
+// RunTx has ended it every method returns pgx.ErrTxClosed. The pgx.Tx
+// inside is left behind, open in its own eyes, when Commit commits: only
+// claimTx ever reaches it.
+type claimTx struct {
+	tx    pgx.Tx
+	conn  *pgxpool.Conn
+	ended bool
+}
+
+var errEndedByRunTx = errors.New("pgstore: RunTx ends this transaction when fn returns; fn must not commit or roll it back (return an error to record it without fn's writes)")
+
+// end rolls the transaction back and gives the connection back.
+func (t *claimTx) end(ctx context.Context) error {
+	if t.ended {
+		return pgx.ErrTxClosed
+	}
+	t.ended = true
+	err := t.tx.Rollback(ctx)
+	t.conn.Release()
+	return err
+}
+
+func (t *claimTx) Begin(ctx context.Context) (pgx.Tx, error) {
+	if t.ended {
+		return nil, pgx.ErrTxClosed
+	}
+	return t.tx.Begin(ctx)
+}
+
+func (t *claimTx) Commit(context.Context) error   { return errEndedByRunTx }
+func (t *claimTx) Rollback(context.Context) error { return errEndedByRunTx }
+
+func (t *claimTx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, rows pgx.CopyFromSource) (int64, error) {
+	if t.ended {
+		return 0, pgx.ErrTxClosed
+	}
+	return t.tx.CopyFrom(ctx, table, columns, rows)
+}
+
+func (t *claimTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if t.ended {
+		return closedBatch{}
+	}
+	return t.tx.SendBatch(ctx, b)
+}
+
+func (t *claimTx) LargeObjects() pgx.LargeObjects { return t.tx.LargeObjects() }
+
+func (t *claimTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	if t.ended {
+		return nil, pgx.ErrTxClosed
+	}
+	return t.tx.Prepare(ctx, name, sql)
+}
+
+func (t *claimTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if t.ended {
+		return pgconn.CommandTag{}, pgx.ErrTxClosed
+	}
+	return t.tx.Exec(ctx, sql, args...)
+}
+
+func (t *claimTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if t.ended {
+		return nil, pgx.ErrTxClosed
+	}
+	return t.tx.Query(ctx, sql, args...)
+}
+
+func (t *claimTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if t.ended {
+		return closedRow{}
+	}
+	return t.tx.QueryRow(ctx, sql, args...)
+}
+
+func (t *claimTx) Conn() *pgx.Conn { return t.tx.Conn() }
+
+// closedRow and closedBatch answer for a transaction that has ended.
+type closedRow struct{}
+
+func (closedRow) Scan(...any) error { return pgx.ErrTxClosed }
+
+type closedBatch struct{}
+
+func (closedBatch) Tx() pgx.Tx                       { return nil }
+func (closedBatch) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, pgx.ErrTxClosed }
+func (closedBatch) Query() (pgx.Rows, error)         { return nil, pgx.ErrTxClosed }
+func (closedBatch) QueryRow() pgx.Row                { return closedRow{} }
+func (closedBatch) Close() error                     { return pgx.ErrTxClosed }
 
 func lockTimedOut(err error) bool {
 	var pgErr *pgconn.PgError

@@ -196,20 +196,24 @@ func (s *server) createCharge() http.Handler {
 			internalError(w)
 			return
 		}
-		p, err := s.store.Create(r.Context(), payments.NewPayment{
+		np := payments.NewPayment{
 			AccountID:   accountFrom(r.Context()),
 			Amount:      *req.Amount,
 			Currency:    req.Currency,
 			Reference:   req.Reference,
 			Description: req.Description,
 			Metadata:    req.Metadata,
-		})
+		}
+		if s.processor != nil {
+			np.Reserve = payments.DispatchReserve // preferWait dispatches it
+		}
+		p, err := s.store.Create(r.Context(), np)
 		if err != nil {
 			s.failed(r, "payd: creating a payment failed", err)
 			internalError(w)
 			return
 		}
-		s.awaitSettlement(r.Context(), p.ID)
+		s.accept(r.Context(), p.ID)
 		s.fps.Hit(failpoint.InAccept)
 		w.Header().Set("Location", "/v1/charges/"+p.ID)
 		encode(w, http.StatusAccepted, p.Charge())

@@ -58,7 +58,7 @@ func (s *server) createRefund() http.Handler {
 			internalError(w)
 		default:
 			if s.processor != nil {
-				s.processor.Notify()
+				s.processor.NotifyRefund()
 			}
 			encode(w, http.StatusCreated, ref.View())
 		}

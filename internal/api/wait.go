@@ -22,18 +22,15 @@ import (
 // request that asks to wait gets the current state too, still marked
 // Idempotent-Replayed.
 //
-// A charge accepted by this request wakes a worker at once, instead of at
-// its next poll.
+// A charge accepted and committed by this request is handed to a worker of
+// this process at once (Processor.Dispatch).
 func (s *server) preferWait(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wait, ok := preferredWait(r.Header.Values("Prefer"))
 		rec := &captured{header: http.Header{}}
-		var early settleWait
-		if ok && s.processor != nil {
-			r = r.WithContext(context.WithValue(r.Context(), settleWaitKey{}, &early))
-		}
-		defer early.stop()
-		next.ServeHTTP(rec, r)
+		acc := &accepted{awaitSettled: ok}
+		defer acc.stop()
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), acceptedKey{}, acc)))
 		replayed := rec.header.Get("Idempotent-Replayed") == "true"
 		if rec.status == http.StatusAccepted {
 			s.fps.Hit(failpoint.AfterAccept)
@@ -43,8 +40,8 @@ func (s *server) preferWait(next http.Handler) http.Handler {
 			s.metrics.replays.Inc()
 		case rec.status == http.StatusAccepted:
 			s.metrics.accepts.Inc()
-			if s.processor != nil {
-				s.processor.Notify()
+			if s.processor != nil && acc.id != "" {
+				s.processor.Dispatch(acc.id)
 			}
 		}
 		if !ok || rec.status != http.StatusAccepted {
@@ -56,10 +53,10 @@ func (s *server) preferWait(next http.Handler) http.Handler {
 			rec.writeTo(w)
 			return
 		}
-		if early.id != c.ID {
-			early.stop() // a replay, or a handler that did not register: wait from now
+		if acc.id != c.ID {
+			acc.stop() // a replay: nothing registered, wait from now
 		}
-		p, err := s.awaitFinal(r, c.ID, min(wait, s.maxWait), early.settled)
+		p, err := s.awaitFinal(r, c.ID, min(wait, s.maxWait), acc.settled)
 		if err != nil {
 			if r.Context().Err() == nil { // else the client went away: nobody to tell
 				s.log.Warn("payd: waiting for a charge failed; answering with its accepted state", slog.String("payment", c.ID), slog.Any("error", err))
@@ -99,34 +96,38 @@ func preferredWait(values []string) (time.Duration, bool) {
 	return 0, false
 }
 
-// settleWait is a wait for a charge's settlement registered by the handler
-// that created it, inside its transaction: no worker can settle the charge
-// before the wait is in place, so awaitFinal need not read it first.
-type settleWait struct {
-	id      string
-	settled <-chan *payments.Payment
-	done    func()
+// accepted is what createCharge tells preferWait of the charge it created:
+// its id and, when the client waits, a wait for its settlement, registered
+// inside the accept transaction, so that no worker can settle the charge
+// before the wait is in place and awaitFinal need not read it first.
+type accepted struct {
+	awaitSettled bool // set by preferWait: the client waits
+	id           string
+	settled      <-chan *payments.Payment
+	done         func()
 }
 
-type settleWaitKey struct{}
+type acceptedKey struct{}
 
-// awaitSettlement registers, for a request that asked to wait, a wait for
-// the charge id its handler just created.
-func (s *server) awaitSettlement(ctx context.Context, id string) {
-	w, ok := ctx.Value(settleWaitKey{}).(*settleWait)
+// accept tells preferWait that this request's handler created charge id.
+func (s *server) accept(ctx context.Context, id string) {
+	acc, ok := ctx.Value(acceptedKey{}).(*accepted)
 	if !ok {
 		return
 	}
-	w.stop() // an earlier attempt's, rolled back
-	w.settled, w.done = s.processor.AwaitSettled(id)
-	w.id = id
+	acc.stop() // an earlier attempt's, rolled back
+	acc.id = id
+	if acc.awaitSettled && s.processor != nil {
+		acc.settled, acc.done = s.processor.AwaitSettled(id)
+	}
 }
 
-func (w *settleWait) stop() {
-	if w.done != nil {
-		w.done()
+// stop ends the wait, if any, and forgets the charge.
+func (acc *accepted) stop() {
+	if acc.done != nil {
+		acc.done()
 	}
-	*w = settleWait{}
+	acc.id, acc.settled, acc.done = "", nil, nil
 }
 
 // awaitFinal returns the payment once it is final, or as it is when wait

@@ -116,6 +116,11 @@ type NewPayment struct {
 	Reference   string
 	Description string
 	Metadata    map[string]string
+	// Reserve keeps the payment from every worker's poll for this long
+	// after it is accepted, for the accepting process to hand it to a
+	// worker of its own (Processor.Dispatch); a poll finds it after that
+	// if the hand-off failed. Zero: due at once.
+	Reserve time.Duration
 }
 
 // ErrNotFound is returned for a payment or account that does not exist, or

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/idemhq/idem/internal/failpoint"
@@ -91,8 +92,10 @@ type Processor struct {
 	provider provider.Provider
 	cfg      ProcessorConfig
 
-	wake    chan struct{}
-	settled waitlist.List[*Payment] // by payment id: callers waiting for a final outcome
+	handoff       chan string             // payments accepted here (Dispatch), for workers to claim by id
+	wake          chan struct{}           // a refund was created: look for due refunds
+	refundCreated atomic.Bool             // since a worker last looked for due refunds
+	settled       waitlist.List[*Payment] // by payment id: callers waiting for a final outcome
 
 	stopClaims context.CancelFunc // ends the claim loops
 	stopWork   context.CancelFunc // ends in-flight work, last resort
@@ -101,13 +104,26 @@ type Processor struct {
 
 // NewProcessor returns a Processor on store and prov. Start it.
 func NewProcessor(store *Store, prov provider.Provider, cfg *ProcessorConfig) *Processor {
+	c := cfg.resolve()
 	return &Processor{
 		store:    store,
 		provider: prov,
-		cfg:      cfg.resolve(),
+		cfg:      c,
+		handoff:  make(chan string, handoffQueue),
 		wake:     make(chan struct{}, 1),
 	}
 }
+
+// DispatchReserve is how long a payment accepted by a process with workers
+// is left to them (NewPayment.Reserve) before any process's poll may claim
+// it. It only has to outlast a hand-off; past it, the payment is due like
+// any other, so one whose hand-off failed, or whose process died, waits
+// this long plus a poll.
+const DispatchReserve = time.Second
+
+// handoffQueue bounds the payments waiting for a worker of this process;
+// one dispatched to a full queue is left to the polls.
+const handoffQueue = 1024
 
 // Start starts the workers; it returns at once.
 func (p *Processor) Start(ctx context.Context) {
@@ -141,8 +157,21 @@ func (p *Processor) Stop(ctx context.Context) error {
 	}
 }
 
-// Notify wakes an idle worker: a payment was just accepted.
-func (p *Processor) Notify() {
+// Dispatch hands payment id, just accepted with DispatchReserve and
+// committed, to the next free worker, which claims it by id: no poll, and
+// no worker racing others for the head of the queue. If the hand-off
+// queue is full, a poll finds the payment once its reserve is over.
+func (p *Processor) Dispatch(id string) {
+	select {
+	case p.handoff <- id:
+	default:
+	}
+}
+
+// NotifyRefund wakes a worker to look for due refunds: one was just
+// created.
+func (p *Processor) NotifyRefund() {
+	p.refundCreated.Store(true)
 	select {
 	case p.wake <- struct{}{}:
 	default:
@@ -158,26 +187,49 @@ func (p *Processor) AwaitSettled(id string) (<-chan *Payment, func()) {
 	return ch, func() { p.settled.Remove(id, ch) }
 }
 
+// A lookup is why a worker looks for work.
+type lookup struct {
+	poll bool   // its poll came due: anything due, refunds too
+	id   string // a payment handed to it, to claim by id
+}
+
+// work claims and processes work until claimCtx ends: payments handed to
+// it, and due work that polls find. A worker polls again at once while its
+// last claim saw more work due; otherwise it waits for a hand-off or its
+// next poll, instead of spending a query to find nothing. Refunds are
+// looked for after a poll, or when NotifyRefund says one was created.
 func (p *Processor) work(claimCtx, workCtx context.Context) {
 	defer p.done.Done()
+	why := lookup{poll: true}
 	for claimCtx.Err() == nil {
-		t, err := p.claim(claimCtx)
+		t, err := p.claim(claimCtx, why)
 		if err != nil && claimCtx.Err() == nil {
 			p.cfg.Logger.Warn("payd: claiming due work failed; retrying", slog.Any("error", err))
 		}
-		if t == nil {
-			p.idle(claimCtx)
-			continue
+		if t != nil {
+			p.process(workCtx, t)
+			if t.moreDue {
+				why = lookup{}
+				continue
+			}
 		}
-		p.process(workCtx, t)
+		why = p.idle(claimCtx)
 	}
 }
 
-// claim claims a due payment or, if none is due, a due refund.
-func (p *Processor) claim(ctx context.Context) (*task, error) {
+// claim claims the payment handed off, or else a due payment or, if none
+// is due and refunds may be, a due refund.
+func (p *Processor) claim(ctx context.Context, why lookup) (*task, error) {
+	if why.id != "" {
+		c, err := p.store.ClaimPending(ctx, why.id, p.cfg.Lease)
+		return p.paymentTask(c), err
+	}
 	c, err := p.store.ClaimDue(ctx, p.cfg.Lease)
 	if c != nil || err != nil {
 		return p.paymentTask(c), err
+	}
+	if !why.poll && !p.refundCreated.Swap(false) {
+		return nil, nil
 	}
 	rc, err := p.store.ClaimDueRefund(ctx, p.cfg.Lease)
 	if rc != nil {
@@ -186,14 +238,24 @@ func (p *Processor) claim(ctx context.Context) (*task, error) {
 	return nil, err
 }
 
-func (p *Processor) idle(ctx context.Context) {
+// idle waits for a hand-off, a wake-up or the next poll.
+func (p *Processor) idle(ctx context.Context) lookup {
+	select {
+	case id := <-p.handoff:
+		return lookup{id: id}
+	default:
+	}
 	t := time.NewTimer(p.cfg.PollInterval/2 + rand.N(p.cfg.PollInterval))
 	defer t.Stop()
 	select {
-	case <-ctx.Done():
-	case <-t.C:
+	case id := <-p.handoff:
+		return lookup{id: id}
 	case <-p.wake:
+	case <-t.C:
+		return lookup{poll: true}
+	case <-ctx.Done():
 	}
+	return lookup{}
 }
 
 // task is a claimed payment or refund, as the processor drives it: the
@@ -202,6 +264,7 @@ type task struct {
 	kind, id string // kind is "payment" or "refund"
 	fence    int64
 	attempts int
+	moreDue  bool          // other work was due when it was claimed
 	from     string        // the state it was claimed from
 	age      time.Duration // since it was accepted
 	// call sends the provider request under the task's provider key. An
@@ -221,7 +284,7 @@ func (p *Processor) paymentTask(c *Claim) *task {
 	}
 	var final *Payment // as Settle recorded it
 	return &task{
-		kind: "payment", id: c.ID, fence: c.Fence, attempts: c.Attempts, from: c.From, age: c.Age,
+		kind: "payment", id: c.ID, fence: c.Fence, attempts: c.Attempts, from: c.From, age: c.Age, moreDue: c.MoreDue,
 		call: func(ctx context.Context) (Outcome, error) {
 			ch, err := p.provider.Charge(ctx, provider.ChargeRequest{
 				IdempotencyKey: c.ProviderKey,
@@ -245,7 +308,7 @@ func (p *Processor) paymentTask(c *Claim) *task {
 
 func (p *Processor) refundTask(c *RefundClaim) *task {
 	return &task{
-		kind: "refund", id: c.ID, fence: c.Fence, attempts: c.Attempts, from: c.From, age: c.Age,
+		kind: "refund", id: c.ID, fence: c.Fence, attempts: c.Attempts, from: c.From, age: c.Age, moreDue: c.MoreDue,
 		call: func(ctx context.Context) (Outcome, error) {
 			r, err := p.provider.Refund(ctx, provider.RefundRequest{IdempotencyKey: c.ProviderKey, ChargeID: c.ChargeID, Amount: c.Amount})
 			return refundOutcome(r), err

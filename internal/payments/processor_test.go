@@ -303,3 +303,36 @@ func TestTwoReplicasOneBacklog(t *testing.T) {
 		}
 	})
 }
+
+// TestBacklogDrainsWithoutPolling: a worker that finds more work due keeps
+// claiming, so one wake-up drains a backlog even when polls are an hour
+// apart; and a refund created meanwhile is found on NotifyRefund, not on a
+// poll.
+func TestBacklogDrainsWithoutPolling(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		sim := newSim(t, simulator.Faults{})
+		const backlog = 20
+		var ps []*Payment
+		for i := range backlog {
+			ps = append(ps, newPayment(t, s, fmt.Sprint("order-", i)))
+		}
+		cfg := fastConfig()
+		cfg.PollInterval = time.Hour
+		p := startProcessor(t, s, sim.client(t, 5*time.Second), cfg)
+		// Each worker looks once when it starts; the rest must follow from
+		// claims that saw more work due.
+		for _, pay := range ps {
+			if got := awaitFinal(t, s, pay.ID); got.State != StateSucceeded {
+				t.Fatalf("payment %s = %s, want succeeded", pay.ID, got.State)
+			}
+		}
+		ref, err := s.CreateRefund(t.Context(), "acct_test", ps[0].ID, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.NotifyRefund()
+		if got := awaitRefund(t, s, ps[0].ID, ref.ID); got.State != StateSucceeded {
+			t.Fatalf("refund = %s, want succeeded", got.State)
+		}
+	})
+}

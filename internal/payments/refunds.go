@@ -137,8 +137,9 @@ func (s *Store) Refunds(ctx context.Context, paymentID string) ([]*Refund, error
 // RefundClaim is a refund a worker holds.
 type RefundClaim struct {
 	*Refund
-	From string
-	Age  time.Duration
+	From    string
+	Age     time.Duration
+	MoreDue bool
 }
 
 // ClaimDueRefund claims the refund due first for lease, or returns nil
@@ -147,15 +148,16 @@ func (s *Store) ClaimDueRefund(ctx context.Context, lease time.Duration) (*Refun
 	var (
 		from  string
 		ageMs int64
+		more  bool
 	)
-	r, err := scanRefund(s.pool.queryRow(ctx, s.sql.claimDueRefund, lease.Milliseconds()), &from, &ageMs)
+	r, err := scanRefund(s.pool.queryRow(ctx, s.sql.claimDueRefund, lease.Milliseconds()), &from, &ageMs, &more)
 	if errors.Is(err, errNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, wrap("claim a due refund", err)
 	}
-	return &RefundClaim{Refund: r, From: from, Age: time.Duration(ageMs) * time.Millisecond}, nil
+	return &RefundClaim{Refund: r, From: from, Age: time.Duration(ageMs) * time.Millisecond, MoreDue: more}, nil
 }
 
 // SettleRefund records o for c if c's fence is still current, with its

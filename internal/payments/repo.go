@@ -13,7 +13,8 @@ import (
 type statements struct {
 	upsertAccount, accountByKey                     string
 	insertPayment, getPayment, listByReference      string
-	claimDue, settle, settleByKey, countDue         string
+	claimDue, claimPending, settle, settleByKey     string
+	countDue                                        string
 	settleAndPost                                   string // PostgreSQL only
 	reserveRefund, insertRefund, refundsOf          string
 	claimDueRefund, settleRefund, settleRefundByKey string
@@ -31,18 +32,22 @@ const refundColumns = `id, payment_id, account_id, amount, currency, charge_id, 
 // claimSQL claims the row of table due first: pending, retrying or unknown
 // and due, or processing under an expired lease. The fence grows, and the
 // lease is $1 ms from now by the database's clock. It returns columns, the
-// state claimed from and the row's age.
+// state claimed from, the row's age, and whether another row was due too
+// (as the statement saw the table), so a worker knows to claim again.
 func claimSQL(d dialect, table, columns string) string {
+	due := func(row string) string {
+		return row + `.state IN ('pending', 'processing', 'retry_scheduled', 'unknown') AND ` + row + `.next_attempt_at <= {{now}}`
+	}
 	return d.sql(`
 UPDATE ` + table + ` SET
 	claimed_from = state, state = 'processing', fence = fence + 1, attempts = attempts + 1,
 	lease_until = {{now}} + $1, next_attempt_at = {{now}} + $1, updated_at = {{now}}
 WHERE id = (
-	SELECT id FROM ` + table + `
-	WHERE state IN ('pending', 'processing', 'retry_scheduled', 'unknown') AND next_attempt_at <= {{now}}
+	SELECT id FROM ` + table + ` WHERE ` + due(table) + `
 	ORDER BY next_attempt_at
 	LIMIT 1{{skip_locked}})
-RETURNING ` + columns + `, claimed_from, {{now}} - created_at`)
+RETURNING ` + columns + `, claimed_from, {{now}} - created_at,
+	EXISTS (SELECT 1 FROM ` + table + ` AS other WHERE ` + due("other") + ` AND other.id <> ` + table + `.id)`)
 }
 
 // settleSQL records a worker's outcome for a row of table if the fence is
@@ -124,7 +129,7 @@ ON CONFLICT (id) DO UPDATE SET name = excluded.name, api_key_hash = excluded.api
 		insertPayment: d.sql(`
 INSERT INTO payments (id, account_id, amount, currency, reference, description, metadata, state,
 	next_attempt_at, provider_key, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', {{now}}, $8, {{now}}, {{now}})
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', {{now}} + $9, $8, {{now}}, {{now}})
 RETURNING ` + paymentColumns),
 		getPayment: d.sql(`SELECT ` + paymentColumns + ` FROM payments WHERE id = $1 AND account_id = $2`),
 		listByReference: d.sql(`
@@ -133,9 +138,15 @@ WHERE account_id = $1 AND reference = $2 AND (created_at, id) > ($3, $4)
 ORDER BY created_at, id
 LIMIT $5`),
 
-		claimDue:    claimSQL(d, "payments", paymentColumns),
-		settle:      settleSQL(d, "payments", "provider_charge_id", paymentColumns),
-		settleByKey: settleByKeySQL(d, "payments", "provider_charge_id", "id, account_id, amount, currency"),
+		claimDue: claimSQL(d, "payments", paymentColumns),
+		claimPending: d.sql(`
+UPDATE payments SET
+	claimed_from = state, state = 'processing', fence = fence + 1, attempts = attempts + 1,
+	lease_until = {{now}} + $1, next_attempt_at = {{now}} + $1, updated_at = {{now}}
+WHERE id = $2 AND state = 'pending'
+RETURNING ` + paymentColumns + `, claimed_from, {{now}} - created_at, false`),
+		settle:        settleSQL(d, "payments", "provider_charge_id", paymentColumns),
+		settleByKey:   settleByKeySQL(d, "payments", "provider_charge_id", "id, account_id, amount, currency"),
 		settleAndPost: settleAndPostSQL(d),
 
 		countDue: d.sql(`
@@ -232,7 +243,7 @@ func (s *Store) Create(ctx context.Context, np NewPayment) (*Payment, error) {
 	id := newID("ch_")
 	p, err := scanPayment(s.querierFor(ctx).queryRow(ctx, s.sql.insertPayment,
 		id, np.AccountID, np.Amount, np.Currency, np.Reference, np.Description, encodeMetadata(np.Metadata),
-		"payd_"+id))
+		"payd_"+id, np.Reserve.Milliseconds()))
 	return p, wrap("create payment", err)
 }
 
@@ -311,26 +322,40 @@ func scanPayment(row scanner, extra ...any) (*Payment, error) {
 }
 
 // Claim is a payment a worker holds: its fence, the state it was claimed
-// from, and its age when claimed, by the database's clock.
+// from, its age when claimed, by the database's clock, and whether other
+// payments were due then too.
 type Claim struct {
 	*Payment
-	From string
-	Age  time.Duration
+	From    string
+	Age     time.Duration
+	MoreDue bool
+}
+
+// ClaimPending claims payment id for lease if it is still pending, as a
+// worker does with a payment handed to it (Processor.Dispatch), or returns
+// nil.
+func (s *Store) ClaimPending(ctx context.Context, id string, lease time.Duration) (*Claim, error) {
+	return s.claimPayment(ctx, s.sql.claimPending, lease.Milliseconds(), id)
 }
 
 // ClaimDue claims the payment due first for lease, or returns nil when
 // none is due.
 func (s *Store) ClaimDue(ctx context.Context, lease time.Duration) (*Claim, error) {
+	return s.claimPayment(ctx, s.sql.claimDue, lease.Milliseconds())
+}
+
+func (s *Store) claimPayment(ctx context.Context, stmt string, args ...any) (*Claim, error) {
 	var (
 		from  string
 		ageMs int64
+		more  bool
 	)
-	p, err := scanPayment(s.pool.queryRow(ctx, s.sql.claimDue, lease.Milliseconds()), &from, &ageMs)
+	p, err := scanPayment(s.pool.queryRow(ctx, stmt, args...), &from, &ageMs, &more)
 	if errors.Is(err, errNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, wrap("claim a due payment", err)
 	}
-	return &Claim{Payment: p, From: from, Age: time.Duration(ageMs) * time.Millisecond}, nil
+	return &Claim{Payment: p, From: from, Age: time.Duration(ageMs) * time.Millisecond, MoreDue: more}, nil
 }

@@ -212,3 +212,42 @@ func TestManyPaymentsEachClaimedOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestReservedPaymentsAreClaimedByID: a payment accepted with a reserve is
+// not due to any poll until the reserve is over, but the worker it is
+// handed to claims it by id, once.
+func TestReservedPaymentsAreClaimedByID(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		p, err := s.Create(t.Context(), NewPayment{AccountID: "acct_test", Amount: 1999, Currency: "usd", Reference: "order-1", Reserve: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err := s.ClaimDue(t.Context(), time.Minute); err != nil || c != nil {
+			t.Fatalf("ClaimDue during the reserve = (%+v, %v), want nothing due", c, err)
+		}
+		c, err := s.ClaimPending(t.Context(), p.ID, time.Minute)
+		if err != nil || c == nil || c.ID != p.ID || c.Fence != 1 || c.From != StatePending || c.MoreDue {
+			t.Fatalf("ClaimPending = (%+v, %v), want %s at fence 1, from pending", c, err, p.ID)
+		}
+		if again, err := s.ClaimPending(t.Context(), p.ID, time.Minute); err != nil || again != nil {
+			t.Fatalf("ClaimPending again = (%+v, %v), want nothing: it is processing", again, err)
+		}
+	})
+}
+
+// TestClaimSaysWhenMoreIsDue: a claim reports whether another payment was
+// due, so a worker knows whether to claim again.
+func TestClaimSaysWhenMoreIsDue(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		newPayment(t, s, "order-1")
+		newPayment(t, s, "order-2")
+		first, err := s.ClaimDue(t.Context(), time.Minute)
+		if err != nil || first == nil || !first.MoreDue {
+			t.Fatalf("first ClaimDue = (%+v, %v), want a claim with more due", first, err)
+		}
+		second, err := s.ClaimDue(t.Context(), time.Minute)
+		if err != nil || second == nil || second.MoreDue {
+			t.Fatalf("second ClaimDue = (%+v, %v), want a claim with nothing more due", second, err)
+		}
+	})
+}

@@ -63,3 +63,28 @@ BEGIN
 	WHERE NOT EXISTS (SELECT FROM claimed);
 END
 $$;
+
+-- Completes a claim inside the transaction that holds it (RunTx), with the
+-- COMMIT sent right behind it in the same round trip. Unlike the plain
+-- completion it raises when the claim is not the caller's, so that the
+-- COMMIT rolls back instead of committing fn's writes without their outcome.
+CREATE FUNCTION {{schema}}.idem_complete_held(p_key text, p_owner text, p_fence bigint, p_outcome bytea, p_channel text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+	v_waited boolean;
+BEGIN
+	UPDATE {{schema}}.idem_records SET
+		state = 'c', outcome = p_outcome, owner = NULL, lease_until = NULL,
+		expires_at = statement_timestamp() + retention_ms * interval '1 millisecond'
+	WHERE key = p_key AND state = 'p' AND owner = p_owner AND fence = p_fence
+	RETURNING waited INTO v_waited;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'the claim of % with fence % is not held by this transaction', p_key, p_fence
+			USING ERRCODE = 'IDM01';
+	END IF;
+	IF v_waited THEN
+		PERFORM pg_notify(p_channel, p_key);
+	END IF;
+END
+$$;
