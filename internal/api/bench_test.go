@@ -52,6 +52,13 @@ func BenchmarkAcceptToSucceeded(b *testing.B) {
 			}
 			f := newFixtureOn(b, url, &payments.ProcessorConfig{Workers: conc})
 			ctx := b.Context()
+			// Clients keep their connections, as real ones do: the default
+			// client keeps two idle per host, and at this concurrency would
+			// dial (and payd accept) a connection for most charges.
+			transport := http.DefaultTransport.(*http.Transport).Clone()
+			transport.MaxIdleConnsPerHost = conc
+			client := &http.Client{Transport: transport}
+			b.Cleanup(transport.CloseIdleConnections)
 			floors := []floorbench.Floor{{Name: "insert", Op: func(i int) error { return insert(ctx, i) }}}
 			if simpleUpdate != nil {
 				floors = append(floors, floorbench.Floor{Name: "simple-update", Op: func(i int) error { return simpleUpdate(ctx, i) }})
@@ -63,7 +70,7 @@ func BenchmarkAcceptToSucceeded(b *testing.B) {
 					req.Header.Set("Authorization", "Bearer "+key)
 					req.Header.Set("Idempotency-Key", "bench-"+strconv.Itoa(i))
 					req.Header.Set("Prefer", "wait=30")
-					resp, err := http.DefaultClient.Do(req)
+					resp, err := client.Do(req)
 					if err != nil {
 						return err
 					}
