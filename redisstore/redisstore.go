@@ -1,14 +1,21 @@
 // Package redisstore is an idem.Store on Redis, for services that run on
 // many nodes and want a claim or a replay in one round trip.
 //
-// Every store step is one Lua script, called by SHA (and re-sent in full if
-// the server answers NOSCRIPT). A record is one hash whose key carries the
-// engine's store key as its hash tag, so the store works on Redis Cluster.
-// Lease expiry is judged by the server's clock (TIME inside the scripts),
-// never by the client's and never by a key TTL: the TTL is the retention,
-// set atomically with each state change and always longer than a live
-// lease. Waiters are woken through one pub/sub subscription per Store,
-// shared by all of them, with a bounded poll to cover lost messages.
+// Every store step is one atomic step in one round trip. A claim is a plain
+// SET … NX GET, which writes a new in-progress record or returns the one
+// there (a replay); only a record in progress or free takes a second round
+// trip, to the claim script. Renewing, completing, releasing and waiting
+// are Lua scripts, called by SHA (and re-sent in full if the server answers
+// NOSCRIPT). A record is one string whose key carries the engine's store
+// key as its hash tag, so the store works on Redis Cluster. Its TTL is set
+// with every change: the retention, plus the lease while in progress.
+// Lease expiry is judged by the server's clock, never the client's: a
+// lease's time left is the key's PTTL less the retention, so a record is
+// never dropped when its lease runs out, only a retention later. Waiters
+// are woken through one pub/sub subscription per Store, shared by all of
+// them, with a bounded poll to cover lost messages.
+//
+// It needs Redis 7.0 or later (SET with both NX and GET); New checks.
 //
 // # Durability
 //
@@ -26,6 +33,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1"
 	_ "embed"
@@ -150,11 +158,14 @@ type Store struct {
 var _ idem.Store = (*Store)(nil)
 
 // New returns a Store on client, which may be a standalone, Sentinel or
-// Cluster client. It checks the server's eviction policy and subscribes to
-// the notification channel before returning.
+// Cluster client. It checks the server's version and eviction policy and
+// subscribes to the notification channel before returning.
 func New(ctx context.Context, client rueidis.Client, cfg *Config) (*Store, error) {
 	c, err := cfg.resolve()
 	if err != nil {
+		return nil, err
+	}
+	if err := checkVersion(ctx, client, c.OpTimeout); err != nil {
 		return nil, err
 	}
 	if !c.AllowEvictingServer {
@@ -192,6 +203,26 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// checkVersion refuses a server, or any cluster node, older than Redis 7.0,
+// which cannot run a claim's SET with both NX and GET.
+func checkVersion(ctx context.Context, client rueidis.Client, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for addr, node := range client.Nodes() {
+		info, err := node.Do(ctx, node.B().Info().Section("server").Build()).ToString()
+		if err != nil {
+			return fmt.Errorf("redisstore: read the server version of %s: %w", addr, err)
+		}
+		_, version, _ := strings.Cut(info, "redis_version:")
+		major, _, _ := strings.Cut(version, ".")
+		if n, err := strconv.Atoi(major); err != nil || n < 7 {
+			version, _, _ = strings.Cut(version, "\r\n")
+			return fmt.Errorf("redisstore: %s runs Redis %q; the store needs 7.0 or later", addr, version)
+		}
+	}
+	return nil
+}
+
 // checkEviction refuses a server, or any cluster node, whose
 // maxmemory-policy lets it evict keys.
 func checkEviction(ctx context.Context, client rueidis.Client, timeout time.Duration) error {
@@ -221,17 +252,64 @@ func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.cfg.OpTimeout)
 }
 
-// Claim implements idem.Store.
+// Claim implements idem.Store. Its first step is a plain SET … NX GET: it
+// writes a new in-progress record with fence 1 if the key has none, and
+// returns the record if it has one, so a first claim and a replay each
+// cost one command that Redis runs about as fast as a GET. Only a record
+// in progress or free needs the claim script, a second round trip: a
+// takeover, a wait, a retry after a release.
 func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	reply, err := s.claim.Exec(ctx, s.client, []string{s.recordKey(p.Key)}, []string{
+	key := s.recordKey(p.Key)
+	found, err := s.client.Do(ctx, s.client.B().Set().Key(key).Value(newRecord(p)).
+		Nx().Get().PxMilliseconds((p.LeaseTTL + p.Retention).Milliseconds()).Build()).AsBytes()
+	switch {
+	case rueidis.IsRedisNil(err):
+		return idem.ClaimResult{Status: idem.ClaimAcquired, Lease: idem.Lease{Key: p.Key, Owner: p.Owner, Fence: 1}}, nil
+	case err != nil:
+		return idem.ClaimResult{}, s.failed(ctx, "claim", err)
+	case len(found) > 0 && found[0] == 'c':
+		return completedRecord(p, found)
+	}
+	reply, err := s.claim.Exec(ctx, s.client, []string{key}, []string{
 		p.Owner, p.Fingerprint, millis(p.LeaseTTL), millis(p.Retention), s.channel,
 	}).ToArray()
 	if err != nil {
 		return idem.ClaimResult{}, s.failed(ctx, "claim", err)
 	}
 	return parseClaim(p, reply)
+}
+
+// newRecord is the in-progress record a first claim writes, in the format
+// lua/lib.lua describes: fence 1, not waited on.
+func newRecord(p idem.ClaimParams) string {
+	b := make([]byte, 0, 48+len(p.Owner)+len(p.Fingerprint))
+	b = append(b, "p1:"...)
+	b = strconv.AppendInt(b, p.LeaseTTL.Milliseconds(), 10)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, p.Retention.Milliseconds(), 10)
+	b = append(b, ":0:"...)
+	b = strconv.AppendInt(b, int64(len(p.Owner)), 10)
+	b = append(b, ':')
+	b = append(b, p.Owner...)
+	b = append(b, p.Fingerprint...)
+	return string(b)
+}
+
+// completedRecord reads a completed record, c<fence>:<len(fp)>:<fp><outcome>:
+// a replay for the same fingerprint, a mismatch for another.
+func completedRecord(p idem.ClaimParams, v []byte) (idem.ClaimResult, error) {
+	_, rest, ok1 := bytes.Cut(v[1:], []byte{':'})
+	n, rest, ok2 := bytes.Cut(rest, []byte{':'})
+	fpLen, err := strconv.Atoi(string(n))
+	if !ok1 || !ok2 || err != nil || fpLen < 0 || fpLen > len(rest) {
+		return idem.ClaimResult{}, errors.New("redisstore: claim: malformed completed record")
+	}
+	if string(rest[:fpLen]) != p.Fingerprint {
+		return idem.ClaimResult{Status: idem.ClaimMismatch}, nil
+	}
+	return idem.ClaimResult{Status: idem.ClaimCompleted, Outcome: rest[fpLen:]}, nil
 }
 
 func parseClaim(p idem.ClaimParams, reply []rueidis.RedisMessage) (idem.ClaimResult, error) {

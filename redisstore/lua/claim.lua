@@ -1,25 +1,27 @@
--- ARGV: owner, fingerprint, lease ms, retention ms, channel.
--- Returns {1, fence, took_over} acquired, {2, outcome} completed,
+-- The claim's second step, when its SET … NX GET found a record in
+-- progress or free. ARGV: owner, fingerprint, lease ms, retention ms,
+-- channel. Returns {1, fence, took_over} acquired, {2, outcome} completed,
 -- {3, fence, ms left} in flight, {4} mismatch.
-local key, fp = KEYS[1], ARGV[2]
-local r = redis.call('HMGET', key, 'st', 'fp', 'out')
-local st = r[1]
-if st == 'c' then -- the replay path: no clock needed
-  if r[2] ~= fp then return {4} end
-  return {2, r[3]}
-end
-local now = now_ms()
-local took_over = 0
-if st == 'p' then
-  if r[2] ~= fp then return {4} end
-  local h = redis.call('HMGET', key, 'lease', 'fence', 'w')
-  local left = tonumber(h[1]) - now
-  if left > 0 then return {3, tonumber(h[2]), left} end
-  took_over = 1
-  wake(key, h[3], ARGV[5])
-end
+local key, owner, fp = KEYS[1], ARGV[1], ARGV[2]
 local lttl, ret = tonumber(ARGV[3]), tonumber(ARGV[4])
-local fence = redis.call('HINCRBY', key, 'fence', 1)
-redis.call('HSET', key, 'st', 'p', 'owner', ARGV[1], 'fp', fp, 'lease', now + lttl, 'lttl', lttl, 'ret', ret)
-redis.call('PEXPIRE', key, lttl + ret)
+local r = parse(redis.call('GET', key))
+local fence, took_over = 1, 0
+if r then
+  if r.st ~= 'f' and r.fp ~= fp then
+    return {4}
+  end
+  if r.st == 'c' then
+    return {2, r.out}
+  end
+  if r.st == 'p' then
+    local left = redis.call('PTTL', key) - r.ret
+    if left > 0 then
+      return {3, r.fence, left}
+    end
+    took_over = 1
+    ended(r, key, ARGV[5])
+  end
+  fence = r.fence + 1
+end
+redis.call('SET', key, in_progress(fence, lttl, ret, false, owner, fp), 'PX', lttl + ret)
 return {1, fence, took_over}

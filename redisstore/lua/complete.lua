@@ -1,9 +1,10 @@
 -- ARGV: owner, fence, outcome, channel. Returns 1, or 0 if the fence is
 -- not current.
 local key = KEYS[1]
-local r = redis.call('HMGET', key, 'st', 'owner', 'fence', 'ret', 'w')
-if r[1] ~= 'p' or r[2] ~= ARGV[1] or r[3] ~= ARGV[2] then return 0 end
-redis.call('HSET', key, 'st', 'c', 'out', ARGV[3])
-redis.call('PEXPIRE', key, tonumber(r[4]))
-wake(key, r[5], ARGV[4])
+local r = parse(redis.call('GET', key))
+if not held(r) then
+  return 0
+end
+redis.call('SET', key, 'c' .. r.fence .. ':' .. #r.fp .. ':' .. r.fp .. ARGV[3], 'PX', r.ret)
+ended(r, key, ARGV[4])
 return 1

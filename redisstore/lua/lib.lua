@@ -1,21 +1,47 @@
--- Prepended to every script. A record is one hash, KEYS[1]:
---   st     p (in progress), c (completed), f (free: released, fence kept)
---   fence  only ever incremented
---   owner, lease (ms, server clock), lttl, ret (ms), fp, out
---   w      set while someone waits on the in-progress fence
--- Time is the server's (TIME), never the client's and never a key TTL:
--- the key's TTL is retention, which outlasts any live lease.
+-- Prepended to every script. A record is one string, KEYS[1]:
+--   p<fence>:<lease ms>:<retention ms>:<waited>:<len(owner)>:<owner><fingerprint>
+--   c<fence>:<len(fingerprint)>:<fingerprint><outcome>
+--   f<fence>:      free: released, its fence kept
+-- The fence only ever grows while the key exists. The key's TTL is the
+-- retention, plus the lease while in progress, set with every change: an
+-- in-progress record outlives its lease by the retention, and the lease
+-- left is the key's PTTL less the retention. Time is the server's, never
+-- the client's, and nothing is dropped when a lease runs out.
+-- The claim's first step, a plain SET … NX GET from the client, writes a
+-- new record in the same format.
 
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function parse(v)
+  if not v then
+    return nil
+  end
+  local st = string.sub(v, 1, 1)
+  if st == 'p' then
+    local fence, lttl, ret, w, olen, at = string.match(v, '^p(%d+):(%d+):(%d+):([01]):(%d+):()')
+    olen = tonumber(olen)
+    return {st = 'p', fence = tonumber(fence), lttl = tonumber(lttl), ret = tonumber(ret), w = w == '1',
+            owner = string.sub(v, at, at + olen - 1), fp = string.sub(v, at + olen)}
+  elseif st == 'c' then
+    local fence, flen, at = string.match(v, '^c(%d+):(%d+):()')
+    flen = tonumber(flen)
+    return {st = 'c', fence = tonumber(fence), fp = string.sub(v, at, at + flen - 1), out = string.sub(v, at + flen)}
+  end
+  return {st = 'f', fence = tonumber(string.match(v, '^f(%d+):'))}
 end
 
--- wake ends the wait of anyone who announced themselves (w) on the
--- in-progress fence that the caller is ending.
-local function wake(key, w, channel)
-  if w then
-    redis.call('HDEL', key, 'w')
+local function in_progress(fence, lttl, ret, waited, owner, fp)
+  return 'p' .. fence .. ':' .. lttl .. ':' .. ret .. ':' .. (waited and '1' or '0') .. ':' .. #owner .. ':' .. owner .. fp
+end
+
+-- held reports whether r is in progress under the caller's owner and fence
+-- (ARGV[1], ARGV[2]).
+local function held(r)
+  return r and r.st == 'p' and r.owner == ARGV[1] and r.fence == tonumber(ARGV[2])
+end
+
+-- ended publishes the key's end of an in-progress fence, if anyone
+-- announced they wait on it.
+local function ended(r, key, channel)
+  if r.w then
     redis.call('PUBLISH', channel, key)
   end
 end

@@ -1,9 +1,9 @@
 -- ARGV: owner, fence, channel. Returns 1, or 0 if the fence is not current.
 local key = KEYS[1]
-local r = redis.call('HMGET', key, 'st', 'owner', 'fence', 'ret', 'w')
-if r[1] ~= 'p' or r[2] ~= ARGV[1] or r[3] ~= ARGV[2] then return 0 end
-redis.call('HSET', key, 'st', 'f')
-redis.call('HDEL', key, 'owner', 'fp')
-redis.call('PEXPIRE', key, tonumber(r[4]))
-wake(key, r[5], ARGV[3])
+local r = parse(redis.call('GET', key))
+if not held(r) then
+  return 0
+end
+redis.call('SET', key, 'f' .. r.fence .. ':', 'PX', r.ret)
+ended(r, key, ARGV[3])
 return 1

@@ -1,8 +1,8 @@
 -- ARGV: owner, fence. Returns 1, or 0 if the fence is not current.
 local key = KEYS[1]
-local r = redis.call('HMGET', key, 'st', 'owner', 'fence', 'lttl', 'ret')
-if r[1] ~= 'p' or r[2] ~= ARGV[1] or r[3] ~= ARGV[2] then return 0 end
-local lttl = tonumber(r[4])
-redis.call('HSET', key, 'lease', now_ms() + lttl)
-redis.call('PEXPIRE', key, lttl + tonumber(r[5]))
+local r = parse(redis.call('GET', key))
+if not held(r) then
+  return 0
+end
+redis.call('PEXPIRE', key, r.lttl + r.ret)
 return 1
