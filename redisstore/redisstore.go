@@ -213,14 +213,21 @@ func checkVersion(ctx context.Context, client rueidis.Client, timeout time.Durat
 		if err != nil {
 			return fmt.Errorf("redisstore: read the server version of %s: %w", addr, err)
 		}
-		_, version, _ := strings.Cut(info, "redis_version:")
-		major, _, _ := strings.Cut(version, ".")
-		if n, err := strconv.Atoi(major); err != nil || n < 7 {
-			version, _, _ = strings.Cut(version, "\r\n")
+		if version, ok := supported(info); !ok {
 			return fmt.Errorf("redisstore: %s runs Redis %q; the store needs 7.0 or later", addr, version)
 		}
 	}
 	return nil
+}
+
+// supported reads redis_version from INFO server and reports whether it is
+// 7.0 or later.
+func supported(info string) (version string, ok bool) {
+	_, version, _ = strings.Cut(info, "redis_version:")
+	version, _, _ = strings.Cut(version, "\r\n")
+	major, _, _ := strings.Cut(version, ".")
+	n, err := strconv.Atoi(major)
+	return version, err == nil && n >= 7
 }
 
 // checkEviction refuses a server, or any cluster node, whose
