@@ -82,7 +82,7 @@ func (s *Store) Wait(ctx context.Context, key string, fence int64) error {
 	defer s.waiters.Remove(rkey, woken)
 	args := []string{strconv.FormatInt(fence, 10)}
 	for {
-		opCtx, cancel := s.op(ctx)
+		opCtx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 		held, err := s.wait.Exec(opCtx, s.client, []string{rkey}, args).AsInt64()
 		cancel()
 		if ctx.Err() != nil {

@@ -33,7 +33,6 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha1"
 	_ "embed"
@@ -150,9 +149,10 @@ type Store struct {
 	claim, renew, complete, release, wait *rueidis.Lua
 	completeSource, completeSHA           string // for the WAIT path, which sends EVALSHA itself
 
-	waiters waitlist.List[struct{}]
-	stop    context.CancelFunc
-	stopped chan struct{}
+	waiters   waitlist.List[struct{}]
+	deadlines deadlines
+	stop      context.CancelFunc
+	stopped   chan struct{}
 }
 
 var _ idem.Store = (*Store)(nil)
@@ -186,6 +186,7 @@ func New(ctx context.Context, client rueidis.Client, cfg *Config) (*Store, error
 		complete:       script(completeLua),
 		release:        script(releaseLua),
 		wait:           script(waitLua),
+		deadlines:      deadlines{timeout: c.OpTimeout},
 		stopped:        make(chan struct{}),
 	}
 	if err := s.subscribe(ctx); err != nil {
@@ -254,9 +255,13 @@ func (s *Store) recordKey(key string) string {
 	return s.cfg.Prefix + "{" + key + "}"
 }
 
-// op bounds one store operation by OpTimeout.
-func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.cfg.OpTimeout)
+// op bounds one store operation by OpTimeout; an error if ctx is done
+// already.
+func (s *Store) op(ctx context.Context) (context.Context, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.deadlines.bound(ctx), nil
 }
 
 // Claim implements idem.Store. Its first step is a plain SET … NX GET: it
@@ -266,17 +271,19 @@ func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc) {
 // in progress or free needs the claim script, a second round trip: a
 // takeover, a wait, a retry after a release.
 func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
-	ctx, cancel := s.op(ctx)
-	defer cancel()
+	ctx, err := s.op(ctx)
+	if err != nil {
+		return idem.ClaimResult{}, s.failed(ctx, "claim", err)
+	}
 	key := s.recordKey(p.Key)
 	found, err := s.client.Do(ctx, s.client.B().Set().Key(key).Value(newRecord(p)).
-		Nx().Get().PxMilliseconds((p.LeaseTTL + p.Retention).Milliseconds()).Build()).AsBytes()
+		Nx().Get().PxMilliseconds((p.LeaseTTL + p.Retention).Milliseconds()).Build()).ToString()
 	switch {
 	case rueidis.IsRedisNil(err):
 		return idem.ClaimResult{Status: idem.ClaimAcquired, Lease: idem.Lease{Key: p.Key, Owner: p.Owner, Fence: 1}}, nil
 	case err != nil:
 		return idem.ClaimResult{}, s.failed(ctx, "claim", err)
-	case len(found) > 0 && found[0] == 'c':
+	case strings.HasPrefix(found, "c"):
 		return completedRecord(p, found)
 	}
 	reply, err := s.claim.Exec(ctx, s.client, []string{key}, []string{
@@ -291,32 +298,33 @@ func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 // newRecord is the in-progress record a first claim writes, in the format
 // lua/lib.lua describes: fence 1, not waited on.
 func newRecord(p idem.ClaimParams) string {
-	b := make([]byte, 0, 48+len(p.Owner)+len(p.Fingerprint))
-	b = append(b, "p1:"...)
-	b = strconv.AppendInt(b, p.LeaseTTL.Milliseconds(), 10)
-	b = append(b, ':')
-	b = strconv.AppendInt(b, p.Retention.Milliseconds(), 10)
-	b = append(b, ":0:"...)
-	b = strconv.AppendInt(b, int64(len(p.Owner)), 10)
-	b = append(b, ':')
-	b = append(b, p.Owner...)
-	b = append(b, p.Fingerprint...)
-	return string(b)
+	var b strings.Builder
+	b.Grow(48 + len(p.Owner) + len(p.Fingerprint))
+	b.WriteString("p1:")
+	b.WriteString(strconv.FormatInt(p.LeaseTTL.Milliseconds(), 10))
+	b.WriteByte(':')
+	b.WriteString(strconv.FormatInt(p.Retention.Milliseconds(), 10))
+	b.WriteString(":0:")
+	b.WriteString(strconv.Itoa(len(p.Owner)))
+	b.WriteByte(':')
+	b.WriteString(p.Owner)
+	b.WriteString(p.Fingerprint)
+	return b.String()
 }
 
 // completedRecord reads a completed record, c<fence>:<len(fp)>:<fp><outcome>:
 // a replay for the same fingerprint, a mismatch for another.
-func completedRecord(p idem.ClaimParams, v []byte) (idem.ClaimResult, error) {
-	_, rest, ok1 := bytes.Cut(v[1:], []byte{':'})
-	n, rest, ok2 := bytes.Cut(rest, []byte{':'})
-	fpLen, err := strconv.Atoi(string(n))
+func completedRecord(p idem.ClaimParams, v string) (idem.ClaimResult, error) {
+	_, rest, ok1 := strings.Cut(v[1:], ":")
+	n, rest, ok2 := strings.Cut(rest, ":")
+	fpLen, err := strconv.Atoi(n)
 	if !ok1 || !ok2 || err != nil || fpLen < 0 || fpLen > len(rest) {
 		return idem.ClaimResult{}, errors.New("redisstore: claim: malformed completed record")
 	}
-	if string(rest[:fpLen]) != p.Fingerprint {
+	if rest[:fpLen] != p.Fingerprint {
 		return idem.ClaimResult{Status: idem.ClaimMismatch}, nil
 	}
-	return idem.ClaimResult{Status: idem.ClaimCompleted, Outcome: rest[fpLen:]}, nil
+	return idem.ClaimResult{Status: idem.ClaimCompleted, Outcome: []byte(rest[fpLen:])}, nil
 }
 
 func parseClaim(p idem.ClaimParams, reply []rueidis.RedisMessage) (idem.ClaimResult, error) {
@@ -367,8 +375,10 @@ func parseClaim(p idem.ClaimParams, reply []rueidis.RedisMessage) (idem.ClaimRes
 
 // Renew implements idem.Store.
 func (s *Store) Renew(ctx context.Context, l idem.Lease) error {
-	ctx, cancel := s.op(ctx)
-	defer cancel()
+	ctx, err := s.op(ctx)
+	if err != nil {
+		return s.failed(ctx, "renew", err)
+	}
 	return s.fenced(ctx, "renew", s.renew, l)
 }
 
@@ -376,8 +386,10 @@ func (s *Store) Renew(ctx context.Context, l idem.Lease) error {
 // replicas, on the same connection, and reports ErrNotDurable if too few
 // acknowledge.
 func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
-	ctx, cancel := s.op(ctx)
-	defer cancel()
+	ctx, err := s.op(ctx)
+	if err != nil {
+		return s.failed(ctx, "complete", err)
+	}
 	if s.cfg.WaitReplicas > 0 {
 		return s.completeDurably(ctx, l, outcome)
 	}
@@ -386,8 +398,10 @@ func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) erro
 
 // Release implements idem.Store.
 func (s *Store) Release(ctx context.Context, l idem.Lease) error {
-	ctx, cancel := s.op(ctx)
-	defer cancel()
+	ctx, err := s.op(ctx)
+	if err != nil {
+		return s.failed(ctx, "release", err)
+	}
 	return s.fenced(ctx, "release", s.release, l, s.channel)
 }
 
@@ -438,9 +452,10 @@ func (s *Store) completeDurably(ctx context.Context, l idem.Lease, outcome []byt
 	return nil
 }
 
-// failed translates a client error, the one place that does.
+// failed translates a client error, the one place that does. ctx is the
+// operation's, or nil if it never started.
 func (s *Store) failed(ctx context.Context, op string, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+	if errors.Is(err, context.DeadlineExceeded) && ctx != nil && ctx.Err() != nil {
 		return fmt.Errorf("redisstore: %s: no reply within %s: %w", op, s.cfg.OpTimeout, err)
 	}
 	return fmt.Errorf("redisstore: %s: %w", op, err)
