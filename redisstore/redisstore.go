@@ -455,6 +455,9 @@ func (s *Store) completeDurably(ctx context.Context, l idem.Lease, outcome []byt
 // failed translates a client error, the one place that does. ctx is the
 // operation's, or nil if it never started.
 func (s *Store) failed(ctx context.Context, op string, err error) error {
+	if rerr, ok := rueidis.IsRedisErr(err); ok && strings.HasPrefix(rerr.Error(), "WRONGTYPE") {
+		return fmt.Errorf("redisstore: %s: the key holds something other than a record of this store, such as a record an earlier redisstore kept as a hash; nothing runs under this key until it is deleted or expires: %w", op, err)
+	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx != nil && ctx.Err() != nil {
 		return fmt.Errorf("redisstore: %s: no reply within %s: %w", op, s.cfg.OpTimeout, err)
 	}

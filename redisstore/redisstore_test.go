@@ -312,3 +312,46 @@ func TestFaultsFailClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestForeignRecordFailsClosed: a key holding something else than a record
+// of this store (an older store's hash, say) refuses the claim with an
+// error that says so, and fn never runs.
+func TestForeignRecordFailsClosed(t *testing.T) {
+	client := newClient(t, testenv.RedisURL(t))
+	prefix := "idemtest:" + rand.Text()[:10] + ":"
+	s := newStore(t, client, redisstore.Config{Prefix: prefix})
+	e, err := idem.New(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Plant a hash where the engine's record for "order-1" will be.
+	probe := &keyProbe{Store: s}
+	ep, err := idem.New(probe, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep.Run(t.Context(), "order-1", func(context.Context) ([]byte, error) { return nil, nil }, nil)
+	recordKey := prefix + "{" + probe.key + "}"
+	if err := client.Do(t.Context(), client.B().Del().Key(recordKey).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Do(t.Context(), client.B().Hset().Key(recordKey).FieldValue().FieldValue("st", "c").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	ran := false
+	_, err = e.Run(t.Context(), "order-1", func(context.Context) ([]byte, error) { ran = true; return nil, nil }, nil)
+	if ran || err == nil || !strings.Contains(err.Error(), "something other than a record") {
+		t.Fatalf("Run on a foreign record = %v (fn ran: %t), want a store error naming it and no run", err, ran)
+	}
+}
+
+// keyProbe records the store key the engine derives.
+type keyProbe struct {
+	idem.Store
+	key string
+}
+
+func (p *keyProbe) Claim(ctx context.Context, cp idem.ClaimParams) (idem.ClaimResult, error) {
+	p.key = cp.Key
+	return p.Store.Claim(ctx, cp)
+}
