@@ -89,6 +89,19 @@ func businessRows(t *testing.T, pool *pgxpool.Pool) storetest.Rows[pgx.Tx] {
 	}
 }
 
+// txEngine returns an engine on a new store with cfg, and a table of
+// business rows for fn to write in its transaction.
+func txEngine(t *testing.T, cfg pgstore.Config) (*pgxpool.Pool, storetest.Rows[pgx.Tx], *idem.Engine) {
+	t.Helper()
+	pool := newPool(t)
+	s := newStore(t, pool, cfg)
+	e, err := idem.New(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool, businessRows(t, pool), e
+}
+
 func TestConformanceTx(t *testing.T) {
 	pool := newPool(t)
 	s := newStore(t, pool, pgstore.Config{})
@@ -99,15 +112,9 @@ func TestConformanceTx(t *testing.T) {
 // fn runs in it: neither the row nor the record survives, and the retry
 // writes the row once.
 func TestKilledBackendMidTransaction(t *testing.T) {
-	pool := newPool(t)
-	s := newStore(t, pool, pgstore.Config{})
-	rows := businessRows(t, pool)
-	e, err := idem.New(s, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, rows, e := txEngine(t, pgstore.Config{})
 	const key = "order-1"
-	_, err = idem.RunTx(t.Context(), e, key, func(ctx context.Context, tx pgx.Tx) ([]byte, error) {
+	_, err := idem.RunTx(t.Context(), e, key, func(ctx context.Context, tx pgx.Tx) ([]byte, error) {
 		if err := rows.Insert(ctx, tx, key); err != nil {
 			return nil, err
 		}
@@ -317,13 +324,7 @@ func TestReapSkipsRecordsInUse(t *testing.T) {
 // TestRunTxOwnsItsTransaction: fn cannot end the transaction RunTx commits
 // for it, and a transaction kept past fn is closed.
 func TestRunTxOwnsItsTransaction(t *testing.T) {
-	pool := newPool(t)
-	s := newStore(t, pool, pgstore.Config{})
-	rows := businessRows(t, pool)
-	e, err := idem.New(s, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, rows, e := txEngine(t, pgstore.Config{})
 	var kept pgx.Tx
 	res, err := idem.RunTx(t.Context(), e, "order-1", func(ctx context.Context, tx pgx.Tx) ([]byte, error) {
 		kept = tx
@@ -357,16 +358,10 @@ func TestRunTxOwnsItsTransaction(t *testing.T) {
 // is recorded (here fn itself moves the fence), the COMMIT must roll fn's
 // writes back instead of committing them without their record.
 func TestCommitRollsBackWithoutItsClaim(t *testing.T) {
-	pool := newPool(t)
 	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
-	s := newStore(t, pool, pgstore.Config{Schema: schema})
-	rows := businessRows(t, pool)
-	e, err := idem.New(s, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, rows, e := txEngine(t, pgstore.Config{Schema: schema})
 	table := pgx.Identifier{schema, "idem_records"}.Sanitize()
-	_, err = idem.RunTx(t.Context(), e, "order-1", func(ctx context.Context, tx pgx.Tx) ([]byte, error) {
+	_, err := idem.RunTx(t.Context(), e, "order-1", func(ctx context.Context, tx pgx.Tx) ([]byte, error) {
 		if err := rows.Insert(ctx, tx, "order-1"); err != nil {
 			return nil, err
 		}
