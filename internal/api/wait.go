@@ -48,18 +48,21 @@ func (s *server) preferWait(next http.Handler) http.Handler {
 			rec.writeTo(w)
 			return
 		}
-		var c payments.Charge
-		if err := json.Unmarshal(rec.body.Bytes(), &c); err != nil || c.ID == "" {
-			rec.writeTo(w)
-			return
+		id := acc.id // the charge this request created
+		if replayed || id == "" {
+			// The handler did not run: the charge is the recorded one.
+			acc.stop()
+			var c payments.Charge
+			if err := json.Unmarshal(rec.body.Bytes(), &c); err != nil || c.ID == "" {
+				rec.writeTo(w)
+				return
+			}
+			id = c.ID
 		}
-		if acc.id != c.ID {
-			acc.stop() // a replay: nothing registered, wait from now
-		}
-		p, err := s.awaitFinal(r, c.ID, min(wait, s.maxWait), acc.settled)
+		p, err := s.awaitFinal(r, id, min(wait, s.maxWait), acc.settled)
 		if err != nil {
 			if r.Context().Err() == nil { // else the client went away: nobody to tell
-				s.log.Warn("payd: waiting for a charge failed; answering with its accepted state", slog.String("payment", c.ID), slog.Any("error", err))
+				s.log.Warn("payd: waiting for a charge failed; answering with its accepted state", slog.String("payment", id), slog.Any("error", err))
 			}
 			rec.writeTo(w)
 			return
