@@ -175,8 +175,9 @@ func (e *Engine) lead(ctx context.Context, c *call, f *flight) (res Result, err 
 	if c.tx != nil {
 		// By value: a pointer passed through an interface escapes, and the
 		// replay path of Run must not allocate for RunTx's sake.
-		res, err, shared = c.tx.execute(ctx, e, *c)
-		c.owner = "" // the copy's claims may have spent it
+		cv := *c
+		c.owner = "" // the copy's claims may spend it, even if fn panics
+		res, err, shared = c.tx.execute(ctx, e, cv)
 	} else {
 		res, err, shared = e.execute(ctx, c)
 	}

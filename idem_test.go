@@ -3,9 +3,11 @@ package idem_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/memstore"
+	"github.com/idemhq/idem/sqlitestore"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -560,6 +563,75 @@ func TestOwnersAreUniquePerLease(t *testing.T) {
 					Retryable:   func(err error) bool { return errors.Is(err, errTransient) },
 				}
 				e.Run(t.Context(), key, fn(i%5 == 0), opts)
+			}
+		})
+	}
+	wg.Wait()
+	if len(owners) == 0 {
+		t.Fatal("fn never ran")
+	}
+	for o, n := range owners {
+		if n > 1 {
+			t.Errorf("owner %q held %d leases, want 1", o, n)
+		}
+	}
+	t.Logf("%d leases, each with its own owner", len(owners))
+}
+
+// TestOwnersAreUniquePerLeaseTx is TestOwnersAreUniquePerLease with RunTx
+// in the mix, on a real TxStore: RunTx works on a copy of its call, and a
+// token the copy spent must not go back to the spares, also when fn
+// panics.
+func TestOwnersAreUniquePerLeaseTx(t *testing.T) {
+	db, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "idem.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := sqlitestore.New(db, &sqlitestore.Config{ReapInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t, s, nil)
+	var (
+		mu     sync.Mutex
+		owners = map[string]int{}
+	)
+	note := func(ctx context.Context) {
+		l, _ := idem.LeaseFrom(ctx)
+		mu.Lock()
+		owners[l.Owner]++
+		mu.Unlock()
+	}
+	// Replays leave unspent tokens in the spares of every flight shard;
+	// panicking RunTx calls and fresh Runs then take them.
+	const done = 1024
+	for i := range done {
+		if _, err := e.Run(t.Context(), fmt.Sprint("done-", i), value("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owners = map[string]int{}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 150 {
+				e.Run(t.Context(), fmt.Sprint("done-", (g*131+i*7)%done), mustNotRun(t), nil)
+				func() {
+					defer func() { recover() }()
+					idem.RunTx(t.Context(), e, fmt.Sprint("panic-", g, "-", i), func(ctx context.Context, _ *sql.Tx) ([]byte, error) {
+						note(ctx)
+						panic("boom")
+					}, nil)
+				}()
+				e.Run(t.Context(), fmt.Sprint("fresh-", g, "-", i), func(ctx context.Context) ([]byte, error) {
+					note(ctx)
+					return []byte("v"), nil
+				}, nil)
 			}
 		})
 	}

@@ -113,9 +113,10 @@ func (s *Store) Rollback(ctx context.Context, tx pgx.Tx) error {
 // the outcome and the COMMIT together and give the connection back (pgx's
 // own Commit would take a round trip of its own). fn may use it as any
 // pgx.Tx but must not end it: Commit and Rollback return an error, and once
-// RunTx has ended it every method returns pgx.ErrTxClosed. The pgx.Tx
-// inside is left behind, open in its own eyes, when Commit commits: only
-// claimTx ever reaches it.
+// RunTx has ended it every method returns pgx.ErrTxClosed, but for Conn and
+// LargeObjects, which reach the connection itself and are for fn's own
+// use while it runs. The pgx.Tx inside is left behind, open in its own
+// eyes, when Commit commits: only claimTx ever reaches it.
 type claimTx struct {
 	tx    pgx.Tx
 	conn  *pgxpool.Conn

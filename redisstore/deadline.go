@@ -24,12 +24,18 @@ type deadline struct {
 	end    time.Time
 }
 
-// bound returns a context for one operation: parent's values, done once
-// the shared deadline passes. parent's own cancellation does not interrupt
-// an operation already sent, which OpTimeout bounds anyway; callers check
+// bound returns a context for one operation, and the function that ends
+// it. A parent with a deadline of its own sooner than OpTimeout away (a
+// renewal racing its lease) gets a context of its own, honouring both that
+// deadline and its cancellation. Any other gets parent's values, done once
+// the shared deadline passes: parent's cancellation does not interrupt an
+// operation already sent, which OpTimeout bounds anyway, and callers check
 // parent before they start one.
-func (d *deadlines) bound(parent context.Context) context.Context {
+func (d *deadlines) bound(parent context.Context) (context.Context, context.CancelFunc) {
 	now := time.Now()
+	if end, ok := parent.Deadline(); ok && end.Sub(now) < d.timeout {
+		return context.WithTimeout(parent, d.timeout)
+	}
 	dl := d.current.Load()
 	if dl == nil || dl.end.Sub(now) < d.timeout-d.timeout/32 {
 		end := now.Add(d.timeout)
@@ -37,7 +43,7 @@ func (d *deadlines) bound(parent context.Context) context.Context {
 		dl = &deadline{ctx: ctx, cancel: cancel, end: end}
 		d.current.Store(dl)
 	}
-	return boundContext{Context: dl.ctx, values: parent}
+	return boundContext{Context: dl.ctx, values: parent}, func() {}
 }
 
 // boundContext is a shared deadline's Done, Err and Deadline with the
@@ -48,4 +54,12 @@ type boundContext struct {
 	values context.Context
 }
 
-func (c boundContext) Value(key any) any { return c.values.Value(key) }
+// Value answers from the shared context first, which holds only the
+// context package's own keys (so that cancellation and its cause are the
+// shared deadline's), then from the operation's.
+func (c boundContext) Value(key any) any {
+	if v := c.Context.Value(key); v != nil {
+		return v
+	}
+	return c.values.Value(key)
+}

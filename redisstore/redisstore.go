@@ -257,11 +257,12 @@ func (s *Store) recordKey(key string) string {
 
 // op bounds one store operation by OpTimeout; an error if ctx is done
 // already.
-func (s *Store) op(ctx context.Context) (context.Context, error) {
+func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return s.deadlines.bound(ctx), nil
+	opCtx, cancel := s.deadlines.bound(ctx)
+	return opCtx, cancel, nil
 }
 
 // Claim implements idem.Store. Its first step is a plain SET … NX GET: it
@@ -271,10 +272,11 @@ func (s *Store) op(ctx context.Context) (context.Context, error) {
 // in progress or free needs the claim script, a second round trip: a
 // takeover, a wait, a retry after a release.
 func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
-	ctx, err := s.op(ctx)
+	ctx, cancel, err := s.op(ctx)
 	if err != nil {
 		return idem.ClaimResult{}, s.failed(ctx, "claim", err)
 	}
+	defer cancel()
 	key := s.recordKey(p.Key)
 	found, err := s.client.Do(ctx, s.client.B().Set().Key(key).Value(newRecord(p)).
 		Nx().Get().PxMilliseconds((p.LeaseTTL + p.Retention).Milliseconds()).Build()).ToString()
@@ -375,10 +377,11 @@ func parseClaim(p idem.ClaimParams, reply []rueidis.RedisMessage) (idem.ClaimRes
 
 // Renew implements idem.Store.
 func (s *Store) Renew(ctx context.Context, l idem.Lease) error {
-	ctx, err := s.op(ctx)
+	ctx, cancel, err := s.op(ctx)
 	if err != nil {
 		return s.failed(ctx, "renew", err)
 	}
+	defer cancel()
 	return s.fenced(ctx, "renew", s.renew, l)
 }
 
@@ -386,10 +389,11 @@ func (s *Store) Renew(ctx context.Context, l idem.Lease) error {
 // replicas, on the same connection, and reports ErrNotDurable if too few
 // acknowledge.
 func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
-	ctx, err := s.op(ctx)
+	ctx, cancel, err := s.op(ctx)
 	if err != nil {
 		return s.failed(ctx, "complete", err)
 	}
+	defer cancel()
 	if s.cfg.WaitReplicas > 0 {
 		return s.completeDurably(ctx, l, outcome)
 	}
@@ -398,10 +402,11 @@ func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) erro
 
 // Release implements idem.Store.
 func (s *Store) Release(ctx context.Context, l idem.Lease) error {
-	ctx, err := s.op(ctx)
+	ctx, cancel, err := s.op(ctx)
 	if err != nil {
 		return s.failed(ctx, "release", err)
 	}
+	defer cancel()
 	return s.fenced(ctx, "release", s.release, l, s.channel)
 }
 

@@ -355,3 +355,33 @@ func (p *keyProbe) Claim(ctx context.Context, cp idem.ClaimParams) (idem.ClaimRe
 	p.key = cp.Key
 	return p.Store.Claim(ctx, cp)
 }
+
+// TestShorterDeadlinesHold: operations share a deadline of OpTimeout, but
+// a caller's own deadline that comes sooner still ends its operation in
+// time. The engine's renewals rely on it: a renewal must not outlast the
+// lease it is trying to keep.
+func TestShorterDeadlinesHold(t *testing.T) {
+	opt, err := rueidis.ParseURL(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := faultproxy.Start("slow", opt.InitAddress[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	client := newClientOpt(t, rueidis.ClientOption{InitAddress: []string{proxy.Addr()}, DisableRetry: true})
+	s := newStore(t, client, redisstore.Config{OpTimeout: 2 * time.Second})
+	lease := acquire(t, s, "slow/"+rand.Text())
+	if err := proxy.Latency(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	const deadline = 100 * time.Millisecond
+	ctx, cancel := context.WithTimeout(t.Context(), deadline)
+	defer cancel()
+	start := time.Now()
+	err = s.Renew(ctx, lease)
+	if took := time.Since(start); err == nil || took > deadline+50*time.Millisecond {
+		t.Fatalf("Renew with a %s deadline through a 1s latency = %v after %s, want an error within %s", deadline, err, took, deadline+50*time.Millisecond)
+	}
+}

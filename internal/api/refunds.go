@@ -57,13 +57,48 @@ func (s *server) createRefund() http.Handler {
 			s.failed(r, "payd: creating a refund failed", err)
 			internalError(w)
 		default:
-			if s.processor != nil {
-				s.processor.NotifyRefund()
-			}
 			encode(w, http.StatusCreated, ref.View())
 		}
 	})
 }
+
+// notifyRefunds wakes a worker of this process for a refund created by
+// the request, once next, the idempotent layer, has committed it: a worker
+// woken before the commit would not see it.
+func (s *server) notifyRefunds(next http.Handler) http.Handler {
+	if s.processor == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		if sw.status == http.StatusCreated && w.Header().Get("Idempotent-Replayed") != "true" {
+			s.processor.NotifyRefund()
+		}
+	})
+}
+
+// statusWriter remembers the status written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // chargeWithRefunds is GET /v1/charges/{id}'s answer: the charge and its
 // refunds.

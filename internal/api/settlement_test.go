@@ -379,3 +379,23 @@ func TestReconciliationEndpoint(t *testing.T) {
 		t.Fatalf("reconciliation = %s, want 2 charges, 1 matched, 1 lost charge open", r.body)
 	}
 }
+
+// TestWorkWithoutPolls: with polls an hour apart, a charge and then its
+// refund still settle at once: the charge is handed to a worker when its
+// accept commits, and the refund wakes one when its request commits.
+func TestWorkWithoutPolls(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, url string) {
+		f := newFixtureOn(t, url, &payments.ProcessorConfig{Workers: 2, PollInterval: time.Hour})
+		c := f.chargeNow(t, 1000)
+		if c.Status != "succeeded" {
+			t.Fatalf("charge = %s, want succeeded", c.Status)
+		}
+		if r := f.do(t, http.MethodPost, "/v1/charges/"+c.ID+"/refunds", key, "refund-1", `{"amount":400}`); r.status != http.StatusCreated {
+			t.Fatalf("refund = %d %s, want 201", r.status, r.body)
+		}
+		got := f.awaitRefunds(t, c.ID)
+		if len(got.Refunds) != 1 || got.Refunds[0].Status != "succeeded" || got.AmountRefunded != 400 {
+			t.Fatalf("refunds = %+v (refunded %d), want one of 400, succeeded", got.Refunds, got.AmountRefunded)
+		}
+	})
+}

@@ -169,7 +169,7 @@ func (p *Processor) Dispatch(id string) {
 }
 
 // NotifyRefund wakes a worker to look for due refunds: one was just
-// created.
+// created and committed.
 func (p *Processor) NotifyRefund() {
 	p.refundCreated.Store(true)
 	select {
@@ -189,19 +189,28 @@ func (p *Processor) AwaitSettled(id string) (<-chan *Payment, func()) {
 
 // A lookup is why a worker looks for work.
 type lookup struct {
-	poll bool   // its poll came due: anything due, refunds too
-	id   string // a payment handed to it, to claim by id
+	poll    bool   // its poll came due: anything due, refunds too
+	refunds bool   // refunds may be due: look for them if no payment is
+	id      string // a payment handed to it, to claim by id
 }
 
 // work claims and processes work until claimCtx ends: payments handed to
-// it, and due work that polls find. A worker polls again at once while its
-// last claim saw more work due; otherwise it waits for a hand-off or its
-// next poll, instead of spending a query to find nothing. Refunds are
-// looked for after a poll, or when NotifyRefund says one was created.
+// it, and due work that polls find. A worker polls at least every
+// PollInterval (with jitter), however many hand-offs come meanwhile, so
+// retries, unknown outcomes, expired leases and refunds are never starved
+// by new payments. It polls again at once while its last claim saw more
+// work due; otherwise it waits for a hand-off or its next poll, instead of
+// spending a query to find nothing. Refunds are looked for after a poll,
+// when a refund claim saw more due, or when NotifyRefund says one was
+// created.
 func (p *Processor) work(claimCtx, workCtx context.Context) {
 	defer p.done.Done()
 	why := lookup{poll: true}
+	var nextPoll time.Time
 	for claimCtx.Err() == nil {
+		if why.poll {
+			nextPoll = time.Now().Add(p.cfg.PollInterval/2 + rand.N(p.cfg.PollInterval))
+		}
 		t, err := p.claim(claimCtx, why)
 		if err != nil && claimCtx.Err() == nil {
 			p.cfg.Logger.Warn("payd: claiming due work failed; retrying", slog.Any("error", err))
@@ -209,11 +218,11 @@ func (p *Processor) work(claimCtx, workCtx context.Context) {
 		if t != nil {
 			p.process(workCtx, t)
 			if t.moreDue {
-				why = lookup{}
+				why = lookup{refunds: t.kind == "refund"}
 				continue
 			}
 		}
-		why = p.idle(claimCtx)
+		why = p.idle(claimCtx, nextPoll)
 	}
 }
 
@@ -228,7 +237,7 @@ func (p *Processor) claim(ctx context.Context, why lookup) (*task, error) {
 	if c != nil || err != nil {
 		return p.paymentTask(c), err
 	}
-	if !why.poll && !p.refundCreated.Swap(false) {
+	if !why.poll && !why.refunds && !p.refundCreated.Swap(false) {
 		return nil, nil
 	}
 	rc, err := p.store.ClaimDueRefund(ctx, p.cfg.Lease)
@@ -238,14 +247,18 @@ func (p *Processor) claim(ctx context.Context, why lookup) (*task, error) {
 	return nil, err
 }
 
-// idle waits for a hand-off, a wake-up or the next poll.
-func (p *Processor) idle(ctx context.Context) lookup {
+// idle waits for a hand-off or a wake-up, until the next poll is due.
+func (p *Processor) idle(ctx context.Context, nextPoll time.Time) lookup {
+	wait := time.Until(nextPoll)
+	if wait <= 0 {
+		return lookup{poll: true}
+	}
 	select {
 	case id := <-p.handoff:
 		return lookup{id: id}
 	default:
 	}
-	t := time.NewTimer(p.cfg.PollInterval/2 + rand.N(p.cfg.PollInterval))
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case id := <-p.handoff:

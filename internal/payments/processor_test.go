@@ -336,3 +336,56 @@ func TestBacklogDrainsWithoutPolling(t *testing.T) {
 		}
 	})
 }
+
+// TestPollsAreNotStarvedByHandOffs: a steady stream of hand-offs must not
+// keep a worker from its polls, which find everything else that is due (a
+// retry, an expired lease, a payment whose hand-off was lost).
+func TestPollsAreNotStarvedByHandOffs(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		sim := newSim(t, simulator.Faults{})
+		cfg := fastConfig()
+		cfg.Workers = 1
+		cfg.PollInterval = 100 * time.Millisecond
+		p := startProcessor(t, s, sim.client(t, 5*time.Second), cfg)
+		stop := make(chan struct{})
+		defer close(stop)
+		handed := make(chan string, 1000)
+		go func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+				np, err := s.Create(context.Background(), NewPayment{AccountID: "acct_test", Amount: 100, Currency: "usd",
+					Reference: fmt.Sprint("handed-", i), Reserve: DispatchReserve})
+				if err != nil {
+					return
+				}
+				p.Dispatch(np.ID)
+				handed <- np.ID
+			}
+		}()
+		// Hand-offs flowing well past the worker's first poll: the 40th,
+		// 200ms in, settled.
+		for range 39 {
+			<-handed
+		}
+		awaitFinal(t, s, <-handed)
+		polled := newPayment(t, s, "order-polled") // due, never handed off
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got, err := s.Get(t.Context(), "acct_test", polled.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Final() {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the polled payment is still %s after 5s of hand-offs: polls were starved", got.State)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
