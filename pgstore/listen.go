@@ -16,15 +16,18 @@ import (
 //  2. A waiter registers locally, then runs the wait statement, which marks
 //     the record as waited on only if it is still in progress with the fence
 //     the waiter saw.
-//  3. Whatever ends that fence (complete, release) NOTIFYs the record's key
-//     in the same statement if it was marked, delivered at commit, and the
-//     listener wakes the local waiters of that key.
+//  3. Whatever ends that fence (complete, release) learns from its own
+//     statement whether the record was marked and, if so, NOTIFYs the
+//     record's key once that statement has committed (in RunTx, in the same
+//     transaction, delivered at its commit); the listener wakes the local
+//     waiters of that key.
 //
 // A claim that takes over an expired lease does not notify: waiters of the
 // expired fence wake at its expiry anyway, which bounds their wait. If the
 // listening connection drops, notifications may be lost until it is back:
 // every waiter is woken to look again on reconnection, and each waiter also
-// re-reads the record every PollInterval.
+// re-reads the record every PollInterval, which also covers a process that
+// died between ending a fence and notifying.
 
 // listen keeps a LISTEN connection open until ctx ends, sending the result
 // of the first attempt on ready.

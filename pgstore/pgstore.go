@@ -265,27 +265,30 @@ UPDATE {{table}} SET
 	expires_at = statement_timestamp() + (lease_ms + retention_ms) * interval '1 millisecond'
 WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3`),
 
-		// $1 key, $2 owner, $3 fence, $4 outcome, $5 channel. A row when
-		// $2 held the fence, none otherwise; NOTIFY only when someone waits.
+		// $1 key, $2 owner, $3 fence, $4 outcome. A row, whether anyone
+		// waits, when $2 held the fence; none otherwise. Nothing else: a
+		// plain UPDATE of columns no index covers, which PostgreSQL makes
+		// in place. The NOTIFY, when someone waits, is a statement of its
+		// own (end).
 		complete: fill(`
 UPDATE {{table}} SET
 	state = 'c', outcome = $4, owner = NULL, lease_until = NULL,
 	expires_at = statement_timestamp() + retention_ms * interval '1 millisecond'
 WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3
-RETURNING CASE WHEN waited THEN (SELECT 1 FROM pg_notify($5, key)) ELSE 0 END`),
+RETURNING waited`),
 
 		// As complete, in the transaction holding the claim (RunTx): it
 		// raises (SQLSTATE IDM01) instead of updating nothing, so that a
 		// COMMIT queued behind it rolls back.
 		completeInTx: fill(`SELECT {{complete_held}}($1, $2, $3, $4, $5)`),
 
-		// $1 key, $2 owner, $3 fence, $4 channel. As complete.
+		// $1 key, $2 owner, $3 fence. As complete.
 		release: fill(`
 UPDATE {{table}} SET
 	state = 'f', owner = NULL, fingerprint = NULL, lease_until = NULL, outcome = NULL,
 	expires_at = statement_timestamp() + retention_ms * interval '1 millisecond'
 WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3
-RETURNING CASE WHEN waited THEN (SELECT 1 FROM pg_notify($4, key)) ELSE 0 END`),
+RETURNING waited`),
 
 		// $1 key, $2 fence: marks the record as waited on while it is still
 		// in progress with that fence.
@@ -398,48 +401,46 @@ func (s *Store) Renew(ctx context.Context, l idem.Lease) error {
 func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	return s.end(ctx, "complete", func() (int, error) {
-		return endFence(ctx, s.pool, s.sql.complete, l.Key, l.Owner, l.Fence, outcome, s.channel)
-	})
+	return s.end(ctx, "complete", l, s.sql.complete, outcome)
 }
 
 // Release implements idem.Store.
 func (s *Store) Release(ctx context.Context, l idem.Lease) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	return s.end(ctx, "release", func() (int, error) {
-		return endFence(ctx, s.pool, s.sql.release, l.Key, l.Owner, l.Fence, s.channel)
-	})
+	return s.end(ctx, "release", l, s.sql.release)
 }
 
-// end runs a statement that ends a fence, retrying lost races, and reports
-// ErrLeaseLost when the fence was not current.
-func (s *Store) end(ctx context.Context, op string, run func() (int, error)) error {
-	var updated int
-	err := s.retry(ctx, func() (err error) {
-		updated, err = run()
+// end runs stmt, a statement that ends l's fence, retrying lost races, and
+// reports ErrLeaseLost when the fence was not current. If someone waits on
+// the fence it then notifies them, after the commit: a notification lost
+// to a crash in between is covered by the waiters' polls.
+func (s *Store) end(ctx context.Context, op string, l idem.Lease, stmt string, extra ...any) error {
+	args := append([]any{l.Key, l.Owner, l.Fence}, extra...)
+	var (
+		ended, waited bool
+	)
+	err := s.retry(ctx, func() error {
+		err := s.pool.QueryRow(ctx, stmt, args...).Scan(&waited)
+		ended = err == nil
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
 		return err
 	})
 	if err != nil {
 		return s.failed(op, err)
 	}
-	if updated != 1 {
+	if !ended {
 		return idem.ErrLeaseLost
 	}
-	return nil
-}
-
-// endFence runs a complete or release statement on q and returns how many
-// records it updated: 1, or 0 when the fence was not current.
-func endFence(ctx context.Context, q querier, stmt string, args ...any) (updated int, err error) {
-	var notified int
-	switch err := q.QueryRow(ctx, stmt, args...).Scan(&notified); {
-	case errors.Is(err, pgx.ErrNoRows):
-		return 0, nil
-	case err != nil:
-		return 0, err
+	if waited {
+		if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, l.Key); err != nil {
+			s.cfg.Logger.Warn("pgstore: notifying waiters failed; they will see the record at their next poll",
+				slog.String("op", op), slog.Any("error", err))
+		}
 	}
-	return 1, nil
+	return nil
 }
 
 // Wait implements idem.Store.
