@@ -530,6 +530,37 @@ func TestReplayAllocations(t *testing.T) {
 	}
 }
 
+// leaseOwners counts the leases fn ran under, by owner.
+type leaseOwners struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// note counts the lease fn runs under, from its context.
+func (o *leaseOwners) note(ctx context.Context) {
+	l, _ := idem.LeaseFrom(ctx)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.n == nil {
+		o.n = map[string]int{}
+	}
+	o.n[l.Owner]++
+}
+
+// checkUnique fails t unless fn ran and every owner held one lease.
+func (o *leaseOwners) checkUnique(t *testing.T) {
+	t.Helper()
+	if len(o.n) == 0 {
+		t.Fatal("fn never ran")
+	}
+	for owner, n := range o.n {
+		if n > 1 {
+			t.Errorf("owner %q held %d leases, want 1", owner, n)
+		}
+	}
+	t.Logf("%d leases, each with its own owner", len(o.n))
+}
+
 // TestOwnersAreUniquePerLease: owner tokens of claims that did not acquire
 // are handed on to later calls, so the engine must never hand one token to
 // two leases. Replays, mismatches, transient errors and new keys race on
@@ -537,16 +568,10 @@ func TestReplayAllocations(t *testing.T) {
 func TestOwnersAreUniquePerLease(t *testing.T) {
 	e := newEngine(t, memstore.New(), nil)
 	errTransient := errors.New("transient")
-	var (
-		mu     sync.Mutex
-		owners = map[string]int{}
-	)
+	var owners leaseOwners
 	fn := func(fail bool) func(context.Context) ([]byte, error) {
 		return func(ctx context.Context) ([]byte, error) {
-			l, _ := idem.LeaseFrom(ctx)
-			mu.Lock()
-			owners[l.Owner]++
-			mu.Unlock()
+			owners.note(ctx)
 			if fail {
 				return nil, errTransient
 			}
@@ -567,15 +592,7 @@ func TestOwnersAreUniquePerLease(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if len(owners) == 0 {
-		t.Fatal("fn never ran")
-	}
-	for o, n := range owners {
-		if n > 1 {
-			t.Errorf("owner %q held %d leases, want 1", o, n)
-		}
-	}
-	t.Logf("%d leases, each with its own owner", len(owners))
+	owners.checkUnique(t)
 }
 
 // TestOwnersAreUniquePerLeaseTx is TestOwnersAreUniquePerLease with RunTx
@@ -597,16 +614,7 @@ func TestOwnersAreUniquePerLeaseTx(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newEngine(t, s, nil)
-	var (
-		mu     sync.Mutex
-		owners = map[string]int{}
-	)
-	note := func(ctx context.Context) {
-		l, _ := idem.LeaseFrom(ctx)
-		mu.Lock()
-		owners[l.Owner]++
-		mu.Unlock()
-	}
+	var owners leaseOwners
 	// Replays leave unspent tokens in the spares of every flight shard;
 	// panicking RunTx calls and fresh Runs then take them.
 	const done = 1024
@@ -615,7 +623,6 @@ func TestOwnersAreUniquePerLeaseTx(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	owners = map[string]int{}
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
@@ -624,25 +631,17 @@ func TestOwnersAreUniquePerLeaseTx(t *testing.T) {
 				func() {
 					defer func() { recover() }()
 					idem.RunTx(t.Context(), e, fmt.Sprint("panic-", g, "-", i), func(ctx context.Context, _ *sql.Tx) ([]byte, error) {
-						note(ctx)
+						owners.note(ctx)
 						panic("boom")
 					}, nil)
 				}()
 				e.Run(t.Context(), fmt.Sprint("fresh-", g, "-", i), func(ctx context.Context) ([]byte, error) {
-					note(ctx)
+					owners.note(ctx)
 					return []byte("v"), nil
 				}, nil)
 			}
 		})
 	}
 	wg.Wait()
-	if len(owners) == 0 {
-		t.Fatal("fn never ran")
-	}
-	for o, n := range owners {
-		if n > 1 {
-			t.Errorf("owner %q held %d leases, want 1", o, n)
-		}
-	}
-	t.Logf("%d leases, each with its own owner", len(owners))
+	owners.checkUnique(t)
 }

@@ -417,9 +417,7 @@ func (s *Store) Release(ctx context.Context, l idem.Lease) error {
 // to a crash in between is covered by the waiters' polls.
 func (s *Store) end(ctx context.Context, op string, l idem.Lease, stmt string, extra ...any) error {
 	args := append([]any{l.Key, l.Owner, l.Fence}, extra...)
-	var (
-		ended, waited bool
-	)
+	var ended, waited bool
 	err := s.retry(ctx, func() error {
 		err := s.pool.QueryRow(ctx, stmt, args...).Scan(&waited)
 		ended = err == nil

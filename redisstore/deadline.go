@@ -7,9 +7,8 @@ import (
 )
 
 // deadlines bounds store operations by OpTimeout without a timer each. On a
-// busy client a context.WithTimeout per operation cost more than the
-// operation (it took a replay at concurrency 64 from 0.85 of a raw GET's
-// rate to 0.65), so operations started within the same 1/32 of OpTimeout
+// busy client a context.WithTimeout per operation cost a replay more than
+// its own work, so operations started within the same 1/32 of OpTimeout
 // share one deadline: each is bounded by between 31/32 of OpTimeout and
 // OpTimeout, and a timer is made at most 32 times per OpTimeout.
 type deadlines struct {

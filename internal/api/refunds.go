@@ -70,35 +70,14 @@ func (s *server) notifyRefunds(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		if sw.status == http.StatusCreated && w.Header().Get("Idempotent-Replayed") != "true" {
+		rec := &captured{header: http.Header{}}
+		next.ServeHTTP(rec, r)
+		if rec.status == http.StatusCreated && rec.header.Get("Idempotent-Replayed") != "true" {
 			s.processor.NotifyRefund()
 		}
+		rec.writeTo(w)
 	})
 }
-
-// statusWriter remembers the status written through it.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
-	}
-	w.ResponseWriter.WriteHeader(status)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // chargeWithRefunds is GET /v1/charges/{id}'s answer: the charge and its
 // refunds.
