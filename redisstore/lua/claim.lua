@@ -19,7 +19,7 @@ if r then
       return {3, r.fence, left}
     end
     took_over = 1
-    ended(r, key, ARGV[5])
+    ended(r.w, key, ARGV[5])
   end
   fence = r.fence + 1
 end

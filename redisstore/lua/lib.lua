@@ -32,16 +32,29 @@ local function in_progress(fence, lttl, ret, waited, owner, fp)
   return 'p' .. fence .. ':' .. lttl .. ':' .. ret .. ':' .. (waited and '1' or '0') .. ':' .. #owner .. ':' .. owner .. fp
 end
 
--- held reports whether r is in progress under the caller's owner and fence
--- (ARGV[1], ARGV[2]).
-local function held(r)
-  return r and r.st == 'p' and r.owner == ARGV[1] and r.fence == tonumber(ARGV[2])
+-- held reads v as an in-progress record under the caller's owner and fence
+-- (ARGV[1], ARGV[2]) and returns its fence, lease ms, retention ms, waited
+-- flag and fingerprint; nil if v is anything else. It builds no table: it
+-- runs on every completion.
+local function held(v)
+  if not v then
+    return nil
+  end
+  local fence, lttl, ret, w, olen, at = string.match(v, '^p(%d+):(%d+):(%d+):([01]):(%d+):()')
+  if fence ~= ARGV[2] then
+    return nil
+  end
+  local fp_at = at + tonumber(olen)
+  if string.sub(v, at, fp_at - 1) ~= ARGV[1] then
+    return nil
+  end
+  return fence, lttl, ret, w == '1', string.sub(v, fp_at)
 end
 
 -- ended publishes the key's end of an in-progress fence, if anyone
 -- announced they wait on it.
-local function ended(r, key, channel)
-  if r.w then
+local function ended(waited, key, channel)
+  if waited then
     redis.call('PUBLISH', channel, key)
   end
 end
