@@ -15,9 +15,11 @@ import (
 // chaosConfig is a short chaos run whose processes are this test binary
 // running as payd (see TestMain). Seed 1's schedule holds every timed
 // fault, kills and pauses at least twice each, in its first 15 seconds at
-// this interval (TestChaosSchedule checks it).
+// this interval (TestChaosSchedule checks it). Under the race detector,
+// which makes every process several times slower, the clients wait four
+// times as long before they time out and retry; the checks are the same.
 func chaosConfig(t *testing.T) *chaos.Config {
-	return &chaos.Config{
+	cfg := &chaos.Config{
 		Command:       []string{os.Args[0], "-test.run=^$", "--"},
 		Env:           []string{childEnv + "=1"},
 		Seed:          1,
@@ -28,6 +30,10 @@ func chaosConfig(t *testing.T) *chaos.Config {
 		WorkDir:       t.TempDir(),
 		Progress:      testLog{t},
 	}
+	if raceEnabled {
+		cfg.ClientTimeoutMin, cfg.ClientTimeoutMax = 600*time.Millisecond, 2400*time.Millisecond
+	}
+	return cfg
 }
 
 type testLog struct{ t *testing.T }

@@ -310,3 +310,37 @@ func TestExitCode(t *testing.T) {
 		t.Errorf("killed by SIGTERM: exitCode = %d, want -1", got)
 	}
 }
+
+// TestEveryFailpointFiresFirst: the replicas' first processes each arm one
+// failpoint with certainty, across the replicas first; every other process
+// gets the run's spec, and none gets failpoints once the run drains.
+func TestEveryFailpointFiresFirst(t *testing.T) {
+	spec := "after-claim=0.03,after-send=0.03,after-response=0.03"
+	s := &supervisor{fpSpec: spec, replicas: make([]*replica, 2)}
+	failpoints := func(i, n int) string {
+		args := s.argsFor(i, n)
+		if k := slices.Index(args, "--failpoints"); k >= 0 {
+			return args[k+1]
+		}
+		return ""
+	}
+	for _, tc := range []struct {
+		replica, process int
+		want             string
+	}{
+		{0, 0, "after-claim=1"},
+		{1, 0, "after-send=1"},
+		{0, 1, "after-response=1"},
+		{1, 1, spec},
+		{0, 2, spec},
+		{1, 2, spec},
+	} {
+		if got := failpoints(tc.replica, tc.process); got != tc.want {
+			t.Errorf("replica %d, process %d: --failpoints %q, want %q", tc.replica, tc.process, got, tc.want)
+		}
+	}
+	s.draining = true
+	if got := failpoints(0, 0); got != "" {
+		t.Errorf("while draining: --failpoints %q, want none", got)
+	}
+}

@@ -191,16 +191,26 @@ func (s *supervisor) loop(r *replica) {
 }
 
 // argsFor is the command line of replica i's process n: a seed of its own
-// for its failpoints, derived from the run's.
+// for its failpoints, derived from the run's. The replicas' first
+// processes each die for certain at one failpoint, one point each, across
+// the replicas first, so that every failpoint kill happens at least once
+// even in a short run (a point late in a charge, such as after-response,
+// is otherwise often pre-empted by the earlier ones); after them, every
+// process gets the run's spec.
 func (s *supervisor) argsFor(i, n int) []string {
 	args := append([]string{"serve"}, s.args...)
 	args = append(args, "--seed", strconv.FormatUint(derive(s.seed, "failpoints", i, n)|1, 10))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.fpSpec != "" && !s.draining {
-		args = append(args, "--failpoints", s.fpSpec)
+	if s.fpSpec == "" || s.draining {
+		return args
 	}
-	return args
+	spec := s.fpSpec
+	if points, first := strings.Split(s.fpSpec, ","), n*len(s.replicas)+i; first < len(points) {
+		point, _, _ := strings.Cut(points[first], "=")
+		spec = point + "=1"
+	}
+	return append(args, "--failpoints", spec)
 }
 
 // restartDelay is how long replica i waits after its process n died: a

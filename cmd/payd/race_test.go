@@ -1,0 +1,6 @@
+//go:build race
+
+package main
+
+// raceEnabled: the race detector slows payd's processes several times over.
+const raceEnabled = true
