@@ -504,3 +504,86 @@ func TestDeferredTransactions(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteQueuesWithTheStore: while a Write holds the lock, the Store's
+// own writes wait for it (a claim does not land), and go ahead once it
+// returns; a Write waits for a transaction of the Store the same way.
+func TestWriteQueuesWithTheStore(t *testing.T) {
+	db := newDB(t)
+	s := newStore(t, db, nil)
+	createBusiness(t, db)
+	ctx := t.Context()
+
+	claimed := make(chan error, 1)
+	err := s.Write(ctx, func(wctx context.Context) error {
+		go func() {
+			_, err := s.Claim(ctx, claimParams(newKey(), "a", ""))
+			claimed <- err
+		}()
+		// Time for the claim to land if it were not queued behind this
+		// write; it cannot land while the lock is held.
+		select {
+		case err := <-claimed:
+			claimed <- err
+			t.Errorf("a claim landed while a Write held the lock (err %v)", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		_, err := db.ExecContext(wctx, "INSERT INTO business (id, fence) VALUES ('w', 0)")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Write = %v", err)
+	}
+	if err := <-claimed; err != nil {
+		t.Fatalf("Claim after the Write = %v", err)
+	}
+
+	tx, cr, err := s.BeginClaim(ctx, claimParams(newKey(), "b", ""), time.Second)
+	if err != nil || cr.Status != idem.ClaimAcquired {
+		t.Fatalf("BeginClaim = %v, %v", cr.Status, err)
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		wrote <- s.Write(ctx, func(ctx context.Context) error {
+			_, err := db.ExecContext(ctx, "INSERT INTO business (id, fence) VALUES ('after', 0)")
+			return err
+		})
+	}()
+	select {
+	case err := <-wrote:
+		s.Rollback(ctx, tx)
+		t.Fatalf("a Write ran while a BeginClaim transaction held the lock (err %v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := s.Commit(ctx, tx, cr.Lease, []byte("done"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("Write after the Commit = %v", err)
+	}
+}
+
+// TestWriteFailsBusy: a Write that cannot have the lock within BusyTimeout
+// does not run f, and says the database is busy; f's own error comes back
+// as it is.
+func TestWriteFailsBusy(t *testing.T) {
+	s := newStore(t, newDB(t), &sqlitestore.Config{BusyTimeout: 100 * time.Millisecond})
+	ctx := t.Context()
+	tx, cr, err := s.BeginClaim(ctx, claimParams(newKey(), "a", ""), time.Second)
+	if err != nil || cr.Status != idem.ClaimAcquired {
+		t.Fatalf("BeginClaim = %v, %v", cr.Status, err)
+	}
+	defer s.Rollback(ctx, tx)
+	err = s.Write(ctx, func(context.Context) error {
+		t.Error("f ran without the lock")
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("Write while the lock is held past BusyTimeout = %v, want an error saying busy", err)
+	}
+	s.Rollback(ctx, tx)
+	declined := errors.New("declined")
+	if err := s.Write(ctx, func(context.Context) error { return declined }); err != declined {
+		t.Fatalf("Write = %v, want f's error as it is", err)
+	}
+}

@@ -46,7 +46,8 @@
 // SQLite has one write lock per database file. A Store queues its
 // process's writes for it in process, so they do not poll SQLite's busy
 // handler against each other; writes of other processes are waited for
-// through the busy timeout. A busy or locked database (SQLITE_BUSY,
+// through the busy timeout. The application's own writes to the same file
+// join that queue through Store.Write. A busy or locked database (SQLITE_BUSY,
 // SQLITE_LOCKED) is retried with backoff for up to Config.BusyTimeout and
 // is never reported as fn's failure: before fn a claim fails closed (fn did
 // not run), and in a transaction Conflict reports it, so RunTx runs the

@@ -457,6 +457,28 @@ func (s *Store) fenced(ctx context.Context, op string, pick func(*statements) *s
 	return nil
 }
 
+// Write runs f holding this process's write lock, the queue the Store's
+// own writes wait in, and runs it again while the database is busy or
+// locked, up to BusyTimeout. Give it the application's own writes to the
+// same file: in the queue they take their turn as soon as the writer
+// before them is done, where two writers meeting at SQLite's lock leave
+// one in SQLite's busy handler, which sleeps in growing steps of up to
+// 100 ms (TestWriteQueuesWithTheStore).
+//
+// f may be one write statement or a whole transaction, and may run more
+// than once: a transaction it begins must end before it returns, and any
+// effect outside the database must bear a retry. f must not call the
+// Store, whose writes would wait for the lock f holds. An error of f is
+// returned as it is; a lock not had within BusyTimeout is an error that
+// says the database is busy.
+func (s *Store) Write(ctx context.Context, f func(ctx context.Context) error) error {
+	err := s.write(ctx, f)
+	if errors.Is(err, errBusy) {
+		return failed("write", err)
+	}
+	return err
+}
+
 // write runs f, one write statement, holding this process's write lock,
 // within BusyTimeout: the wait for the lock in this process, SQLite's busy
 // handler waiting for another process's lock, and retries of busy and

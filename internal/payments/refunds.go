@@ -150,7 +150,11 @@ func (s *Store) ClaimDueRefund(ctx context.Context, lease time.Duration) (*Refun
 		ageMs int64
 		more  bool
 	)
-	r, err := scanRefund(s.pool.queryRow(ctx, s.sql.claimDueRefund, lease.Milliseconds()), &from, &ageMs, &more)
+	var r *Refund
+	err := s.write(ctx, func(ctx context.Context) (err error) {
+		r, err = scanRefund(s.pool.queryRow(ctx, s.sql.claimDueRefund, lease.Milliseconds()), &from, &ageMs, &more)
+		return err
+	})
 	if errors.Is(err, errNoRows) {
 		return nil, nil
 	}
@@ -189,6 +193,7 @@ func (s *Store) SettleRefundByKey(ctx context.Context, providerKey string, o Out
 	}
 	var settled bool
 	err := s.inTx(ctx, func(q querier) error {
+		settled = false
 		var r Refund
 		err := q.queryRow(ctx, s.sql.settleRefundByKey, providerKey, o.State, nullable(o.ProviderID),
 			nullable(o.FailureCode), nullable(o.FailureMessage)).Scan(&r.ID, &r.PaymentID, &r.AccountID, &r.Amount, &r.Currency)

@@ -222,7 +222,10 @@ func hashKey(apiKey string) string {
 
 // EnsureAccount creates or updates the account id, reached with apiKey.
 func (s *Store) EnsureAccount(ctx context.Context, id, name, apiKey string) error {
-	_, err := s.pool.exec(ctx, s.sql.upsertAccount, id, name, hashKey(apiKey))
+	err := s.write(ctx, func(ctx context.Context) error {
+		_, err := s.pool.exec(ctx, s.sql.upsertAccount, id, name, hashKey(apiKey))
+		return err
+	})
 	return wrap("ensure account", err)
 }
 
@@ -241,9 +244,13 @@ func (s *Store) AccountByKey(ctx context.Context, apiKey string) (string, error)
 // request's recorded response commit together.
 func (s *Store) Create(ctx context.Context, np NewPayment) (*Payment, error) {
 	id := newID("ch_")
-	p, err := scanPayment(s.querierFor(ctx).queryRow(ctx, s.sql.insertPayment,
-		id, np.AccountID, np.Amount, np.Currency, np.Reference, np.Description, encodeMetadata(np.Metadata),
-		"payd_"+id, np.Reserve.Milliseconds()))
+	var p *Payment
+	err := s.inRequestTx(ctx, func(q querier) (err error) {
+		p, err = scanPayment(q.queryRow(ctx, s.sql.insertPayment,
+			id, np.AccountID, np.Amount, np.Currency, np.Reference, np.Description, encodeMetadata(np.Metadata),
+			"payd_"+id, np.Reserve.Milliseconds()))
+		return err
+	})
 	return p, wrap("create payment", err)
 }
 
@@ -350,7 +357,11 @@ func (s *Store) claimPayment(ctx context.Context, stmt string, args ...any) (*Cl
 		ageMs int64
 		more  bool
 	)
-	p, err := scanPayment(s.pool.queryRow(ctx, stmt, args...), &from, &ageMs, &more)
+	var p *Payment
+	err := s.write(ctx, func(ctx context.Context) (err error) {
+		p, err = scanPayment(s.pool.queryRow(ctx, stmt, args...), &from, &ageMs, &more)
+		return err
+	})
 	if errors.Is(err, errNoRows) {
 		return nil, nil
 	}

@@ -74,6 +74,7 @@ func (s *Store) SettleByKey(ctx context.Context, providerKey string, o Outcome, 
 	}
 	var settled bool
 	err := s.inTx(ctx, func(q querier) error {
+		settled = false
 		var (
 			id, accountID, currency string
 			amount                  int64

@@ -41,8 +41,15 @@ type Store struct {
 	// middleware is idemhttp.MiddlewareTx for the store's transaction type.
 	middleware func(e *idem.Engine, principal func(*http.Request) (string, error), cfg *idemhttp.Config) (func(http.Handler) http.Handler, error)
 	// inTx runs fn in a transaction of its own, committed if fn returns
-	// nil and rolled back otherwise.
-	inTx    func(ctx context.Context, fn func(q querier) error) error
+	// nil and rolled back otherwise. On SQLite it is in the write queue
+	// (write), and fn may run again if the database was busy.
+	inTx func(ctx context.Context, fn func(q querier) error) error
+	// write runs f, writes on the pool, in the database's write queue:
+	// SQLite's one write lock is taken in turn with the idempotency
+	// store's writes (sqlitestore.Store.Write) instead of through SQLite's
+	// busy handler, whose sleeps were the tail of a charge's latency.
+	// PostgreSQL needs no queue.
+	write   func(ctx context.Context, f func(ctx context.Context) error) error
 	migrate func(ctx context.Context) error
 	ping    func(ctx context.Context) error
 	closers []func()
@@ -106,6 +113,7 @@ func openPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, er
 		inTx: func(ctx context.Context, fn func(q querier) error) error {
 			return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return fn(pgxQuerier{tx}) })
 		},
+		write:   func(ctx context.Context, f func(ctx context.Context) error) error { return f(ctx) },
 		ping:    pool.Ping,
 		closers: []func(){is.Close, pool.Close},
 	}
@@ -145,16 +153,19 @@ func openSQLite(ctx context.Context, path string, log *slog.Logger) (*Store, err
 		},
 		middleware: idemhttp.MiddlewareTx[*sql.Tx],
 		inTx: func(ctx context.Context, fn func(q querier) error) error {
-			tx, err := db.BeginTx(ctx, nil) // an immediate transaction: Open asks for them
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback()
-			if err := fn(sqlQuerier{tx}); err != nil {
-				return err
-			}
-			return tx.Commit()
+			return is.Write(ctx, func(ctx context.Context) error {
+				tx, err := db.BeginTx(ctx, nil) // an immediate transaction: Open asks for them
+				if err != nil {
+					return err
+				}
+				defer tx.Rollback()
+				if err := fn(sqlQuerier{tx}); err != nil {
+					return err
+				}
+				return tx.Commit()
+			})
 		},
+		write:   is.Write,
 		ping:    db.PingContext,
 		closers: []func(){func() { is.Close() }, func() { db.Close() }},
 	}
@@ -276,13 +287,4 @@ func (s *Store) inRequestTx(ctx context.Context, fn func(q querier) error) error
 		return fn(q)
 	}
 	return s.inTx(ctx, fn)
-}
-
-// querierFor returns the transaction of ctx, if a handler runs under
-// Middleware, else the pool.
-func (s *Store) querierFor(ctx context.Context) querier {
-	if q, ok := s.txFrom(ctx); ok {
-		return q
-	}
-	return s.pool
 }
