@@ -467,7 +467,8 @@ func (s *Store) fenced(ctx context.Context, op string, pick func(*statements) *s
 //
 // f may be one write statement or a whole transaction, and may run more
 // than once: a transaction it begins must end before it returns, and any
-// effect outside the database must bear a retry. f must not call the
+// effect outside the database must bear a retry. Its ctx ends BusyTimeout
+// after the call at the latest, so keep it short. f must not call the
 // Store, whose writes would wait for the lock f holds. An error of f is
 // returned as it is; a lock not had within BusyTimeout is an error that
 // says the database is busy.
