@@ -21,9 +21,10 @@ const (
 	pollEvery     = 20 * time.Millisecond
 	patience      = 10 * time.Second // how long to poll for something that must happen
 	// prompt is how soon a woken waiter must return: long enough for a
-	// loaded CI machine, short enough that a store which polls instead of
-	// notifying fails unless it polls more often than stores should.
-	prompt = 500 * time.Millisecond
+	// loaded CI machine (every package's tests at once, under the race
+	// detector), short enough that a store which polls instead of
+	// notifying fails unless it polls more often than the suite allows.
+	prompt = 2 * time.Second
 )
 
 // newKey returns a store key in the engine's shape, unique to this test

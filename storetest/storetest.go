@@ -8,8 +8,9 @@
 //
 // Subtests run in parallel and each uses its own keys, so newStore may
 // return the same store every time. Waiters must be woken by notification:
-// a store with a polling fallback should poll no more often than every
-// second or so under the suite, or the wake-up subtests prove nothing. Timing subtests use short real leases
+// a store with a polling fallback should poll no more often than every ten
+// seconds under the suite (this module's stores poll once a minute there),
+// or the wake-up subtests prove nothing. Timing subtests use short real leases
 // (a few hundred milliseconds) and poll with deadlines, because a store
 // judges time by its own clock. In-process stores whose clock is time.Now
 // also run RunSynctest, where the same subtests run in testing/synctest
