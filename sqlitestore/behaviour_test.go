@@ -542,17 +542,20 @@ func TestWriteQueuesWithTheStore(t *testing.T) {
 	if err != nil || cr.Status != idem.ClaimAcquired {
 		t.Fatalf("BeginClaim = %v, %v", cr.Status, err)
 	}
-	wrote := make(chan error, 1)
+	entered, wrote := make(chan struct{}), make(chan error, 1)
 	go func() {
 		wrote <- s.Write(ctx, func(ctx context.Context) error {
+			close(entered)
 			_, err := db.ExecContext(ctx, "INSERT INTO business (id, fence) VALUES ('after', 0)")
 			return err
 		})
 	}()
+	// Without the queue f would start at once, and its INSERT wait in
+	// SQLite's busy handler instead.
 	select {
-	case err := <-wrote:
+	case <-entered:
 		s.Rollback(ctx, tx)
-		t.Fatalf("a Write ran while a BeginClaim transaction held the lock (err %v)", err)
+		t.Fatal("a Write's f started while a BeginClaim transaction held the lock")
 	case <-time.After(200 * time.Millisecond):
 	}
 	if err := s.Commit(ctx, tx, cr.Lease, []byte("done"), false); err != nil {
@@ -565,7 +568,7 @@ func TestWriteQueuesWithTheStore(t *testing.T) {
 
 // TestWriteFailsBusy: a Write that cannot have the lock within BusyTimeout
 // does not run f, and says the database is busy; f's own error comes back
-// as it is.
+// as it is; after Close, Write returns ErrClosed.
 func TestWriteFailsBusy(t *testing.T) {
 	s := newStore(t, newDB(t), &sqlitestore.Config{BusyTimeout: 100 * time.Millisecond})
 	ctx := t.Context()
@@ -585,5 +588,9 @@ func TestWriteFailsBusy(t *testing.T) {
 	declined := errors.New("declined")
 	if err := s.Write(ctx, func(context.Context) error { return declined }); err != declined {
 		t.Fatalf("Write = %v, want f's error as it is", err)
+	}
+	s.Close()
+	if err := s.Write(ctx, func(context.Context) error { return nil }); !errors.Is(err, sqlitestore.ErrClosed) {
+		t.Fatalf("Write after Close = %v, want ErrClosed", err)
 	}
 }

@@ -468,11 +468,20 @@ func (s *Store) fenced(ctx context.Context, op string, pick func(*statements) *s
 // f may be one write statement or a whole transaction, and may run more
 // than once: a transaction it begins must end before it returns, and any
 // effect outside the database must bear a retry. Its ctx ends BusyTimeout
-// after the call at the latest, so keep it short. f must not call the
-// Store, whose writes would wait for the lock f holds. An error of f is
-// returned as it is; a lock not had within BusyTimeout is an error that
-// says the database is busy.
+// after the call at the latest, so keep it short: long work such as a
+// migration belongs in a transaction of its own. f's error is in the
+// chain of Write's (errors.Is finds it); a lock not had within
+// BusyTimeout is an error that says the database is busy, and a ctx done
+// first is ctx's error.
+//
+// The lock is not reentrant. f must not call the Store, and Write must not
+// be called while this goroutine's BeginClaim transaction (RunTx's fn, a
+// handler under idemhttp.MiddlewareTx) holds the lock: it would wait for
+// itself until BusyTimeout and fail busy. Write those in that transaction.
 func (s *Store) Write(ctx context.Context, f func(ctx context.Context) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
 	err := s.write(ctx, f)
 	if errors.Is(err, errBusy) {
 		return failed("write", err)
@@ -480,11 +489,12 @@ func (s *Store) Write(ctx context.Context, f func(ctx context.Context) error) er
 	return err
 }
 
-// write runs f, one write statement, holding this process's write lock,
-// within BusyTimeout: the wait for the lock in this process, SQLite's busy
-// handler waiting for another process's lock, and retries of busy and
-// locked errors (a database opened without a busy timeout, or a lock the
-// busy handler does not wait for), with jittered exponential backoff.
+// write runs f, one write statement or a transaction of Write's, holding
+// this process's write lock, within BusyTimeout: the wait for the lock in
+// this process, SQLite's busy handler waiting for another process's lock,
+// and retries of busy and locked errors (a database opened without a busy
+// timeout, or a lock the busy handler does not wait for), with jittered
+// exponential backoff.
 func (s *Store) write(ctx context.Context, f func(ctx context.Context) error) error {
 	deadline := time.Now().Add(s.cfg.BusyTimeout)
 	wctx := ctx

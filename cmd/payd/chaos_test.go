@@ -31,7 +31,7 @@ func chaosConfig(t *testing.T) *chaos.Config {
 		Progress:      testLog{t},
 	}
 	if raceEnabled {
-		cfg.ClientTimeoutMin, cfg.ClientTimeoutMax = 600*time.Millisecond, 2400*time.Millisecond
+		cfg.ClientTimeoutMin, cfg.ClientTimeoutMax = 4*chaos.DefaultClientTimeoutMin, 4*chaos.DefaultClientTimeoutMax
 	}
 	return cfg
 }

@@ -311,36 +311,38 @@ func TestExitCode(t *testing.T) {
 	}
 }
 
-// TestEveryFailpointFiresFirst: the replicas' first processes each arm one
-// failpoint with certainty, across the replicas first; every other process
-// gets the run's spec, and none gets failpoints once the run drains.
+// TestEveryFailpointFiresFirst: until each failpoint has killed a process,
+// new processes arm one that has not, for certain, and no two live
+// processes the same one; every other process gets the run's spec, and
+// none gets failpoints once the run drains.
 func TestEveryFailpointFiresFirst(t *testing.T) {
 	spec := "after-claim=0.03,after-send=0.03,after-response=0.03"
-	s := &supervisor{fpSpec: spec, replicas: make([]*replica, 2)}
-	failpoints := func(i, n int) string {
-		args := s.argsFor(i, n)
+	s := &supervisor{fpSpec: spec, failpointKill: map[Kind]int{}, certain: map[string]bool{}}
+	next := func(want, wantCertain string) {
+		t.Helper()
+		args, certain := s.argsFor(0, 0)
+		got := ""
 		if k := slices.Index(args, "--failpoints"); k >= 0 {
-			return args[k+1]
+			got = args[k+1]
 		}
-		return ""
-	}
-	for _, tc := range []struct {
-		replica, process int
-		want             string
-	}{
-		{0, 0, "after-claim=1"},
-		{1, 0, "after-send=1"},
-		{0, 1, "after-response=1"},
-		{1, 1, spec},
-		{0, 2, spec},
-		{1, 2, spec},
-	} {
-		if got := failpoints(tc.replica, tc.process); got != tc.want {
-			t.Errorf("replica %d, process %d: --failpoints %q, want %q", tc.replica, tc.process, got, tc.want)
+		if got != want || certain != wantCertain {
+			t.Fatalf("--failpoints %q, certain %q; want %q, %q", got, certain, want, wantCertain)
 		}
 	}
+	next("after-claim=1", "after-claim")
+	next("after-send=1", "after-send")
+	next("after-response=1", "after-response")
+	next(spec, "") // each is armed by a live process
+
+	s.disarm("after-send") // its process died before reaching the point
+	next("after-send=1", "after-send")
+
+	s.failpointKill[KillAfterClaim] = 1 // it fired
+	s.disarm("after-claim")
+	s.disarm("after-send")
+	next("after-send=1", "after-send")
+	next(spec, "")
+
 	s.draining = true
-	if got := failpoints(0, 0); got != "" {
-		t.Errorf("while draining: --failpoints %q, want none", got)
-	}
+	next("", "")
 }

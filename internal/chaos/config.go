@@ -146,6 +146,12 @@ const (
 	TargetBoth  = "both"
 )
 
+// Defaults of Config.ClientTimeoutMin and ClientTimeoutMax.
+const (
+	DefaultClientTimeoutMin = 150 * time.Millisecond
+	DefaultClientTimeoutMax = 600 * time.Millisecond
+)
+
 // Modes of an optional part of payd (refunds, webhooks).
 const (
 	ModeAuto = "auto" // use it if this payd has it
@@ -245,8 +251,8 @@ func (c *Config) resolve() (Config, error) {
 		}
 	}
 	def(&r.Duration, time.Minute)
-	def(&r.ClientTimeoutMin, 150*time.Millisecond)
-	def(&r.ClientTimeoutMax, 600*time.Millisecond)
+	def(&r.ClientTimeoutMin, DefaultClientTimeoutMin)
+	def(&r.ClientTimeoutMax, DefaultClientTimeoutMax)
 	def(&r.FaultInterval, time.Second)
 	def(&r.Lease, 3*time.Second)
 	def(&r.ProviderTimeout, time.Second)

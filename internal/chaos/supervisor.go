@@ -31,6 +31,7 @@ type supervisor struct {
 	mu            sync.Mutex
 	draining      bool // processes started from now on get no failpoints
 	failpointKill map[Kind]int
+	certain       map[string]bool // failpoints a live process has armed to fire for certain
 	restarts      int
 	startFailures []string
 	unexpected    []string
@@ -63,6 +64,7 @@ func newSupervisor(l *launcher, seed uint64, n int, args []string, fpSpec, logDi
 		grace:         grace,
 		stopping:      make(chan struct{}),
 		failpointKill: map[Kind]int{},
+		certain:       map[string]bool{},
 	}
 	for i := range n {
 		f, err := createLog(filepath.Join(logDir, fmt.Sprintf("replica-%d.log", i)))
@@ -107,10 +109,11 @@ func (s *supervisor) loop(r *replica) {
 			return
 		default:
 		}
-		args := s.argsFor(r.idx, n)
+		args, certain := s.argsFor(r.idx, n)
 		fmt.Fprintf(s.logs[r.idx], "\n=== chaos: replica %d, process %d: %s\n", r.idx, n, strings.Join(args, " "))
 		c, err := s.launcher.start(args, s.logs[r.idx], readyLine)
 		if err != nil {
+			s.disarm(certain)
 			s.startFailed(r.idx, err)
 			if !s.sleep(time.Second) {
 				return
@@ -156,6 +159,7 @@ func (s *supervisor) loop(r *replica) {
 		}
 		point := c.failpointHit()
 		s.mu.Lock()
+		delete(s.certain, certain) // with the kill counted below, in one step
 		switch {
 		case point != "":
 			s.failpointKill[failpointKind(point)]++
@@ -191,26 +195,39 @@ func (s *supervisor) loop(r *replica) {
 }
 
 // argsFor is the command line of replica i's process n: a seed of its own
-// for its failpoints, derived from the run's. The replicas' first
-// processes each die for certain at one failpoint, one point each, across
-// the replicas first, so that every failpoint kill happens at least once
-// even in a short run (a point late in a charge, such as after-response,
-// is otherwise often pre-empted by the earlier ones); after them, every
-// process gets the run's spec.
-func (s *supervisor) argsFor(i, n int) []string {
-	args := append([]string{"serve"}, s.args...)
+// for its failpoints, derived from the run's. Until every failpoint has
+// killed a process once, each new process arms, with certainty, the first
+// one that has not and that no live process has armed so (certain names
+// it; disarm it when the process is gone). Every failpoint kill then
+// happens in a short run too, where a point late in a charge, such as
+// after-response, is otherwise often pre-empted by the earlier ones. The
+// other processes get the run's spec.
+func (s *supervisor) argsFor(i, n int) (args []string, certain string) {
+	args = append([]string{"serve"}, s.args...)
 	args = append(args, "--seed", strconv.FormatUint(derive(s.seed, "failpoints", i, n)|1, 10))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fpSpec == "" || s.draining {
-		return args
+		return args, ""
 	}
-	spec := s.fpSpec
-	if points, first := strings.Split(s.fpSpec, ","), n*len(s.replicas)+i; first < len(points) {
-		point, _, _ := strings.Cut(points[first], "=")
-		spec = point + "=1"
+	for _, part := range strings.Split(s.fpSpec, ",") {
+		point, _, _ := strings.Cut(part, "=")
+		if s.failpointKill[failpointKind(point)] == 0 && !s.certain[point] {
+			s.certain[point] = true
+			return append(args, "--failpoints", point+"=1"), point
+		}
 	}
-	return append(args, "--failpoints", spec)
+	return append(args, "--failpoints", s.fpSpec), ""
+}
+
+// disarm forgets that a process, now gone, armed point for certain.
+func (s *supervisor) disarm(point string) {
+	if point == "" {
+		return
+	}
+	s.mu.Lock()
+	delete(s.certain, point)
+	s.mu.Unlock()
 }
 
 // restartDelay is how long replica i waits after its process n died: a

@@ -48,7 +48,9 @@ type Store struct {
 	// SQLite's one write lock is taken in turn with the idempotency
 	// store's writes (sqlitestore.Store.Write) instead of through SQLite's
 	// busy handler, whose sleeps were the tail of a charge's latency.
-	// PostgreSQL needs no queue.
+	// PostgreSQL needs no queue. Neither write nor inTx may run inside a
+	// request's transaction (Middleware), which holds that queue: write
+	// there through the request's transaction (inRequestTx).
 	write   func(ctx context.Context, f func(ctx context.Context) error) error
 	migrate func(ctx context.Context) error
 	ping    func(ctx context.Context) error
@@ -142,6 +144,19 @@ func openSQLite(ctx context.Context, path string, log *slog.Logger) (*Store, err
 		db.Close()
 		return nil, err
 	}
+	// inOwnTx runs fn in a transaction of its own, immediate: Open asks
+	// for them.
+	inOwnTx := func(ctx context.Context, fn func(q querier) error) error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if err := fn(sqlQuerier{tx}); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}
 	s := &Store{
 		dialect: sqlite,
 		pool:    sqlQuerier{db},
@@ -153,17 +168,7 @@ func openSQLite(ctx context.Context, path string, log *slog.Logger) (*Store, err
 		},
 		middleware: idemhttp.MiddlewareTx[*sql.Tx],
 		inTx: func(ctx context.Context, fn func(q querier) error) error {
-			return is.Write(ctx, func(ctx context.Context) error {
-				tx, err := db.BeginTx(ctx, nil) // an immediate transaction: Open asks for them
-				if err != nil {
-					return err
-				}
-				defer tx.Rollback()
-				if err := fn(sqlQuerier{tx}); err != nil {
-					return err
-				}
-				return tx.Commit()
-			})
+			return is.Write(ctx, func(ctx context.Context) error { return inOwnTx(ctx, fn) })
 		},
 		write:   is.Write,
 		ping:    db.PingContext,
@@ -173,7 +178,9 @@ func openSQLite(ctx context.Context, path string, log *slog.Logger) (*Store, err
 		if err := is.Migrate(ctx); err != nil {
 			return err
 		}
-		return s.inTx(ctx, func(q querier) error { return s.applyMigrations(ctx, q) })
+		// Not in the write queue, whose writes end at its BusyTimeout: a
+		// migration may take long, and runs before any other write.
+		return inOwnTx(ctx, func(q querier) error { return s.applyMigrations(ctx, q) })
 	}
 	s.sql = newStatements(s.dialect)
 	return s, nil
