@@ -135,7 +135,7 @@ func payd(t *testing.T, args ...string) (string, error) {
 // the test unless every invariant holds.
 func verifyPasses(t *testing.T, databaseURL, providerURL string) {
 	t.Helper()
-	out, err := payd(t, "verify", "--database-url", databaseURL, "--provider-url", providerURL)
+	out, err := payd(t, "verify", "--database-url", smallPool(databaseURL), "--provider-url", providerURL)
 	if err != nil || !strings.Contains(out, "checks passed") {
 		t.Fatalf("payd verify: %v\n%s", err, out)
 	}
@@ -167,7 +167,21 @@ func eachDatabase(t *testing.T, test func(t *testing.T, databaseURL string)) {
 var fastFlags = []string{"--lease", "2s", "--provider-timeout", "1s", "--retry-base", "50ms", "--shutdown-grace", "2s"}
 
 func paydArgs(databaseURL, providerURL string, extra ...string) []string {
-	return append(append([]string{"--addr", "127.0.0.1:0", "--database-url", databaseURL, "--provider-url", providerURL}, fastFlags...), extra...)
+	return append(append([]string{"--addr", "127.0.0.1:0", "--database-url", smallPool(databaseURL), "--provider-url", providerURL}, fastFlags...), extra...)
+}
+
+// smallPool caps a PostgreSQL URL's pool at 8 connections: the tests start
+// many payd processes at once, beside other packages' tests, and
+// PostgreSQL's default allows 100 connections in all.
+func smallPool(databaseURL string) string {
+	if !strings.HasPrefix(databaseURL, "postgres://") || strings.Contains(databaseURL, "pool_max_conns") {
+		return databaseURL
+	}
+	sep := "?"
+	if strings.Contains(databaseURL, "?") {
+		sep = "&"
+	}
+	return databaseURL + sep + "pool_max_conns=8"
 }
 
 type response struct {
@@ -576,7 +590,7 @@ func TestVerifyFindsATamperedPosting(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, err := payd(t, "verify", "--database-url", db, "--provider-url", simURL)
+	out, err := payd(t, "verify", "--database-url", smallPool(db), "--provider-url", simURL)
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
 		t.Fatalf("payd verify after tampering: %v, want exit status 1:\n%s", err, out)
