@@ -196,12 +196,12 @@ func (s *supervisor) loop(r *replica) {
 
 // argsFor is the command line of replica i's process n: a seed of its own
 // for its failpoints, derived from the run's. Until every failpoint has
-// killed a process once, each new process arms, with certainty, the first
-// one that has not and that no live process has armed so (certain names
-// it; disarm it when the process is gone). Every failpoint kill then
-// happens in a short run too, where a point late in a charge, such as
-// after-response, is otherwise often pre-empted by the earlier ones. The
-// other processes get the run's spec.
+// killed a process once, a new process arms with certainty the first point
+// that has not fired and that no live process arms already; certain names
+// it, and the caller disarms it once the process is gone. So every
+// failpoint kill happens in a short run too, where a point late in a
+// charge, such as after-response, is otherwise often pre-empted by the
+// earlier ones. Other processes get the run's spec.
 func (s *supervisor) argsFor(i, n int) (args []string, certain string) {
 	args = append([]string{"serve"}, s.args...)
 	args = append(args, "--seed", strconv.FormatUint(derive(s.seed, "failpoints", i, n)|1, 10))
