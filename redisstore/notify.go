@@ -82,6 +82,9 @@ func (s *Store) Wait(ctx context.Context, key string, fence int64) error {
 	defer s.waiters.Remove(rkey, woken)
 	args := []string{strconv.FormatInt(fence, 10)}
 	for {
+		// A context of its own, not a shared deadline (Store.op): waits are
+		// rare, and ctx, whose cancellation must reach the script, often
+		// ends sooner than OpTimeout.
 		opCtx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 		held, err := s.wait.Exec(opCtx, s.client, []string{rkey}, args).AsInt64()
 		cancel()

@@ -204,12 +204,23 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// checkVersion refuses a server, or any cluster node, older than Redis 7.0,
-// which cannot run a claim's SET with both NX and GET.
-func checkVersion(ctx context.Context, client rueidis.Client, timeout time.Duration) error {
+// eachNode runs check on the server, or on every cluster node, within
+// timeout in all, and returns the first error.
+func eachNode(ctx context.Context, client rueidis.Client, timeout time.Duration, check func(ctx context.Context, addr string, node rueidis.Client) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for addr, node := range client.Nodes() {
+		if err := check(ctx, addr, node); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkVersion refuses a server, or any cluster node, older than Redis 7.0,
+// which cannot run a claim's SET with both NX and GET.
+func checkVersion(ctx context.Context, client rueidis.Client, timeout time.Duration) error {
+	return eachNode(ctx, client, timeout, func(ctx context.Context, addr string, node rueidis.Client) error {
 		info, err := node.Do(ctx, node.B().Info().Section("server").Build()).ToString()
 		if err != nil {
 			return fmt.Errorf("redisstore: read the server version of %s: %w", addr, err)
@@ -217,8 +228,8 @@ func checkVersion(ctx context.Context, client rueidis.Client, timeout time.Durat
 		if version, ok := supported(info); !ok {
 			return fmt.Errorf("redisstore: %s runs Redis %q; the store needs 7.0 or later", addr, version)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // supported reads redis_version from INFO server and reports whether it is
@@ -234,9 +245,7 @@ func supported(info string) (version string, ok bool) {
 // checkEviction refuses a server, or any cluster node, whose
 // maxmemory-policy lets it evict keys.
 func checkEviction(ctx context.Context, client rueidis.Client, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for addr, node := range client.Nodes() {
+	return eachNode(ctx, client, timeout, func(ctx context.Context, addr string, node rueidis.Client) error {
 		conf, err := node.Do(ctx, node.B().ConfigGet().Parameter("maxmemory-policy").Build()).AsStrMap()
 		if err != nil {
 			return fmt.Errorf("redisstore: read maxmemory-policy on %s (set Config.AllowEvictingServer to skip this check once you have confirmed the policy): %w", addr, err)
@@ -245,8 +254,8 @@ func checkEviction(ctx context.Context, client rueidis.Client, timeout time.Dura
 			return fmt.Errorf("redisstore: %s has maxmemory-policy %q, which can evict idempotency records and so run fn twice; "+
 				"set it to noeviction, or Config.AllowEvictingServer if the server cannot evict for another reason", addr, policy)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // recordKey is the Redis key of a store key: the store key is the hash tag,

@@ -10,16 +10,23 @@
 -- The claim's first step, a plain SET … NX GET from the client, writes a
 -- new record in the same format.
 
+-- progress reads an in-progress record's fields, as strings but waited:
+-- fence, lease ms, retention ms, waited, owner, fingerprint. It builds no
+-- table: it runs on every completion.
+local function progress(v)
+  local fence, lttl, ret, w, olen, at = string.match(v, '^p(%d+):(%d+):(%d+):([01]):(%d+):()')
+  local fp_at = at + tonumber(olen)
+  return fence, lttl, ret, w == '1', string.sub(v, at, fp_at - 1), string.sub(v, fp_at)
+end
+
 local function parse(v)
   if not v then
     return nil
   end
   local st = string.sub(v, 1, 1)
   if st == 'p' then
-    local fence, lttl, ret, w, olen, at = string.match(v, '^p(%d+):(%d+):(%d+):([01]):(%d+):()')
-    olen = tonumber(olen)
-    return {st = 'p', fence = tonumber(fence), lttl = tonumber(lttl), ret = tonumber(ret), w = w == '1',
-            owner = string.sub(v, at, at + olen - 1), fp = string.sub(v, at + olen)}
+    local fence, lttl, ret, w, owner, fp = progress(v)
+    return {st = 'p', fence = tonumber(fence), lttl = tonumber(lttl), ret = tonumber(ret), w = w, owner = owner, fp = fp}
   elseif st == 'c' then
     local fence, flen, at = string.match(v, '^c(%d+):(%d+):()')
     flen = tonumber(flen)
@@ -34,21 +41,16 @@ end
 
 -- held reads v as an in-progress record under the caller's owner and fence
 -- (ARGV[1], ARGV[2]) and returns its fence, lease ms, retention ms, waited
--- flag and fingerprint; nil if v is anything else. It builds no table: it
--- runs on every completion.
+-- flag and fingerprint; nil if v is anything else.
 local function held(v)
-  if not v then
+  if not v or string.sub(v, 1, 1) ~= 'p' then
     return nil
   end
-  local fence, lttl, ret, w, olen, at = string.match(v, '^p(%d+):(%d+):(%d+):([01]):(%d+):()')
-  if fence ~= ARGV[2] then
+  local fence, lttl, ret, w, owner, fp = progress(v)
+  if fence ~= ARGV[2] or owner ~= ARGV[1] then
     return nil
   end
-  local fp_at = at + tonumber(olen)
-  if string.sub(v, at, fp_at - 1) ~= ARGV[1] then
-    return nil
-  end
-  return fence, lttl, ret, w == '1', string.sub(v, fp_at)
+  return fence, lttl, ret, w, fp
 end
 
 -- ended publishes the key's end of an in-progress fence, if anyone
