@@ -37,16 +37,21 @@ func (s *Store) listen(ctx context.Context, ready chan<- error) {
 	first := true
 	for {
 		conn, err := s.listenConn(ctx)
-		if first {
+		switch {
+		case first:
+			// New is waiting for this and nobody can have waited yet: waking
+			// all here would race with the first waiters and wake them for
+			// nothing.
 			ready <- err
 			if err != nil {
 				return
 			}
 			first = false
+		case err == nil:
+			s.waiters.WakeAll(struct{}{}) // back: notifications may have been lost meanwhile
 		}
 		if err == nil {
 			backoff = 50 * time.Millisecond
-			s.waiters.WakeAll(struct{}{}) // notifications may have been lost meanwhile
 			for {
 				n, err := conn.WaitForNotification(ctx)
 				if err != nil {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -32,13 +32,19 @@ func (s *Store) subscribe(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	confirmed := make(chan struct{})
-	var once sync.Once
+	var subscribed atomic.Bool
 	hooked := rueidis.WithOnSubscriptionHook(runCtx, func(sub rueidis.PubSubSubscription) {
 		if sub.Kind != "subscribe" {
 			return
 		}
-		once.Do(func() { close(confirmed) })
-		// After a reconnection, messages may have been lost meanwhile.
+		if !subscribed.Swap(true) {
+			// The first subscription: New is waiting for it and nobody can
+			// have waited yet. Waking all here would race with the first
+			// waiters and wake them for nothing.
+			close(confirmed)
+			return
+		}
+		// A resubscription: messages may have been lost meanwhile.
 		s.waiters.WakeAll(struct{}{})
 	})
 	go func() {
