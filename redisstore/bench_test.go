@@ -2,7 +2,9 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,7 +63,19 @@ func eachConc(b *testing.B, bench func(b *testing.B, conc int)) {
 // BenchmarkFirstExecution: claim and complete on a new key, two round trips.
 // Floor: a raw SET of a new key with the same client, one round trip. The
 // bar is rate-vs-set ≥ 0.45.
+//
+// A second floor, for diagnosis: the store's own two commands with no
+// engine around them, the claim's raw SET … NX GET and the completion
+// script, on records shaped like the store's. rate-vs-set divided by
+// rate-vs-twostep is how close two round trips with a fenced completion in
+// Lua come to the bar on this server before the engine does anything.
 func BenchmarkFirstExecution(b *testing.B) {
+	lib, err1 := os.ReadFile("lua/lib.lua")
+	body, err2 := os.ReadFile("lua/complete.lua")
+	if err := errors.Join(err1, err2); err != nil {
+		b.Fatal(err)
+	}
+	complete := rueidis.NewLuaScript(string(lib) + "\n" + string(body))
 	eachConc(b, func(b *testing.B, conc int) {
 		client, e := benchServer(b)
 		ctx := b.Context()
@@ -75,6 +89,18 @@ func BenchmarkFirstExecution(b *testing.B) {
 			},
 			floorbench.Floor{Name: "set", Op: func(i int) error {
 				return client.Do(ctx, client.B().Set().Key("raw:"+strconv.Itoa(i)).Value(string(benchValue)).Ex(time.Hour).Build()).Error()
+			}},
+			floorbench.Floor{Name: "twostep", Op: func(i int) error {
+				key := rawRecordKey(i)
+				err := client.Do(ctx, client.B().Set().Key(key).Value(rawInProgress).Nx().Get().PxMilliseconds(86430000).Build()).Error()
+				if err != nil && !rueidis.IsRedisNil(err) {
+					return err
+				}
+				done, err := complete.Exec(ctx, client, []string{key}, []string{rawOwner, "1", rawOutcome, "idem:done"}).AsInt64()
+				if err == nil && done != 1 {
+					err = fmt.Errorf("completion script refused raw record %d", i)
+				}
+				return err
 			}})
 		reportScriptTime(b, client)
 	})
@@ -140,8 +166,10 @@ func BenchmarkReplay(b *testing.B) {
 // without the engine. rate-vs-setnxget is then what the engine's own work
 // costs, and rate-vs-get over it what the command costs.
 const (
-	rawInProgress = "p1:30000:86400000:0:24:owner-0123456789abcdefgh"
-	rawCompleted  = `c1:0:{"v":"eyJpZCI6ImNoXzEiLCJhbW91bnQiOjE5OTl9"}`
+	rawOwner      = "owner-0123456789abcdefgh"
+	rawInProgress = "p1:30000:86400000:0:24:" + rawOwner
+	rawOutcome    = `{"v":"eyJpZCI6ImNoXzEiLCJhbW91bnQiOjE5OTl9"}`
+	rawCompleted  = "c1:0:" + rawOutcome
 )
 
 func rawRecordKey(i int) string {
