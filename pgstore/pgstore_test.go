@@ -385,72 +385,32 @@ func TestCommitRollsBackWithoutItsClaim(t *testing.T) {
 }
 
 // TestListenerReconnectWakesWaiters terminates the store's LISTEN backend
-// while a waiter blocks: the waiter is woken to look again, since a
-// notification may have been lost, and once the store listens again a
-// completion's notification reaches the next waiter. Polls are a minute
-// apart (newStore), so only the listener can wake them in time.
+// under a blocked waiter (storetest.RunNotificationLoss). Polls are a
+// minute apart (newStore), so only the listener can wake waiters in time.
 func TestListenerReconnectWakesWaiters(t *testing.T) {
 	pool := newPool(t)
 	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
 	s := newStore(t, pool, pgstore.Config{Schema: schema, ReapInterval: -1})
-	ctx := t.Context()
 	listen := "LISTEN " + pgx.Identifier{"idem_" + schema}.Sanitize()
-	listener := func() (pid int) {
-		err := pool.QueryRow(ctx, "SELECT pid FROM pg_stat_activity WHERE query = $1", listen).Scan(&pid)
+	listener := func(t *testing.T) (pid int) {
+		err := pool.QueryRow(t.Context(), "SELECT pid FROM pg_stat_activity WHERE query = $1 AND state = 'idle'", listen).Scan(&pid)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			t.Fatal(err)
 		}
 		return pid
 	}
-	// waitMarked starts a waiter on a new lease and returns once the wait
-	// statement has marked the record, so the waiter is past its check.
-	waitMarked := func(key string) (idem.Lease, <-chan error) {
-		cr, err := s.Claim(ctx, idem.ClaimParams{Key: key, Owner: "o", LeaseTTL: time.Minute, Retention: time.Hour})
-		if err != nil || cr.Status != idem.ClaimAcquired {
-			t.Fatalf("Claim(%s) = (%v, %v)", key, cr.Status, err)
+	var dropped int
+	drop := func(t *testing.T) {
+		if dropped = listener(t); dropped == 0 {
+			t.Fatalf("no backend runs %q", listen)
 		}
-		woken := make(chan error, 1)
-		go func() { woken <- s.Wait(ctx, key, cr.Lease.Fence) }()
-		for waited := false; !waited; time.Sleep(5 * time.Millisecond) {
-			if err := pool.QueryRow(ctx, "SELECT waited FROM "+pgx.Identifier{schema, "idem_records"}.Sanitize()+" WHERE key = $1", key).Scan(&waited); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return cr.Lease, woken
-	}
-	wantWoken := func(woken <-chan error, after string) {
-		t.Helper()
-		select {
-		case err := <-woken:
-			if err != nil {
-				t.Fatalf("Wait = %v, want nil", err)
-			}
-		case <-time.After(2 * time.Second):
-			t.Fatalf("waiter not woken within 2s of %s", after)
+		if _, err := pool.Exec(t.Context(), "SELECT pg_terminate_backend($1)", dropped); err != nil {
+			t.Fatal(err)
 		}
 	}
-
-	_, woken := waitMarked("a")
-	first := listener()
-	if first == 0 {
-		t.Fatalf("no backend runs %q", listen)
+	back := func(t *testing.T) bool {
+		pid := listener(t)
+		return pid != 0 && pid != dropped
 	}
-	if _, err := pool.Exec(ctx, "SELECT pg_terminate_backend($1)", first); err != nil {
-		t.Fatal(err)
-	}
-	wantWoken(woken, "losing its LISTEN connection")
-
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if pid := listener(); pid != 0 && pid != first {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the store did not listen again within 5s")
-		}
-	}
-	lease, woken := waitMarked("b")
-	if err := s.Complete(ctx, lease, []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	wantWoken(woken, "a completion after listening again")
+	storetest.RunNotificationLoss(t, s, drop, back)
 }

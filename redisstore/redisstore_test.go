@@ -388,10 +388,8 @@ func TestShorterDeadlinesHold(t *testing.T) {
 }
 
 // TestResubscribeWakesWaiters kills the store's subscription connection
-// while a waiter blocks: the waiter is woken to look again, since a
-// notification may have been lost, and once the store has subscribed again
-// a completion's notification reaches the next waiter. Polls are a minute
-// apart, so only the subscription can wake them in time.
+// under a blocked waiter (storetest.RunNotificationLoss). Polls are a
+// minute apart, so only the subscription can wake waiters in time.
 func TestResubscribeWakesWaiters(t *testing.T) {
 	addr := testenv.RedisServer(t)
 	cfg := conformanceConfig
@@ -400,45 +398,18 @@ func TestResubscribeWakesWaiters(t *testing.T) {
 	// The test's own client, apart from the store's.
 	client := newClientOpt(t, rueidis.ClientOption{InitAddress: []string{addr}})
 	do := func(cmd rueidis.Completed) rueidis.RedisResult { return client.Do(t.Context(), cmd) }
-	// waitMarked starts a waiter on a new lease and returns once the wait
-	// script has marked the record, so the waiter is past its check.
-	waitMarked := func(key string) (idem.Lease, <-chan error) {
-		lease := acquire(t, s, key)
-		woken := make(chan error, 1)
-		go func() { woken <- s.Wait(t.Context(), lease.Key, lease.Fence) }()
-		for {
-			v, err := do(client.B().Get().Key(cfg.Prefix + "{" + key + "}").Build()).ToString()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if f := strings.SplitN(v, ":", 5); len(f) == 5 && f[3] == "1" {
-				return lease, woken
-			}
-			time.Sleep(5 * time.Millisecond)
+	drop := func(t *testing.T) {
+		// With RESP3 the subscription shares a connection with commands, so
+		// find it by its subscription count rather than by its type.
+		clients, err := do(client.B().ClientList().Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	wantWoken := func(woken <-chan error, after string) {
-		t.Helper()
-		select {
-		case err := <-woken:
-			if err != nil {
-				t.Fatalf("Wait = %v, want nil", err)
+		var killed int64
+		for line := range strings.Lines(clients) {
+			if !strings.Contains(line, " sub=1 ") {
+				continue
 			}
-		case <-time.After(2 * time.Second):
-			t.Fatalf("waiter not woken within 2s of %s", after)
-		}
-	}
-
-	_, woken := waitMarked("resub/1")
-	// With RESP3 the subscription shares a connection with commands, so
-	// find it by its subscription count rather than by its type.
-	clients, err := do(client.B().ClientList().Build()).ToString()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var killed int64
-	for line := range strings.Lines(clients) {
-		if strings.Contains(line, " sub=1 ") {
 			_, field, _ := strings.Cut(line, "id=") // the first field, after RESP3's "txt:" on the first line
 			field, _, _ = strings.Cut(field, " ")
 			id, err := strconv.ParseInt(field, 10, 64)
@@ -451,27 +422,16 @@ func TestResubscribeWakesWaiters(t *testing.T) {
 			}
 			killed += n
 		}
+		if killed != 1 {
+			t.Fatalf("killed %d connections subscribed to one channel, want 1:\n%s", killed, clients)
+		}
 	}
-	if killed != 1 {
-		t.Fatalf("killed %d connections subscribed to one channel, want 1:\n%s", killed, clients)
-	}
-	wantWoken(woken, "losing its subscription")
-
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	back := func(t *testing.T) bool {
 		subs, err := do(client.B().PubsubNumsub().Channel(cfg.Prefix + "done").Build()).AsIntMap()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if subs[cfg.Prefix+"done"] == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the store did not subscribe again within 5s")
-		}
+		return subs[cfg.Prefix+"done"] == 1
 	}
-	lease, woken := waitMarked("resub/2")
-	if err := s.Complete(t.Context(), lease, []byte("\x01v")); err != nil {
-		t.Fatal(err)
-	}
-	wantWoken(woken, "a completion after resubscribing")
+	storetest.RunNotificationLoss(t, s, drop, back)
 }

@@ -133,6 +133,38 @@ func waitAsync(ctx context.Context, s idem.Store, key string, fence int64) <-cha
 	return done
 }
 
+// blockedWaiter claims a new key on a long lease and starts a waiter on it.
+// It returns once the waiter has had time to register, or with what Wait
+// returned if it did not block.
+func blockedWaiter(t *testing.T, s idem.Store) (idem.Lease, <-chan error, error) {
+	t.Helper()
+	a := acquire(t, s, params(newKey(t), "a", "fp", longLease))
+	woken := waitAsync(t.Context(), s, a.Key, a.Fence)
+	time.Sleep(100 * time.Millisecond) // let the waiter register; correctness does not depend on it
+	select {
+	case err := <-woken:
+		if err == nil {
+			err = errors.New("nil")
+		}
+		return a, nil, err
+	default:
+		return a, woken, nil
+	}
+}
+
+// wantWoken fails unless the waiter returns nil within prompt.
+func wantWoken(t *testing.T, woken <-chan error, after string) {
+	t.Helper()
+	select {
+	case err := <-woken:
+		if err != nil {
+			t.Fatalf("Wait = %v, want nil", err)
+		}
+	case <-time.After(prompt):
+		t.Fatalf("Wait not woken within %s of %s (lease %s)", prompt, after, longLease)
+	}
+}
+
 // newEngine returns an engine on s in a namespace of its own.
 func newEngine(t *testing.T, s idem.Store, cfg idem.Config) *idem.Engine {
 	t.Helper()

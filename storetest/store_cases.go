@@ -307,30 +307,12 @@ func testWaitWokenOnRelease(t *testing.T, s idem.Store) {
 // testWaitWoken checks that a waiter on a long lease returns promptly once
 // end is applied to the lease, long before the lease would expire.
 func testWaitWoken(t *testing.T, s idem.Store, end func(idem.Lease)) {
-	k := newKey(t)
-	a := acquire(t, s, params(k, "a", "fp", longLease))
-	ctx, cancel := context.WithTimeout(t.Context(), longLease)
-	defer cancel()
-	woken := waitAsync(ctx, s, k, a.Fence)
-	time.Sleep(100 * time.Millisecond) // let the waiter subscribe; correctness does not depend on it
-	select {
-	case err := <-woken:
+	a, woken, err := blockedWaiter(t, s)
+	if err != nil {
 		t.Fatalf("Wait returned %v before the record changed", err)
-	default:
 	}
 	end(a)
-	ended := time.Now()
-	select {
-	case err := <-woken:
-		if err != nil {
-			t.Fatalf("Wait = %v, want nil", err)
-		}
-	case <-time.After(prompt):
-		t.Fatalf("Wait not woken within %s of the change (lease %s)", prompt, longLease)
-	}
-	if d := time.Since(ended); d > prompt {
-		t.Fatalf("Wait woken %s after the change, want within %s", d, prompt)
-	}
+	wantWoken(t, woken, "the change")
 }
 
 func testWaitReturnsAtOnceWhenChanged(t *testing.T, s idem.Store) {

@@ -16,6 +16,11 @@
 // also run RunSynctest, where the same subtests run in testing/synctest
 // bubbles on a fake clock.
 //
+// A store that wakes waiters through a notification channel can also run
+// RunNotificationLoss, with a way to break that channel: it checks that
+// waiters are woken when the channel drops and that notifications work
+// again once it is back.
+//
 // The package imports only the standard library and idem, so a third-party
 // store can use it without inheriting dependencies.
 package storetest

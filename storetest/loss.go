@@ -1,0 +1,48 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/idemhq/idem"
+)
+
+// RunNotificationLoss checks how a store that wakes waiters by notification
+// recovers when its notification channel drops. A waiter blocked on a held
+// key must be woken when drop breaks the channel, since a notification may
+// have been lost meanwhile; and once back reports the channel restored, a
+// completion must wake the next waiter. The store's polling fallback must
+// be slower than the suite allows (see the package documentation), or the
+// test proves nothing.
+func RunNotificationLoss(t *testing.T, s idem.Store, drop func(t *testing.T), back func(t *testing.T) bool) {
+	t.Helper()
+	_, woken, err := blockedWaiter(t, s)
+	if err != nil {
+		t.Fatalf("Wait returned %v before anything changed", err)
+	}
+	drop(t)
+	wantWoken(t, woken, "the notification channel dropping")
+
+	deadline := time.Now().Add(patience)
+	for !back(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("notification channel not back within %s", patience)
+		}
+		time.Sleep(pollEvery)
+	}
+	// The store may wake its waiters once more as the channel comes back
+	// (Wait may return nil after its channel dropped): start waiters until
+	// one stays blocked.
+	for tries := 1; ; tries++ {
+		a, woken, err := blockedWaiter(t, s)
+		if err != nil {
+			if tries == 3 {
+				t.Fatalf("Wait keeps returning (%v) with nothing changed after the channel came back", err)
+			}
+			continue
+		}
+		complete(t, s, a, []byte("done"))
+		wantWoken(t, woken, "a completion after the channel came back")
+		return
+	}
+}
