@@ -52,13 +52,7 @@ func (s *Store) listen(ctx context.Context, ready chan<- error) {
 		}
 		if err == nil {
 			backoff = 50 * time.Millisecond
-			for {
-				n, err := conn.WaitForNotification(ctx)
-				if err != nil {
-					break
-				}
-				s.waiters.Wake(n.Payload, struct{}{})
-			}
+			err = s.relay(ctx, conn)
 			conn.Close(context.Background())
 		}
 		if ctx.Err() != nil {
@@ -73,6 +67,17 @@ func (s *Store) listen(ctx context.Context, ready chan<- error) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// relay wakes the waiters of each notification on conn until it fails.
+func (s *Store) relay(ctx context.Context, conn *pgx.Conn) error {
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		s.waiters.Wake(n.Payload, struct{}{})
 	}
 }
 

@@ -1,9 +1,11 @@
 package pgstore_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -390,7 +392,8 @@ func TestCommitRollsBackWithoutItsClaim(t *testing.T) {
 func TestListenerReconnectWakesWaiters(t *testing.T) {
 	pool := newPool(t)
 	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
-	s := newStore(t, pool, pgstore.Config{Schema: schema, ReapInterval: -1})
+	var log lockedBuffer
+	s := newStore(t, pool, pgstore.Config{Schema: schema, ReapInterval: -1, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	listen := "LISTEN " + pgx.Identifier{"idem_" + schema}.Sanitize()
 	listener := func(t *testing.T) (pid int) {
 		err := pool.QueryRow(t.Context(), "SELECT pid FROM pg_stat_activity WHERE query = $1 AND state = 'idle'", listen).Scan(&pid)
@@ -413,4 +416,27 @@ func TestListenerReconnectWakesWaiters(t *testing.T) {
 		return pid != 0 && pid != dropped
 	}
 	storetest.RunNotificationLoss(t, s, drop, back)
+	// The warning says why the connection was lost.
+	if got := log.String(); !strings.Contains(got, "LISTEN connection lost") || strings.Contains(got, "error=<nil>") {
+		t.Errorf("log = %q, want the lost connection's warning with its error", got)
+	}
+}
+
+// lockedBuffer is a log sink a store's goroutines may write while the test
+// reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -134,8 +134,8 @@ func waitAsync(ctx context.Context, s idem.Store, key string, fence int64) <-cha
 }
 
 // blockedWaiter claims a new key on a long lease and starts a waiter on it.
-// It returns once the waiter has had time to register, or with what Wait
-// returned if it did not block.
+// It returns once the waiter has had time to register, or, if Wait did not
+// block, with its error (an error saying "nil" if it returned nil).
 func blockedWaiter(t *testing.T, s idem.Store) (idem.Lease, <-chan error, error) {
 	t.Helper()
 	a := acquire(t, s, params(newKey(t), "a", "fp", longLease))

@@ -11,9 +11,10 @@ import (
 // recovers when its notification channel drops. A waiter blocked on a held
 // key must be woken when drop breaks the channel, since a notification may
 // have been lost meanwhile; and once back reports the channel restored, a
-// completion must wake the next waiter. The store's polling fallback must
-// be slower than the suite allows (see the package documentation), or the
-// test proves nothing.
+// completion must wake the next waiter. drop returns once the channel is
+// broken; back reports true only for a channel opened since. The store
+// must poll no more often than Run requires (see the package
+// documentation), or the test proves nothing.
 func RunNotificationLoss(t *testing.T, s idem.Store, drop func(t *testing.T), back func(t *testing.T) bool) {
 	t.Helper()
 	_, woken, err := blockedWaiter(t, s)
