@@ -12,12 +12,12 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/idemhttp"
+	"github.com/idemhq/idem/internal/testenv"
 	"github.com/idemhq/idem/memstore"
 )
 
@@ -60,24 +60,6 @@ func userPrincipal(r *http.Request) (string, error) {
 		return "", errors.New("no user")
 	}
 	return u, nil
-}
-
-// syncBuffer is a log sink safe for concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // app is the handler under test. It counts its runs and answers with what
@@ -139,12 +121,12 @@ type fixture struct {
 	store *spyStore
 	app   *app
 	h     http.Handler
-	log   *syncBuffer
+	log   *testenv.SyncBuffer
 }
 
 func newFixture(t testing.TB, cfg *idemhttp.Config) *fixture {
 	t.Helper()
-	f := &fixture{store: &spyStore{Store: memstore.New()}, app: &app{}, log: &syncBuffer{}}
+	f := &fixture{store: &spyStore{Store: memstore.New()}, app: &app{}, log: &testenv.SyncBuffer{}}
 	engine, err := idem.New(f.store, &idem.Config{Namespace: "http"})
 	if err != nil {
 		t.Fatal(err)

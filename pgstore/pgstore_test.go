@@ -1,7 +1,6 @@
 package pgstore_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -392,7 +391,7 @@ func TestCommitRollsBackWithoutItsClaim(t *testing.T) {
 func TestListenerReconnectWakesWaiters(t *testing.T) {
 	pool := newPool(t)
 	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
-	var log lockedBuffer
+	var log testenv.SyncBuffer
 	s := newStore(t, pool, pgstore.Config{Schema: schema, ReapInterval: -1, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	listen := "LISTEN " + pgx.Identifier{"idem_" + schema}.Sanitize()
 	listener := func(t *testing.T) (pid int) {
@@ -420,23 +419,4 @@ func TestListenerReconnectWakesWaiters(t *testing.T) {
 	if got := log.String(); !strings.Contains(got, "LISTEN connection lost") || strings.Contains(got, "error=<nil>") {
 		t.Errorf("log = %q, want the lost connection's warning with its error", got)
 	}
-}
-
-// lockedBuffer is a log sink a store's goroutines may write while the test
-// reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,7 +54,7 @@ type proc struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	url  string // the API, when the process serves it
-	logs *syncBuffer
+	logs *testenv.SyncBuffer
 }
 
 // startPayd runs payd with args, and waits until it says it is ready.
@@ -67,7 +66,7 @@ func startPayd(t *testing.T, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, cmd: cmd, logs: &syncBuffer{}}
+	p := &proc{t: t, cmd: cmd, logs: &testenv.SyncBuffer{}}
 	cmd.Stderr = p.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -520,24 +519,6 @@ func openStore(t *testing.T, url string) *payments.Store {
 	}
 	t.Cleanup(s.Close)
 	return s
-}
-
-// syncBuffer collects a process's output for assertions.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestSIGTERMLetsInFlightWorkFinish stops payd while a provider call is in

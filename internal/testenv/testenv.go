@@ -3,6 +3,7 @@
 // real Redis and PostgreSQL, found through environment variables with local
 // defaults. A missing server skips the test, unless IDEM_REQUIRE_SERVICES=1
 // (as CI sets): then it fails, so a skipped suite never passes as green.
+// SyncBuffer collects the logs and output tests assert on.
 package testenv
 
 import (
