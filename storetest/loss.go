@@ -12,10 +12,10 @@ import (
 // key must be woken when drop breaks the channel, since a notification may
 // have been lost meanwhile; a waiter whose key completes while the channel
 // is down must be woken once it is back; and after that a completion must
-// wake the next waiter. drop returns once the channel is
-// broken; back reports true only for a channel opened since. The store
-// must poll no more often than Run requires (see the package
-// documentation), or the test proves nothing.
+// wake the next waiter. drop returns once the channel is broken; back
+// reports true only for a channel opened since. The store must poll no
+// more often than Run requires (see the package documentation), or the
+// test proves nothing.
 func RunNotificationLoss(t *testing.T, s idem.Store, drop func(t *testing.T), back func(t *testing.T) bool) {
 	t.Helper()
 	_, woken, err := blockedWaiter(t, s)
