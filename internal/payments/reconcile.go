@@ -46,10 +46,7 @@ func (m Mismatch) key() string { return m.Kind + "\x00" + m.PaymentID + "\x00" +
 func (s *Store) recordMismatch(ctx context.Context, m Mismatch) error {
 	s.log.Warn("payd: reconciliation mismatch", slog.String("kind", m.Kind), slog.String("payment", m.PaymentID),
 		slog.String("provider_charge", m.ProviderChargeID), slog.String("detail", m.Detail))
-	err := s.write(ctx, func(ctx context.Context) error {
-		_, err := s.pool.exec(ctx, s.sql.recordMismatch, newID("mm_"), m.Kind, m.PaymentID, m.ProviderChargeID, m.Detail, millis(m.SubjectAt))
-		return err
-	})
+	err := s.execWrite(ctx, s.sql.recordMismatch, newID("mm_"), m.Kind, m.PaymentID, m.ProviderChargeID, m.Detail, millis(m.SubjectAt))
 	return wrap("record mismatch", err)
 }
 
@@ -240,22 +237,15 @@ func (r *Reconciler) RunOnce(ctx context.Context) (*ReconciliationRun, error) {
 		if found[m.key()] || m.SubjectAt.Before(run.WindowFrom) || !m.SubjectAt.Before(run.WindowTo) {
 			continue
 		}
-		err := s.write(ctx, func(ctx context.Context) error {
-			_, err := s.pool.exec(ctx, s.sql.resolveMismatch, m.Kind, m.PaymentID, m.ProviderChargeID)
-			return err
-		})
-		if err != nil {
+		if err := s.execWrite(ctx, s.sql.resolveMismatch, m.Kind, m.PaymentID, m.ProviderChargeID); err != nil {
 			return nil, wrap("resolve mismatch", err)
 		}
 	}
 	if run.FinishedAt, err = s.Now(ctx); err != nil {
 		return nil, err
 	}
-	err = s.write(ctx, func(ctx context.Context) error {
-		_, err := s.pool.exec(ctx, s.sql.insertRun, run.ID, millis(run.StartedAt), millis(run.FinishedAt), millis(run.WindowFrom),
-			millis(run.WindowTo), run.ProviderCharges, run.Matched, run.Fixed, run.Mismatches)
-		return err
-	})
+	err = s.execWrite(ctx, s.sql.insertRun, run.ID, millis(run.StartedAt), millis(run.FinishedAt), millis(run.WindowFrom),
+		millis(run.WindowTo), run.ProviderCharges, run.Matched, run.Fixed, run.Mismatches)
 	return run, wrap("record reconciliation run", err)
 }
 

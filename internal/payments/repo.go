@@ -222,11 +222,7 @@ func hashKey(apiKey string) string {
 
 // EnsureAccount creates or updates the account id, reached with apiKey.
 func (s *Store) EnsureAccount(ctx context.Context, id, name, apiKey string) error {
-	err := s.write(ctx, func(ctx context.Context) error {
-		_, err := s.pool.exec(ctx, s.sql.upsertAccount, id, name, hashKey(apiKey))
-		return err
-	})
-	return wrap("ensure account", err)
+	return wrap("ensure account", s.execWrite(ctx, s.sql.upsertAccount, id, name, hashKey(apiKey)))
 }
 
 // AccountByKey returns the account an API key belongs to, or ErrNotFound.

@@ -287,6 +287,14 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 	return fromMillis(ms), wrap("read the clock", err)
 }
 
+// execWrite runs one write statement on the pool, in the write queue.
+func (s *Store) execWrite(ctx context.Context, stmt string, args ...any) error {
+	return s.write(ctx, func(ctx context.Context) error {
+		_, err := s.pool.exec(ctx, stmt, args...)
+		return err
+	})
+}
+
 // inRequestTx runs fn in the transaction of ctx, if a handler runs under
 // Middleware, and else in a transaction of its own.
 func (s *Store) inRequestTx(ctx context.Context, fn func(q querier) error) error {
