@@ -25,9 +25,10 @@ import (
 // A claim that takes over an expired lease does not notify: waiters of the
 // expired fence wake at its expiry anyway, which bounds their wait. If the
 // listening connection drops, notifications may be lost until it is back:
-// every waiter is woken to look again on reconnection, and each waiter also
-// re-reads the record every PollInterval, which also covers a process that
-// died between ending a fence and notifying.
+// every waiter is woken to look again when it drops and when it is back
+// (TestListenerReconnectWakesWaiters), and each waiter also re-reads the
+// record every PollInterval, which also covers a process that died between
+// ending a fence and notifying.
 
 // listen keeps a LISTEN connection open until ctx ends, sending the result
 // of the first attempt on ready.

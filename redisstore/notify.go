@@ -23,8 +23,9 @@ import (
 //     waiters of that key.
 //
 // If the subscription drops, messages may be lost while it reconnects: on
-// every resubscription all waiters are woken to look again, and each waiter
-// also re-reads the record every PollInterval.
+// every resubscription all waiters are woken to look again
+// (TestResubscribeWakesWaiters), and each waiter also re-reads the record
+// every PollInterval (TestPollingCoversLostNotifications).
 
 // subscribe starts the Store's subscription and returns once the server has
 // confirmed it, or with an error if it cannot within OpTimeout.
