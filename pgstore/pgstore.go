@@ -4,7 +4,9 @@
 // together.
 //
 // Every store step is one SQL statement, so a replay costs one round trip
-// and a first execution two. A claim reads the record by its key and
+// and a first execution two. Under load, claims and completions that
+// arrive while others are in flight share a statement and its commit (see
+// Config.BatchSlots). A claim reads the record by its key and
 // returns it when it is a completed outcome to replay; only otherwise does
 // the same statement call the store's claim function, which inserts the
 // record or takes it over (INSERT … ON CONFLICT … DO UPDATE … WHERE
@@ -45,6 +47,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/internal/batch"
 	"github.com/idemhq/idem/internal/waitlist"
 )
 
@@ -55,6 +58,8 @@ const (
 	DefaultPollInterval = time.Second
 	DefaultReapInterval = 5 * time.Minute
 	DefaultReapBatch    = 1000
+	DefaultBatchSlots   = 2
+	DefaultBatchMax     = 64
 )
 
 // Config tunes a Store. A nil *Config, and every zero field, means the
@@ -82,6 +87,16 @@ type Config struct {
 	// Defaults 5m and 1000.
 	ReapInterval time.Duration
 	ReapBatch    int
+
+	// BatchSlots is how many claim statements, and apart from them how
+	// many completion statements, a Store runs at once. Calls that arrive
+	// while all are busy wait, and go together in the next statement, at
+	// most BatchMax of them: one commit for many claims, which is how a
+	// busy Store outruns one statement per call. A call that finds a slot
+	// free goes at once, alone. BatchMax 1 turns batching off. Defaults 2
+	// and 64.
+	BatchSlots int
+	BatchMax   int
 
 	// Logger receives listener and reaper trouble. Default: discard.
 	Logger *slog.Logger
@@ -112,8 +127,14 @@ func (c *Config) resolve() (Config, error) {
 	if r.ReapBatch == 0 {
 		r.ReapBatch = DefaultReapBatch
 	}
-	if r.OpTimeout < 0 || r.PollInterval < 0 || r.ReapBatch < 0 {
-		return r, errors.New("pgstore: OpTimeout, PollInterval and ReapBatch must not be negative")
+	if r.BatchSlots == 0 {
+		r.BatchSlots = DefaultBatchSlots
+	}
+	if r.BatchMax == 0 {
+		r.BatchMax = DefaultBatchMax
+	}
+	if r.OpTimeout < 0 || r.PollInterval < 0 || r.ReapBatch < 0 || r.BatchSlots < 0 || r.BatchMax < 0 {
+		return r, errors.New("pgstore: OpTimeout, PollInterval, ReapBatch, BatchSlots and BatchMax must not be negative")
 	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
@@ -129,6 +150,9 @@ type Store struct {
 	cfg     Config
 	channel string
 	sql     statements
+
+	claims      *batch.Batcher[idem.ClaimParams, idem.ClaimResult]
+	completions *batch.Batcher[completion, struct{}]
 
 	waiters waitlist.List[struct{}]
 	stop    context.CancelFunc
@@ -151,6 +175,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		channel: "idem_" + c.Schema,
 		sql:     newStatements(c.Schema),
 	}
+	s.newBatchers()
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	ready := make(chan error, 1)
@@ -233,6 +258,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 // statements are the store's SQL, with its table filled in.
 type statements struct {
 	claim, renew, complete, completeInTx, release, wait, reap string
+
+	// For batches of calls (batch.go).
+	claimMany, completeMany, notifyMany string
 }
 
 func newStatements(schema string) statements {
@@ -241,22 +269,41 @@ func newStatements(schema string) statements {
 		"{{claim}}", pgx.Identifier{schema, "idem_claim"}.Sanitize(),
 		"{{complete_held}}", pgx.Identifier{schema, "idem_complete_held"}.Sanitize(),
 	).Replace
+	// One key's claim, its inputs named by {{key}}, {{owner}},
+	// {{fingerprint}}, {{lease_ms}} and {{retention_ms}}.
+	//
+	// A replay is the first branch: one primary-key read, no lock, no
+	// write. Anything else falls through to idem_claim (migration 0002),
+	// which reads the record again and claims it if it may. LIMIT 1 stops
+	// the Append once the first branch has its row, so the executor never
+	// calls the function on a replay. A claim that finds nothing at all, a
+	// record another transaction created after the function's snapshot,
+	// comes back as no row.
+	claim := fill(`
+(SELECT 2, r.fence, false, r.outcome, 0::bigint FROM {{table}} r
+ WHERE r.key = {{key}} AND r.state = 'c' AND r.fingerprint = {{fingerprint}} AND r.expires_at > statement_timestamp())
+UNION ALL
+(SELECT * FROM {{claim}}({{key}}, {{owner}}, {{fingerprint}}, {{lease_ms}}, {{retention_ms}}))
+LIMIT 1`)
+	claimOf := func(key, owner, fingerprint, leaseMs, retentionMs string) string {
+		return strings.NewReplacer("{{key}}", key, "{{owner}}", owner, "{{fingerprint}}", fingerprint,
+			"{{lease_ms}}", leaseMs, "{{retention_ms}}", retentionMs).Replace(claim)
+	}
+	// What a completion sets, for one key or many.
+	completed := `state = 'c', outcome = %s, owner = NULL, lease_until = NULL,
+	expires_at = statement_timestamp() + retention_ms * interval '1 millisecond'`
+
 	return statements{
 		// $1 key, $2 owner, $3 fingerprint, $4 lease ms, $5 retention ms.
-		//
-		// A replay is the first branch: one primary-key read, no lock, no
-		// write. Anything else falls through to idem_claim (migration 0002),
-		// which reads the record again and claims it if it may. LIMIT 1
-		// stops the Append once the first branch has its row, so the
-		// executor never calls the function on a replay. A claim that finds
-		// nothing at all, a record another transaction created after the
-		// function's snapshot, comes back as no row.
-		claim: fill(`
-(SELECT 2, fence, false, outcome, 0::bigint FROM {{table}}
- WHERE key = $1::text AND state = 'c' AND fingerprint = $3::text AND expires_at > statement_timestamp())
-UNION ALL
-(SELECT * FROM {{claim}}($1::text, $2::text, $3::text, $4::bigint, $5::bigint))
-LIMIT 1`),
+		claim: claimOf("$1::text", "$2::text", "$3::text", "$4::bigint", "$5::bigint"),
+
+		// The same five as arrays, one element per claim, answered by
+		// position (i, from 1). The claims run in array order, each seeing
+		// the ones before it; a claim that comes back as no row has none.
+		claimMany: `
+SELECT a.i, c.* FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+	WITH ORDINALITY AS a(key, owner, fingerprint, lease_ms, retention_ms, i)
+CROSS JOIN LATERAL (` + claimOf("a.key", "a.owner", "a.fingerprint", "a.lease_ms", "a.retention_ms") + `) c`,
 
 		// $1 key, $2 owner, $3 fence.
 		renew: fill(`
@@ -271,11 +318,20 @@ WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3`),
 		// in place. The NOTIFY, when someone waits, is a statement of its
 		// own (end).
 		complete: fill(`
-UPDATE {{table}} SET
-	state = 'c', outcome = $4, owner = NULL, lease_until = NULL,
-	expires_at = statement_timestamp() + retention_ms * interval '1 millisecond'
+UPDATE {{table}} SET ` + fmt.Sprintf(completed, "$4") + `
 WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3
 RETURNING waited`),
+
+		// The same four as arrays: a row for each completion that held its
+		// fence, by position (i, from 1), and whether anyone waits.
+		completeMany: fill(`
+UPDATE {{table}} r SET ` + fmt.Sprintf(completed, "a.outcome") + `
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[]) WITH ORDINALITY AS a(key, owner, fence, outcome, i)
+WHERE r.key = a.key AND r.state = 'p' AND r.owner = a.owner AND r.fence = a.fence
+RETURNING a.i, r.waited`),
+
+		// $1 channel, $2 keys.
+		notifyMany: `SELECT pg_notify($1, k) FROM unnest($2::text[]) k`,
 
 		// As complete, in the transaction holding the claim (RunTx): it
 		// raises (SQLSTATE IDM01) instead of updating nothing, so that a
@@ -322,15 +378,7 @@ func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc) {
 func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	var cr idem.ClaimResult
-	err := s.retry(ctx, func() (err error) {
-		cr, err = s.claimIn(ctx, s.pool, p)
-		return err
-	})
-	if err != nil {
-		return idem.ClaimResult{}, s.failed("claim", err)
-	}
-	return cr, nil
+	return s.claims.Do(ctx, p)
 }
 
 // querier runs the claim on the pool or in a transaction.
@@ -343,40 +391,57 @@ type querier interface {
 // that comes back as no row, and is reported in flight with no fence, so
 // the engine looks again at once.
 func (s *Store) claimIn(ctx context.Context, q querier, p idem.ClaimParams) (idem.ClaimResult, error) {
-	var (
-		status   int
-		fence    int64
-		tookOver bool
-		outcome  []byte
-		leftMs   int64
-	)
+	var r claimRow
 	err := q.QueryRow(ctx, s.sql.claim, p.Key, p.Owner, p.Fingerprint, p.LeaseTTL.Milliseconds(), p.Retention.Milliseconds()).
-		Scan(&status, &fence, &tookOver, &outcome, &leftMs)
+		Scan(r.fields()...)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return idem.ClaimResult{Status: idem.ClaimInFlight, Lease: idem.Lease{Key: p.Key}}, nil
+		return unseen(p), nil
 	case err != nil:
 		return idem.ClaimResult{}, err
 	}
-	switch status {
+	return r.result(p)
+}
+
+// claimRow is the claim statement's answer for one key.
+type claimRow struct {
+	status   int
+	fence    int64
+	tookOver bool
+	outcome  []byte
+	leftMs   int64
+}
+
+func (r *claimRow) fields() []any {
+	return []any{&r.status, &r.fence, &r.tookOver, &r.outcome, &r.leftMs}
+}
+
+func (r *claimRow) result(p idem.ClaimParams) (idem.ClaimResult, error) {
+	switch r.status {
 	case 1:
 		return idem.ClaimResult{
 			Status:   idem.ClaimAcquired,
-			Lease:    idem.Lease{Key: p.Key, Owner: p.Owner, Fence: fence},
-			TookOver: tookOver,
+			Lease:    idem.Lease{Key: p.Key, Owner: p.Owner, Fence: r.fence},
+			TookOver: r.tookOver,
 		}, nil
 	case 2:
-		return idem.ClaimResult{Status: idem.ClaimCompleted, Outcome: outcome}, nil
+		return idem.ClaimResult{Status: idem.ClaimCompleted, Outcome: r.outcome}, nil
 	case 3:
 		return idem.ClaimResult{
 			Status:     idem.ClaimInFlight,
-			Lease:      idem.Lease{Key: p.Key, Fence: fence},
-			RetryAfter: time.Duration(leftMs) * time.Millisecond,
+			Lease:      idem.Lease{Key: p.Key, Fence: r.fence},
+			RetryAfter: time.Duration(r.leftMs) * time.Millisecond,
 		}, nil
 	case 4:
 		return idem.ClaimResult{Status: idem.ClaimMismatch}, nil
 	}
-	return idem.ClaimResult{}, fmt.Errorf("unexpected claim status %d", status)
+	return idem.ClaimResult{}, fmt.Errorf("unexpected claim status %d", r.status)
+}
+
+// unseen is the answer for a claim that found no row: a record created
+// after the statement's snapshot, in flight as far as the caller can tell.
+func unseen(p idem.ClaimParams) idem.ClaimResult {
+	return idem.ClaimResult{Status: idem.ClaimInFlight, Lease: idem.Lease{Key: p.Key}}
 }
 
 // Renew implements idem.Store.
@@ -401,7 +466,8 @@ func (s *Store) Renew(ctx context.Context, l idem.Lease) error {
 func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	return s.end(ctx, "complete", l, s.sql.complete, outcome)
+	_, err := s.completions.Do(ctx, completion{l, outcome})
+	return err
 }
 
 // Release implements idem.Store.

@@ -1,0 +1,142 @@
+// Package batch lets concurrent calls share one round trip. A call that
+// finds a free slot goes at once, alone; calls that arrive while every slot
+// is busy wait and go together in the next batch. Nothing waits for a batch
+// to fill, so a lone caller pays no delay, and under load the work per call
+// shrinks as batches grow: the natural batching that lets one statement
+// carry the claims of many callers.
+package batch
+
+import (
+	"context"
+	"sync"
+)
+
+// Result is one call's share of a batch.
+type Result[Out any] struct {
+	Val Out
+	Err error
+}
+
+// Run carries out a batch and returns one result per input, in order. Its
+// context is the caller's when the batch holds one call, and otherwise one
+// that keeps the first caller's values but not its cancellation, so that
+// one caller giving up does not fail the others; Run should bound it.
+type Run[In, Out any] func(ctx context.Context, ins []In) []Result[Out]
+
+// Batcher runs calls through Run, at most Slots batches at once and at most
+// Max calls to a batch. It is safe for concurrent use.
+type Batcher[In, Out any] struct {
+	run   Run[In, Out]
+	slots int
+	max   int
+
+	mu      sync.Mutex
+	queue   []*call[In, Out]
+	running int
+}
+
+type call[In, Out any] struct {
+	ctx  context.Context
+	in   In
+	res  Result[Out]
+	done chan struct{}
+}
+
+// New returns a Batcher. slots and max below 1 count as 1; max 1 means
+// every call goes alone, though still at most slots at once.
+func New[In, Out any](slots, max int, run Run[In, Out]) *Batcher[In, Out] {
+	return &Batcher[In, Out]{run: run, slots: max1(slots), max: max1(max)}
+}
+
+func max1(n int) int { return max(n, 1) }
+
+// Do runs in as part of a batch and returns its result. A call that finds
+// a slot free and no one waiting runs at once, alone, on the caller's
+// goroutine. Otherwise it waits; if ctx ends first, Do returns ctx.Err()
+// at once. A call whose batch has not started by then is dropped; one
+// whose batch is under way completes without its caller, as a single
+// statement cancelled too late does.
+func (b *Batcher[In, Out]) Do(ctx context.Context, in In) (Out, error) {
+	b.mu.Lock()
+	if b.running < b.slots && len(b.queue) == 0 {
+		b.running++
+		b.mu.Unlock()
+		res := b.run(ctx, []In{in})[0]
+		b.mu.Lock()
+		b.handOff()
+		b.mu.Unlock()
+		return res.Val, res.Err
+	}
+	c := &call[In, Out]{ctx: ctx, in: in, done: make(chan struct{})}
+	b.queue = append(b.queue, c)
+	if b.running < b.slots {
+		b.running++
+		go b.drain()
+	}
+	b.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.res.Val, c.res.Err
+	case <-ctx.Done():
+		var zero Out
+		return zero, ctx.Err()
+	}
+}
+
+// handOff gives up a slot its caller is done with, or passes it to a new
+// drain if calls wait. b.mu must be held.
+func (b *Batcher[In, Out]) handOff() {
+	if len(b.queue) > 0 {
+		go b.drain()
+		return
+	}
+	b.running--
+}
+
+// drain holds one slot: it runs batches until the queue is empty.
+func (b *Batcher[In, Out]) drain() {
+	for {
+		calls := b.take()
+		if calls == nil {
+			return
+		}
+		ins := make([]In, len(calls))
+		for i, c := range calls {
+			ins[i] = c.in
+		}
+		ctx := calls[0].ctx
+		if len(calls) > 1 {
+			ctx = context.WithoutCancel(ctx)
+		}
+		results := b.run(ctx, ins)
+		for i, c := range calls {
+			c.res = results[i]
+			close(c.done)
+		}
+	}
+}
+
+// take removes the next batch from the queue, leaving out calls whose
+// callers have gone, or gives up the slot when nothing is left.
+func (b *Batcher[In, Out]) take() []*call[In, Out] {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var calls []*call[In, Out]
+	for len(b.queue) > 0 && len(calls) < b.max {
+		c := b.queue[0]
+		b.queue[0] = nil
+		b.queue = b.queue[1:]
+		if err := c.ctx.Err(); err != nil {
+			c.res.Err = err
+			close(c.done)
+			continue
+		}
+		calls = append(calls, c)
+	}
+	if len(calls) == 0 {
+		b.queue = nil
+		b.handOff()
+		return nil
+	}
+	return calls
+}

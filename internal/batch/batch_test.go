@@ -1,0 +1,160 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+)
+
+// recorder is a Run that records each batch and, while gate is set, holds
+// every batch until the gate is closed.
+type recorder struct {
+	mu      sync.Mutex
+	batches [][]int
+	ctxs    []context.Context
+	gate    chan struct{}
+}
+
+func (r *recorder) run(ctx context.Context, ins []int) []Result[string] {
+	r.mu.Lock()
+	r.batches = append(r.batches, slices.Clone(ins))
+	r.ctxs = append(r.ctxs, ctx)
+	gate := r.gate
+	r.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	out := make([]Result[string], len(ins))
+	for i, in := range ins {
+		if in < 0 {
+			out[i].Err = fmt.Errorf("bad input %d", in)
+			continue
+		}
+		out[i].Val = fmt.Sprint("v", in)
+	}
+	return out
+}
+
+func (r *recorder) seen() [][]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.batches)
+}
+
+type ctxKey struct{}
+
+func TestLoneCallGoesAloneWithItsContext(t *testing.T) {
+	r := &recorder{}
+	b := New(4, 64, r.run)
+	ctx := context.WithValue(t.Context(), ctxKey{}, "mine")
+	got, err := b.Do(ctx, 7)
+	if err != nil || got != "v7" {
+		t.Fatalf("Do = %q, %v; want v7", got, err)
+	}
+	if err := func() error { _, err := b.Do(ctx, -1); return err }(); err == nil {
+		t.Fatal("a failing call returned no error")
+	}
+	if want := [][]int{{7}, {-1}}; !slices.EqualFunc(r.seen(), want, slices.Equal) {
+		t.Fatalf("batches %v, want %v", r.seen(), want)
+	}
+	if r.ctxs[0] != ctx {
+		t.Fatal("a batch of one did not run with its caller's context")
+	}
+}
+
+// Calls that arrive while the slots are busy go together, in order, at
+// most max to a batch, each getting its own result.
+func TestWaitingCallsShareBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{gate: make(chan struct{})}
+		b := New(1, 3, r.run)
+		results := make([]string, 8)
+		errs := make([]error, 8)
+		var wg sync.WaitGroup
+		do := func(i int) {
+			wg.Go(func() { results[i], errs[i] = b.Do(t.Context(), i) })
+		}
+		do(0)
+		synctest.Wait() // call 0 holds the only slot
+		for i := 1; i < 8; i++ {
+			do(i)
+			synctest.Wait() // queue them in order
+		}
+		close(r.gate)
+		wg.Wait()
+		want := [][]int{{0}, {1, 2, 3}, {4, 5, 6}, {7}}
+		if !slices.EqualFunc(r.seen(), want, slices.Equal) {
+			t.Fatalf("batches %v, want %v", r.seen(), want)
+		}
+		for i := range 8 {
+			if errs[i] != nil || results[i] != fmt.Sprint("v", i) {
+				t.Errorf("call %d = %q, %v", i, results[i], errs[i])
+			}
+		}
+	})
+}
+
+// One caller giving up neither cancels the batch it shares nor leaves its
+// slot taken; a caller gone before its batch starts is left out of it.
+func TestCallerLeaving(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{gate: make(chan struct{})}
+		b := New(1, 64, r.run)
+		var wg sync.WaitGroup
+		wg.Go(func() { b.Do(t.Context(), 0) })
+		synctest.Wait()
+
+		gone, leave := context.WithCancel(t.Context())
+		var goneErr error
+		wg.Go(func() { _, goneErr = b.Do(gone, 1) })
+		synctest.Wait()
+		var stayed string
+		wg.Go(func() { stayed, _ = b.Do(t.Context(), 2) })
+		synctest.Wait()
+		leave()
+		synctest.Wait()
+		if !errors.Is(goneErr, context.Canceled) {
+			t.Fatalf("a caller that left got %v, want context.Canceled", goneErr)
+		}
+		close(r.gate)
+		wg.Wait()
+		if want := [][]int{{0}, {2}}; !slices.EqualFunc(r.seen(), want, slices.Equal) {
+			t.Fatalf("batches %v, want %v", r.seen(), want)
+		}
+		if stayed != "v2" {
+			t.Fatalf("the caller that stayed got %q", stayed)
+		}
+
+		// A shared batch runs on, and answers the others, after its first
+		// caller leaves.
+		r.mu.Lock()
+		r.gate = make(chan struct{})
+		r.mu.Unlock()
+		wg.Go(func() { b.Do(t.Context(), 3) })
+		synctest.Wait()
+		first, leaveFirst := context.WithCancel(t.Context())
+		var second string
+		wg.Go(func() { b.Do(first, 4) })
+		synctest.Wait()
+		wg.Go(func() { second, _ = b.Do(t.Context(), 5) })
+		synctest.Wait()
+		close(r.gate) // {3} ends, and {4, 5} runs through the open gate
+		synctest.Wait()
+		leaveFirst()
+		wg.Wait()
+		if second != "v5" {
+			t.Fatalf("second caller got %q", second)
+		}
+		last := r.ctxs[len(r.ctxs)-1]
+		if last.Err() != nil {
+			t.Fatal("a shared batch's context ended with its first caller")
+		}
+		if want := [][]int{{0}, {2}, {3}, {4, 5}}; !slices.EqualFunc(r.seen(), want, slices.Equal) {
+			t.Fatalf("batches %v, want %v", r.seen(), want)
+		}
+	})
+}
