@@ -6,7 +6,10 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"sync"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/idemhq/idem"
@@ -67,12 +70,7 @@ func (s *Store) claimMany(ctx context.Context, ps []idem.ClaimParams) ([]batch.R
 		for i, p := range ps {
 			out[i].Val = unseen(p)
 		}
-		rows, err := s.pool.Query(ctx, s.sql.claimMany, keys, owners, fingerprints, leases, retentions)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
+		return s.queryBatch(ctx, s.sql.claimMany, func(rows pgx.Rows) error {
 			var (
 				i int
 				r claimRow
@@ -81,8 +79,8 @@ func (s *Store) claimMany(ctx context.Context, ps []idem.ClaimParams) ([]batch.R
 				return err
 			}
 			out[i-1].Val, out[i-1].Err = r.result(ps[i-1])
-		}
-		return rows.Err()
+			return nil
+		}, keys, owners, fingerprints, leases, retentions)
 	})
 	return out, err
 }
@@ -114,12 +112,7 @@ func (s *Store) completeMany(ctx context.Context, cs []completion) ([]batch.Resu
 		for i := range out {
 			out[i].Err = idem.ErrLeaseLost
 		}
-		rows, err := s.pool.Query(ctx, s.sql.completeMany, keys, owners, fences, outcomes)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
+		return s.queryBatch(ctx, s.sql.completeMany, func(rows pgx.Rows) error {
 			var (
 				i     int
 				waits bool
@@ -131,8 +124,8 @@ func (s *Store) completeMany(ctx context.Context, cs []completion) ([]batch.Resu
 			if waits {
 				waited = append(waited, keys[i-1])
 			}
-		}
-		return rows.Err()
+			return nil
+		}, keys, owners, fences, outcomes)
 	})
 	if err == nil && len(waited) > 0 {
 		if _, err := s.pool.Exec(ctx, s.sql.notifyMany, s.channel, waited); err != nil {
@@ -143,12 +136,35 @@ func (s *Store) completeMany(ctx context.Context, cs []completion) ([]batch.Resu
 	return out, err
 }
 
+// batchLockTimeout cuts short a batch's wait for a row lock. A claim or a
+// completion can wait on a transaction that holds its record (RunTx's, for
+// as long as its fn runs); in a batch, every other call would wait with
+// it. Locks taken by other batches are held for a commit, far less than
+// this. A batch that times out runs again call by call, where each call
+// waits for its own record only.
+const batchLockTimeout = 100 * time.Millisecond
+
+// queryBatch runs sql, a statement over a batch of calls, with
+// batchLockTimeout in force, and hands each row it returns to scan.
+func (s *Store) queryBatch(ctx context.Context, sql string, scan func(pgx.Rows) error, args ...any) error {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('lock_timeout', $1, true)`, batchLockTimeout.String())
+	b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+	return s.pool.SendBatch(ctx, b).Close()
+}
+
 // inKeyOrder runs a batch of calls: a lone call with one, under its
 // caller's context, which Claim or Complete bounded by OpTimeout; several
 // sorted by key with many, under OpTimeout of their own, answered in the
-// order they came. When
-// many fails with an error the server reported, each call runs on its own;
-// any other error fails them all.
+// order they came. When many fails with an error the server reported,
+// each call runs on its own, all at once; any other error fails them all.
 func inKeyOrder[In, Out any](
 	ctx context.Context, s *Store, op string, ins []In, key func(In) string,
 	one func(context.Context, In) (Out, error),
@@ -174,9 +190,11 @@ func inKeyOrder[In, Out any](
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr):
+		var wg sync.WaitGroup
 		for i, in := range ins {
-			out[i].Val, out[i].Err = one(ctx, in)
+			wg.Go(func() { out[i].Val, out[i].Err = one(ctx, in) })
 		}
+		wg.Wait()
 	case err != nil:
 		err = s.failed(op, err)
 		for i := range out {

@@ -2,6 +2,7 @@ package pgstore_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"strings"
@@ -162,6 +163,61 @@ func TestBatchIsolatesABadCall(t *testing.T) {
 	for _, i := range []int{0, 2} {
 		if errs[i] != nil || got[i].Status != idem.ClaimAcquired {
 			t.Errorf("claim %d beside a bad one = %+v, %v", i, got[i], errs[i])
+		}
+	}
+}
+
+// A record held by an open transaction (RunTx's, while its fn runs) holds
+// up only its own claim, not the others batched with it.
+func TestBatchDoesNotWaitOnOneHeldRecord(t *testing.T) {
+	ctx := t.Context()
+	pool := newPool(t)
+	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
+	s := newStore(t, pool, pgstore.Config{Schema: schema})
+	tx, cr, err := s.BeginClaim(ctx, claimParams("held", "tx", "fp"), 0)
+	if err != nil || cr.Status != idem.ClaimAcquired {
+		t.Fatalf("BeginClaim = %+v, %v", cr, err)
+	}
+	t.Cleanup(func() { s.Rollback(context.Background(), tx) })
+	type answer struct {
+		got  []idem.ClaimResult
+		errs []error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		got, errs := s.ClaimBatch(ctx, []idem.ClaimParams{
+			claimParams("free-1", "me", "fp"), claimParams("held", "me", "fp"), claimParams("free-2", "me", "fp"),
+		})
+		done <- answer{got, errs}
+	}()
+
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		var n int
+		err := pool.QueryRow(ctx, "SELECT count(*) FROM "+schema+".idem_records WHERE key IN ('free-1', 'free-2')").Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the free keys were not claimed while another key of their batch was held")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-done:
+		t.Fatal("the held key's claim returned while its record was still held")
+	default:
+	}
+	if err := s.Rollback(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	a := <-done
+	for i, want := range []string{"free-1", "held", "free-2"} {
+		if a.errs[i] != nil || a.got[i].Status != idem.ClaimAcquired || a.got[i].Lease.Key != want {
+			t.Errorf("claim of %s = %+v, %v; want acquired", want, a.got[i], a.errs[i])
 		}
 	}
 }
