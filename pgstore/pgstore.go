@@ -301,7 +301,7 @@ LIMIT 1`)
 		// position (i, from 1). The claims run in array order, each seeing
 		// the ones before it; a claim that comes back as no row has none.
 		claimMany: `
-SELECT a.i, c.* FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+SELECT a.i, c.* FROM unnest(` + batchLockTimeout + `$1::text[] END, $2::text[], $3::text[], $4::bigint[], $5::bigint[])
 	WITH ORDINALITY AS a(key, owner, fingerprint, lease_ms, retention_ms, i)
 CROSS JOIN LATERAL (` + claimOf("a.key", "a.owner", "a.fingerprint", "a.lease_ms", "a.retention_ms") + `) c`,
 
@@ -326,7 +326,7 @@ RETURNING waited`),
 		// fence, by position (i, from 1), and whether anyone waits.
 		completeMany: fill(`
 UPDATE {{table}} r SET ` + fmt.Sprintf(completed, "a.outcome") + `
-FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[]) WITH ORDINALITY AS a(key, owner, fence, outcome, i)
+FROM unnest(` + batchLockTimeout + `$1::text[] END, $2::text[], $3::bigint[], $4::bytea[]) WITH ORDINALITY AS a(key, owner, fence, outcome, i)
 WHERE r.key = a.key AND r.state = 'p' AND r.owner = a.owner AND r.fence = a.fence
 RETURNING a.i, r.waited`),
 
