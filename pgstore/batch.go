@@ -6,7 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
-	"sync"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -15,17 +15,42 @@ import (
 	"github.com/idemhq/idem/internal/batch"
 )
 
-// Claims and completions that arrive while BatchSlots statements of their
-// kind are in flight go together in the next one (internal/batch): a
-// statement over arrays, one transaction and one commit for all of them.
-// A call that finds a slot free goes at once, in the single-key
-// statement, so a lone caller pays nothing for this.
+// Claims and completions go through batchers (internal/batch): at most
+// BatchSlots statements of each kind at once. A call that finds a slot
+// free goes at once, alone, in the single-key statement; calls that arrive
+// while all are busy go together in the next one, a statement over arrays:
+// one round trip and one commit for all of them.
 //
-// A batch runs its calls in key order, so that two batches touching the
-// same keys lock them in the same order. A deadlock or serialization
-// failure retries the whole batch; any other error the server reports
-// fails the batch, which then runs each call on its own, so one bad call
-// fails only itself.
+// A statement that holds a slot must not wait long on a row lock, or every
+// call queued behind the slot would wait with it: a record held by an open
+// transaction (RunTx's, while its fn runs) would stall claims of every
+// other key. So slot statements run with lockTimeout, and a call whose
+// statement timed out on a lock gives the slot back and runs again on its
+// caller's goroutine, outside the slots, in the plain statement that waits
+// for its record as long as its context allows (errAlone). So does each
+// call of a batch the server rejected for bad data, so that a bad call
+// fails only itself. Any other failure fails the whole batch.
+//
+// A batch of claims runs them in key order. Two batches therefore lock the
+// keys they share in the same order; a batch of completions locks its rows
+// in whatever order the plan reads them, and a deadlock between two
+// batches would end in a lock timeout, well before PostgreSQL's deadlock
+// check.
+
+// lockTimeout wraps expr, a statement's input, so that evaluating it sets
+// lock_timeout for the rest of the transaction, to 100 ms: long enough for
+// locks that other statements hold only until their commit. The batch
+// statements wrap the first argument of their unnest, which the executor
+// evaluates before the scan yields its first row, so before any claim or
+// update can wait for a lock. (In a statement of its own, the setting
+// cost a batch a tenth of its throughput.)
+func lockTimeout(expr string) string {
+	return `CASE WHEN set_config('lock_timeout', '100ms', true) IS NOT NULL THEN ` + expr + ` END`
+}
+
+// errAlone marks a call its slot statement could not run: the call runs
+// again on its own, outside the slots.
+var errAlone = errors.New("pgstore: run the call on its own")
 
 // completion is one call of Complete.
 type completion struct {
@@ -34,24 +59,114 @@ type completion struct {
 }
 
 func (s *Store) newBatchers() {
-	s.claims = batch.New(s.cfg.BatchSlots, s.cfg.BatchMax, s.claimBatch)
-	s.completions = batch.New(s.cfg.BatchSlots, s.cfg.BatchMax, s.completeBatch)
+	s.claims = batch.New(s.cfg.BatchSlots, s.cfg.BatchMax, s.claimKind().run)
+	s.completions = batch.New(s.cfg.BatchSlots, s.cfg.BatchMax, s.completionKind().run)
 }
 
-// claimBatch runs ps's claims and returns their results in order.
-func (s *Store) claimBatch(ctx context.Context, ps []idem.ClaimParams) []batch.Result[idem.ClaimResult] {
-	return inKeyOrder(ctx, s, "claim", ps, func(p idem.ClaimParams) string { return p.Key }, s.claimOne, s.claimMany)
+func (s *Store) claimKind() kind[idem.ClaimParams, idem.ClaimResult] {
+	return kind[idem.ClaimParams, idem.ClaimResult]{
+		s: s, op: "claim",
+		key: func(p idem.ClaimParams) string { return p.Key },
+		one: func(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
+			cr, err := s.claimWith(ctx, s.sql.claimTimed, p)
+			if err != nil {
+				return idem.ClaimResult{}, s.failed("claim", err)
+			}
+			return cr, nil
+		},
+		many: s.claimMany,
+	}
 }
 
-func (s *Store) claimOne(ctx context.Context, p idem.ClaimParams) (cr idem.ClaimResult, err error) {
+func (s *Store) completionKind() kind[completion, struct{}] {
+	return kind[completion, struct{}]{
+		s: s, op: "complete",
+		key: func(c completion) string { return c.lease.Key },
+		one: func(ctx context.Context, c completion) (struct{}, error) {
+			return struct{}{}, s.end(ctx, "complete", c.lease, s.sql.completeTimed, c.outcome)
+		},
+		many: s.completeMany,
+	}
+}
+
+// answered translates what a batcher answered when the caller's context
+// ended while its call waited for a slot: that comes back bare.
+func (s *Store) answered(ctx context.Context, op string, err error) error {
+	if err != nil && err == ctx.Err() {
+		return s.failed(op, err)
+	}
+	return err
+}
+
+// kind is one kind of call the store batches: how to run one, how to run
+// many, and the key that orders them.
+type kind[In, Out any] struct {
+	s    *Store
+	op   string
+	key  func(In) string
+	one  func(context.Context, In) (Out, error)
+	many func(context.Context, []In) ([]batch.Result[Out], error)
+}
+
+// run is the kind's batch.Run. A lone call runs with one, which
+// translates its errors; several run sorted by key with many, answered in
+// the order they came. A lock timeout, or data the server rejected in a
+// batch, answers errAlone.
+func (k kind[In, Out]) run(ctx context.Context, ins []In) []batch.Result[Out] {
+	out := make([]batch.Result[Out], len(ins))
+	if len(ins) == 1 {
+		out[0].Val, out[0].Err = k.one(ctx, ins[0])
+		if lockTimedOut(out[0].Err) {
+			out[0].Err = errAlone
+		}
+		return out
+	}
+	order := make([]int, len(ins))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(k.key(ins[a]), k.key(ins[b])) })
+	sorted := make([]In, len(ins))
+	for i, o := range order {
+		sorted[i] = ins[o]
+	}
+	results, err := k.many(ctx, sorted)
+	if err != nil {
+		if lockTimedOut(err) || badData(err) {
+			err = errAlone
+		} else {
+			err = k.s.failed(k.op, err)
+		}
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
+	for i, o := range order {
+		out[o] = results[i]
+		if e := out[o].Err; e != nil && !errors.Is(e, idem.ErrLeaseLost) {
+			out[o].Err = k.s.failed(k.op, e)
+		}
+	}
+	return out
+}
+
+// badData reports whether the server rejected a statement's input (SQLSTATE
+// classes 22, data exception, and 23, integrity constraint violation): a
+// fault of one call, not of the server.
+func badData(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
+}
+
+// claimWith runs a single-key claim statement, retrying lost races. Errors
+// are the driver's.
+func (s *Store) claimWith(ctx context.Context, stmt string, p idem.ClaimParams) (cr idem.ClaimResult, err error) {
 	err = s.retry(ctx, func() (err error) {
-		cr, err = s.claimIn(ctx, s.pool, p)
+		cr, err = s.claimIn(ctx, s.pool, stmt, p)
 		return err
 	})
-	if err != nil {
-		return idem.ClaimResult{}, s.failed("claim", err)
-	}
-	return cr, nil
+	return cr, err
 }
 
 // claimMany runs the claims of ps, sorted by key, in one statement. It
@@ -84,18 +199,9 @@ func (s *Store) claimMany(ctx context.Context, ps []idem.ClaimParams) ([]batch.R
 	return out, err
 }
 
-// completeBatch runs cs's completions and returns their results in order:
-// ErrLeaseLost for each whose fence was not current.
-func (s *Store) completeBatch(ctx context.Context, cs []completion) []batch.Result[struct{}] {
-	return inKeyOrder(ctx, s, "complete", cs, func(c completion) string { return c.lease.Key }, s.completeOne, s.completeMany)
-}
-
-func (s *Store) completeOne(ctx context.Context, c completion) (struct{}, error) {
-	return struct{}{}, s.end(ctx, "complete", c.lease, s.sql.complete, c.outcome)
-}
-
-// completeMany runs the completions of cs, sorted by key, in one
-// statement, then notifies the waiters of those that someone waits on.
+// completeMany runs the completions of cs in one statement, then notifies
+// the waiters of those that someone waits on. A completion whose fence was
+// not current gets ErrLeaseLost.
 func (s *Store) completeMany(ctx context.Context, cs []completion) ([]batch.Result[struct{}], error) {
 	keys, owners := make([]string, len(cs)), make([]string, len(cs))
 	fences, outcomes := make([]int64, len(cs)), make([][]byte, len(cs))
@@ -135,20 +241,6 @@ func (s *Store) completeMany(ctx context.Context, cs []completion) ([]batch.Resu
 	return out, err
 }
 
-// batchLockTimeout cuts short a batch's wait for a row lock, at 100ms. A
-// claim or a completion can wait on a transaction that holds its record
-// (RunTx's, for as long as its fn runs); in a batch, every other call
-// would wait with it. Locks taken by other batches are held for a commit,
-// far less than this. A batch that times out runs again call by call,
-// where each call waits for its own record only.
-//
-// The batch statements open with it: it sets lock_timeout for their
-// transaction while the executor evaluates unnest's first argument, which
-// it does before the scan yields the first row, so before any claim or
-// update can wait. Setting it in a statement of its own would cost a
-// batch about a tenth of its throughput.
-const batchLockTimeout = `CASE WHEN set_config('lock_timeout', '100ms', true) IS NOT NULL THEN `
-
 // queryBatch runs sql, a statement over a batch of calls, and hands each
 // row it returns to scan.
 func (s *Store) queryBatch(ctx context.Context, sql string, scan func(pgx.Rows) error, args ...any) error {
@@ -163,52 +255,4 @@ func (s *Store) queryBatch(ctx context.Context, sql string, scan func(pgx.Rows) 
 		}
 	}
 	return rows.Err()
-}
-
-// inKeyOrder runs a batch of calls: a lone call with one, under its
-// caller's context, which Claim or Complete bounded by OpTimeout; several
-// sorted by key with many, under OpTimeout of their own, answered in the
-// order they came. When many fails with an error the server reported,
-// each call runs on its own, all at once; any other error fails them all.
-func inKeyOrder[In, Out any](
-	ctx context.Context, s *Store, op string, ins []In, key func(In) string,
-	one func(context.Context, In) (Out, error),
-	many func(context.Context, []In) ([]batch.Result[Out], error),
-) []batch.Result[Out] {
-	out := make([]batch.Result[Out], len(ins))
-	if len(ins) == 1 {
-		out[0].Val, out[0].Err = one(ctx, ins[0])
-		return out
-	}
-	ctx, cancel := s.op(ctx)
-	defer cancel()
-	order := make([]int, len(ins))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(key(ins[a]), key(ins[b])) })
-	sorted := make([]In, len(ins))
-	for i, o := range order {
-		sorted[i] = ins[o]
-	}
-	results, err := many(ctx, sorted)
-	var pgErr *pgconn.PgError
-	switch {
-	case errors.As(err, &pgErr):
-		var wg sync.WaitGroup
-		for i, in := range ins {
-			wg.Go(func() { out[i].Val, out[i].Err = one(ctx, in) })
-		}
-		wg.Wait()
-	case err != nil:
-		err = s.failed(op, err)
-		for i := range out {
-			out[i].Err = err
-		}
-	default:
-		for i, o := range order {
-			out[o] = results[i]
-		}
-	}
-	return out
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -111,12 +112,14 @@ func TestBatchCompletions(t *testing.T) {
 	}
 	woken := make(chan error, 1)
 	go func() { woken <- s.Wait(ctx, "z", leases[0].Fence) }()
-	for waited := false; !waited; {
+	eventually(t, "the waiter marked the record", func() bool {
+		var waited bool
 		err := pool.QueryRow(ctx, "SELECT waited FROM "+schema+".idem_records WHERE key = 'z'").Scan(&waited)
 		if err != nil {
 			t.Fatal(err)
 		}
-	}
+		return waited
+	})
 
 	stale := leases[1]
 	stale.Fence++
@@ -149,75 +152,181 @@ func TestBatchCompletions(t *testing.T) {
 	}
 }
 
-// A call the server rejects fails alone: the batch runs again call by call.
-func TestBatchIsolatesABadCall(t *testing.T) {
-	s := newStore(t, newPool(t), pgstore.Config{})
-	got, errs := s.ClaimBatch(t.Context(), []idem.ClaimParams{
-		claimParams("good-1", "me", "fp"),
-		claimParams("bad\x00key", "me", "fp"),
-		claimParams("good-2", "me", "fp"),
-	})
-	if errs[1] == nil {
-		t.Fatal("a key PostgreSQL cannot store was claimed")
-	}
-	for _, i := range []int{0, 2} {
-		if errs[i] != nil || got[i].Status != idem.ClaimAcquired {
-			t.Errorf("claim %d beside a bad one = %+v, %v", i, got[i], errs[i])
+// eventually polls cond every 10ms for up to 2s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 2s: %s", what)
 		}
 	}
 }
 
-// A record held by an open transaction (RunTx's, while its fn runs) holds
-// up only its own claim, not the others batched with it.
-func TestBatchDoesNotWaitOnOneHeldRecord(t *testing.T) {
-	ctx := t.Context()
-	pool := newPool(t)
-	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
-	s := newStore(t, pool, pgstore.Config{Schema: schema})
-	tx, cr, err := s.BeginClaim(ctx, claimParams("held", "tx", "fp"), 0)
+// heldStore returns a store with one batch slot of each kind, and a record
+// an open transaction holds (as RunTx's does while its fn runs), released
+// at cleanup at the latest.
+func heldStore(t *testing.T, cfg pgstore.Config) (*pgstore.Store, func()) {
+	t.Helper()
+	cfg.BatchSlots = 1
+	s := newStore(t, newPool(t), cfg)
+	tx, cr, err := s.BeginClaim(t.Context(), claimParams("held", "tx", "fp"), 0)
 	if err != nil || cr.Status != idem.ClaimAcquired {
 		t.Fatalf("BeginClaim = %+v, %v", cr, err)
 	}
-	t.Cleanup(func() { s.Rollback(context.Background(), tx) })
-	type answer struct {
-		got  []idem.ClaimResult
-		errs []error
-	}
-	done := make(chan answer, 1)
-	go func() {
-		got, errs := s.ClaimBatch(ctx, []idem.ClaimParams{
-			claimParams("free-1", "me", "fp"), claimParams("held", "me", "fp"), claimParams("free-2", "me", "fp"),
-		})
-		done <- answer{got, errs}
-	}()
+	release := func() { s.Rollback(context.Background(), tx) }
+	t.Cleanup(release)
+	return s, release
+}
 
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		var n int
-		err := pool.QueryRow(ctx, "SELECT count(*) FROM "+schema+".idem_records WHERE key IN ('free-1', 'free-2')").Scan(&n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the free keys were not claimed while another key of their batch was held")
-		}
-		time.Sleep(10 * time.Millisecond)
+type claimAnswer struct {
+	cr  idem.ClaimResult
+	err error
+}
+
+func claimAsync(s *pgstore.Store, ctx context.Context, key, owner string) chan claimAnswer {
+	ch := make(chan claimAnswer, 1)
+	go func() {
+		cr, err := s.Claim(ctx, claimParams(key, owner, "fp"))
+		ch <- claimAnswer{cr, err}
+	}()
+	return ch
+}
+
+// Claims that wait for a record another transaction holds give their slot
+// up: claims of other keys, alone or batched, go on and are answered while
+// the record is still held.
+func TestHeldRecordHoldsUpOnlyItsOwnClaims(t *testing.T) {
+	ctx := t.Context()
+	s, release := heldStore(t, pgstore.Config{})
+	// The first claim of the held record takes the only slot alone; the
+	// rest queue behind it and go as a batch.
+	held := []chan claimAnswer{claimAsync(s, ctx, "held", "waiter-0")}
+	time.Sleep(20 * time.Millisecond)
+	for i := 1; i < 3; i++ {
+		held = append(held, claimAsync(s, ctx, "held", fmt.Sprint("waiter-", i)))
 	}
-	select {
-	case <-done:
-		t.Fatal("the held key's claim returned while its record was still held")
-	default:
+	var free []chan claimAnswer
+	for i := range 4 {
+		free = append(free, claimAsync(s, ctx, fmt.Sprint("free-", i), "me"))
 	}
-	if err := s.Rollback(ctx, tx); err != nil {
+	for i, ch := range free {
+		select {
+		case a := <-ch:
+			if a.err != nil || a.cr.Status != idem.ClaimAcquired {
+				t.Errorf("claim of free-%d = %+v, %v; want acquired", i, a.cr, a.err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("the claim of free-%d waited for another key's record", i)
+		}
+	}
+	for _, ch := range held {
+		select {
+		case a := <-ch:
+			t.Fatalf("a claim of the held record returned while it was held: %+v, %v", a.cr, a.err)
+		default:
+		}
+	}
+	release()
+	acquired := 0
+	for _, ch := range held {
+		a := <-ch
+		switch {
+		case a.err != nil:
+			t.Errorf("claim of the released record: %v", a.err)
+		case a.cr.Status == idem.ClaimAcquired:
+			acquired++
+		case a.cr.Status != idem.ClaimInFlight:
+			t.Errorf("claim of the released record = %+v, want acquired or in flight", a.cr)
+		}
+	}
+	if acquired != 1 {
+		t.Fatalf("%d claims of the released record acquired it, want 1", acquired)
+	}
+}
+
+// A call the server rejects fails only itself, batched or not: its batch
+// runs again call by call.
+func TestBadCallFailsAlone(t *testing.T) {
+	ctx := t.Context()
+	s, _ := heldStore(t, pgstore.Config{})
+	// The held record's claim takes the only slot for the lock timeout,
+	// so the calls below queue and go as one batch.
+	claimAsync(s, ctx, "held", "waiter")
+	time.Sleep(10 * time.Millisecond)
+	good1 := claimAsync(s, ctx, "good-1", "me")
+	bad := claimAsync(s, ctx, "bad\x00key", "me")
+	good2 := claimAsync(s, ctx, "good-2", "me")
+	if a := <-bad; a.err == nil {
+		t.Fatal("a key PostgreSQL cannot store was claimed")
+	}
+	for i, ch := range []chan claimAnswer{good1, good2} {
+		if a := <-ch; a.err != nil || a.cr.Status != idem.ClaimAcquired {
+			t.Errorf("claim %d beside a bad one = %+v, %v", i+1, a.cr, a.err)
+		}
+	}
+}
+
+// A call whose caller gives up while it waits for a slot is dropped before
+// its batch runs, and says so as the store's error.
+func TestCallerGoneWhileWaiting(t *testing.T) {
+	ctx := t.Context()
+	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
+	s, _ := heldStore(t, pgstore.Config{Schema: schema})
+	claimAsync(s, ctx, "held", "waiter")
+	time.Sleep(10 * time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	_, err := s.Claim(short, claimParams("late", "me", "fp"))
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "pgstore: claim: ") {
+		t.Fatalf("Claim = %v, want the store's deadline error", err)
+	}
+	time.Sleep(200 * time.Millisecond) // past the lock timeout: the queue has drained
+	cr, err := s.Claim(ctx, claimParams("late", "again", "fp"))
+	if err != nil || cr.Status != idem.ClaimAcquired || cr.Lease.Fence != 1 {
+		t.Fatalf("claim after the caller left = %+v, %v; want a fresh claim: the dropped call ran", cr, err)
+	}
+}
+
+// A completion that waits for a row another transaction locks gives its
+// slot up too: completions of other records go on meanwhile.
+func TestLockedRecordHoldsUpOnlyItsOwnCompletion(t *testing.T) {
+	ctx := t.Context()
+	pool := newPool(t)
+	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
+	s := newStore(t, pool, pgstore.Config{Schema: schema, BatchSlots: 1})
+	leases := map[string]idem.Lease{}
+	for _, k := range []string{"locked", "free"} {
+		cr, err := s.Claim(ctx, claimParams(k, "me", "fp"))
+		if err != nil || cr.Status != idem.ClaimAcquired {
+			t.Fatalf("claim %s = %+v, %v", k, cr, err)
+		}
+		leases[k] = cr.Lease
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	a := <-done
-	for i, want := range []string{"free-1", "held", "free-2"} {
-		if a.errs[i] != nil || a.got[i].Status != idem.ClaimAcquired || a.got[i].Lease.Key != want {
-			t.Errorf("claim of %s = %+v, %v; want acquired", want, a.got[i], a.errs[i])
-		}
+	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(ctx, "SELECT FROM "+schema+".idem_records WHERE key = 'locked' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	locked := make(chan error, 1)
+	go func() { locked <- s.Complete(ctx, leases["locked"], []byte("out")) }()
+	time.Sleep(20 * time.Millisecond) // it takes the only slot
+	start := time.Now()
+	if err := s.Complete(ctx, leases["free"], []byte("out")); err != nil {
+		t.Fatalf("completion of the free record: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("completion of the free record took %s: it waited for the locked one", d)
+	}
+	select {
+	case err := <-locked:
+		t.Fatalf("completion of the locked record returned while it was locked: %v", err)
+	default:
+	}
+	tx.Rollback(ctx)
+	if err := <-locked; err != nil {
+		t.Fatalf("completion of the record once unlocked: %v", err)
 	}
 }

@@ -7,10 +7,11 @@ import (
 	"github.com/idemhq/idem/internal/batch"
 )
 
-// ClaimBatch and CompleteBatch run calls as one batch, as the batchers do
-// with calls that waited together.
+// ClaimBatch and CompleteBatch run calls as one batch, as a batcher does
+// with calls that waited together. A call answered ErrAlone would run
+// again on its own.
 func (s *Store) ClaimBatch(ctx context.Context, ps []idem.ClaimParams) ([]idem.ClaimResult, []error) {
-	return split(s.claimBatch(ctx, ps))
+	return split(s.claimKind().run(ctx, ps))
 }
 
 func (s *Store) CompleteBatch(ctx context.Context, ls []idem.Lease, outcomes [][]byte) []error {
@@ -18,8 +19,18 @@ func (s *Store) CompleteBatch(ctx context.Context, ls []idem.Lease, outcomes [][
 	for i := range ls {
 		cs[i] = completion{ls[i], outcomes[i]}
 	}
-	_, errs := split(s.completeBatch(ctx, cs))
+	_, errs := split(s.completionKind().run(ctx, cs))
 	return errs
+}
+
+var ErrAlone = errAlone
+
+func split[T any](rs []batch.Result[T]) ([]T, []error) {
+	vals, errs := make([]T, len(rs)), make([]error, len(rs))
+	for i, r := range rs {
+		vals[i], errs[i] = r.Val, r.Err
+	}
+	return vals, errs
 }
 
 // Arrays is a Store whose claims and completions always take the
@@ -30,26 +41,24 @@ func (a Arrays) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 	ctx, cancel := a.op(ctx)
 	defer cancel()
 	rs, err := a.claimMany(ctx, []idem.ClaimParams{p})
-	if err != nil {
-		return idem.ClaimResult{}, err
+	if err == nil {
+		err = rs[0].Err
 	}
-	return rs[0].Val, rs[0].Err
+	if err != nil {
+		return idem.ClaimResult{}, a.failed("claim", err)
+	}
+	return rs[0].Val, nil
 }
 
 func (a Arrays) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
 	ctx, cancel := a.op(ctx)
 	defer cancel()
 	rs, err := a.completeMany(ctx, []completion{{l, outcome}})
-	if err != nil {
-		return err
+	switch {
+	case err != nil:
+		return a.failed("complete", err)
+	case rs[0].Err == idem.ErrLeaseLost:
+		return rs[0].Err
 	}
-	return rs[0].Err
-}
-
-func split[T any](rs []batch.Result[T]) ([]T, []error) {
-	vals, errs := make([]T, len(rs)), make([]error, len(rs))
-	for i, r := range rs {
-		vals[i], errs[i] = r.Val, r.Err
-	}
-	return vals, errs
+	return nil
 }

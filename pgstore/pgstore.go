@@ -93,8 +93,10 @@ type Config struct {
 	// while all are busy wait, and go together in the next statement, at
 	// most BatchMax of them: one commit for many claims, which is how a
 	// busy Store outruns one statement per call. A call that finds a slot
-	// free goes at once, alone. BatchMax 1 turns batching off. Defaults 2
-	// and 64.
+	// free goes at once, alone. BatchMax 1 sends every call alone, still
+	// at most BatchSlots at once; a call that waits for a record another
+	// transaction holds gives its slot up (see batch.go). Defaults 2 and
+	// 64, which suit a server of a few cores: raise BatchSlots for more.
 	BatchSlots int
 	BatchMax   int
 
@@ -260,7 +262,9 @@ type statements struct {
 	claim, renew, complete, completeInTx, release, wait, reap string
 
 	// For batches of calls (batch.go).
-	claimMany, completeMany, notifyMany string
+	// With the batch lock timeout (batch.go): for one call alone, which
+	// holds a batch slot, and for many.
+	claimTimed, completeTimed, claimMany, completeMany, notifyMany string
 }
 
 func newStatements(schema string) statements {
@@ -270,7 +274,9 @@ func newStatements(schema string) statements {
 		"{{complete_held}}", pgx.Identifier{schema, "idem_complete_held"}.Sanitize(),
 	).Replace
 	// One key's claim, its inputs named by {{key}}, {{owner}},
-	// {{fingerprint}}, {{lease_ms}} and {{retention_ms}}.
+	// {{fingerprint}}, {{lease_ms}} and {{retention_ms}}; {{claim_key}} is
+	// the key as idem_claim gets it, which is where a lone claim sets the
+	// batch lock timeout, so that a replay never pays for it.
 	//
 	// A replay is the first branch: one primary-key read, no lock, no
 	// write. Anything else falls through to idem_claim (migration 0002),
@@ -283,11 +289,11 @@ func newStatements(schema string) statements {
 (SELECT 2, r.fence, false, r.outcome, 0::bigint FROM {{table}} r
  WHERE r.key = {{key}} AND r.state = 'c' AND r.fingerprint = {{fingerprint}} AND r.expires_at > statement_timestamp())
 UNION ALL
-(SELECT * FROM {{claim}}({{key}}, {{owner}}, {{fingerprint}}, {{lease_ms}}, {{retention_ms}}))
+(SELECT * FROM {{claim}}({{claim_key}}, {{owner}}, {{fingerprint}}, {{lease_ms}}, {{retention_ms}}))
 LIMIT 1`)
-	claimOf := func(key, owner, fingerprint, leaseMs, retentionMs string) string {
-		return strings.NewReplacer("{{key}}", key, "{{owner}}", owner, "{{fingerprint}}", fingerprint,
-			"{{lease_ms}}", leaseMs, "{{retention_ms}}", retentionMs).Replace(claim)
+	claimOf := func(key, claimKey, owner, fingerprint, leaseMs, retentionMs string) string {
+		return strings.NewReplacer("{{key}}", key, "{{claim_key}}", claimKey, "{{owner}}", owner,
+			"{{fingerprint}}", fingerprint, "{{lease_ms}}", leaseMs, "{{retention_ms}}", retentionMs).Replace(claim)
 	}
 	// What a completion sets, for one key or many.
 	completed := `state = 'c', outcome = %s, owner = NULL, lease_until = NULL,
@@ -295,15 +301,16 @@ LIMIT 1`)
 
 	return statements{
 		// $1 key, $2 owner, $3 fingerprint, $4 lease ms, $5 retention ms.
-		claim: claimOf("$1::text", "$2::text", "$3::text", "$4::bigint", "$5::bigint"),
+		claim:      claimOf("$1::text", "$1::text", "$2::text", "$3::text", "$4::bigint", "$5::bigint"),
+		claimTimed: claimOf("$1::text", lockTimeout("$1::text"), "$2::text", "$3::text", "$4::bigint", "$5::bigint"),
 
 		// The same five as arrays, one element per claim, answered by
 		// position (i, from 1). The claims run in array order, each seeing
 		// the ones before it; a claim that comes back as no row has none.
 		claimMany: `
-SELECT a.i, c.* FROM unnest(` + batchLockTimeout + `$1::text[] END, $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+SELECT a.i, c.* FROM unnest(` + lockTimeout("$1::text[]") + `, $2::text[], $3::text[], $4::bigint[], $5::bigint[])
 	WITH ORDINALITY AS a(key, owner, fingerprint, lease_ms, retention_ms, i)
-CROSS JOIN LATERAL (` + claimOf("a.key", "a.owner", "a.fingerprint", "a.lease_ms", "a.retention_ms") + `) c`,
+CROSS JOIN LATERAL (` + claimOf("a.key", "a.key", "a.owner", "a.fingerprint", "a.lease_ms", "a.retention_ms") + `) c`,
 
 		// $1 key, $2 owner, $3 fence.
 		renew: fill(`
@@ -321,12 +328,19 @@ WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3`),
 UPDATE {{table}} SET ` + fmt.Sprintf(completed, "$4") + `
 WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3
 RETURNING waited`),
+		// The lock timeout rides in the new outcome: the executor works out
+		// the new row before it locks the old one, and a volatile key
+		// would cost the index.
+		completeTimed: fill(`
+UPDATE {{table}} SET ` + fmt.Sprintf(completed, lockTimeout("$4::bytea")) + `
+WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3
+RETURNING waited`),
 
 		// The same four as arrays: a row for each completion that held its
 		// fence, by position (i, from 1), and whether anyone waits.
 		completeMany: fill(`
 UPDATE {{table}} r SET ` + fmt.Sprintf(completed, "a.outcome") + `
-FROM unnest(` + batchLockTimeout + `$1::text[] END, $2::text[], $3::bigint[], $4::bytea[]) WITH ORDINALITY AS a(key, owner, fence, outcome, i)
+FROM unnest(` + lockTimeout("$1::text[]") + `, $2::text[], $3::bigint[], $4::bytea[]) WITH ORDINALITY AS a(key, owner, fence, outcome, i)
 WHERE r.key = a.key AND r.state = 'p' AND r.owner = a.owner AND r.fence = a.fence
 RETURNING a.i, r.waited`),
 
@@ -378,7 +392,13 @@ func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc) {
 func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	return s.claims.Do(ctx, p)
+	cr, err := s.claims.Do(ctx, p)
+	if errors.Is(err, errAlone) {
+		if cr, err = s.claimWith(ctx, s.sql.claim, p); err != nil {
+			return idem.ClaimResult{}, s.failed("claim", err)
+		}
+	}
+	return cr, s.answered(ctx, "claim", err)
 }
 
 // querier runs the claim on the pool or in a transaction.
@@ -386,13 +406,13 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// claimIn runs the claim statement on q. A record that another transaction
-// created after the statement's snapshot is invisible to its second branch:
-// that comes back as no row, and is reported in flight with no fence, so
-// the engine looks again at once.
-func (s *Store) claimIn(ctx context.Context, q querier, p idem.ClaimParams) (idem.ClaimResult, error) {
+// claimIn runs stmt, a single-key claim statement, on q. A record that
+// another transaction created after the statement's snapshot is invisible
+// to its second branch: that comes back as no row, and is reported in
+// flight with no fence, so the engine looks again at once.
+func (s *Store) claimIn(ctx context.Context, q querier, stmt string, p idem.ClaimParams) (idem.ClaimResult, error) {
 	var r claimRow
-	err := q.QueryRow(ctx, s.sql.claim, p.Key, p.Owner, p.Fingerprint, p.LeaseTTL.Milliseconds(), p.Retention.Milliseconds()).
+	err := q.QueryRow(ctx, stmt, p.Key, p.Owner, p.Fingerprint, p.LeaseTTL.Milliseconds(), p.Retention.Milliseconds()).
 		Scan(r.fields()...)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -467,7 +487,10 @@ func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) erro
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	_, err := s.completions.Do(ctx, completion{l, outcome})
-	return err
+	if errors.Is(err, errAlone) {
+		return s.end(ctx, "complete", l, s.sql.complete, outcome)
+	}
+	return s.answered(ctx, "complete", err)
 }
 
 // Release implements idem.Store.

@@ -38,7 +38,7 @@ func (s *Store) BeginClaim(ctx context.Context, p idem.ClaimParams, maxWait time
 	var cr idem.ClaimResult
 	claim.QueryRow(func(row pgx.Row) error {
 		var err error
-		cr, err = s.claimIn(ctx, rowQuerier{row}, p)
+		cr, err = s.claimIn(ctx, rowQuerier{row}, s.sql.claim, p)
 		return err
 	})
 	br := conn.SendBatch(ctx, b)

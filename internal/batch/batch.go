@@ -9,6 +9,7 @@ package batch
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Result is one call's share of a batch.
@@ -17,10 +18,12 @@ type Result[Out any] struct {
 	Err error
 }
 
-// Run carries out a batch and returns one result per input, in order. Its
-// context is the caller's when the batch holds one call, and otherwise one
-// that keeps the first caller's values but not its cancellation, so that
-// one caller giving up does not fail the others; Run should bound it.
+// Run carries out a batch and returns one result per input, in order.
+//
+// Its context is the caller's when the batch holds one call. For several,
+// it keeps the first caller's values and the earliest deadline among the
+// calls, but no caller's cancellation: one caller giving up must not fail
+// the others, and no call's work may outlast its caller's deadline.
 type Run[In, Out any] func(ctx context.Context, ins []In) []Result[Out]
 
 // Batcher runs calls through Run, at most Slots batches at once and at most
@@ -35,6 +38,9 @@ type Batcher[In, Out any] struct {
 	running int
 }
 
+// call is a queued call. It keeps its caller's context, as a request does:
+// the batch that takes it needs the caller's deadline and values, and must
+// see whether the caller has gone.
 type call[In, Out any] struct {
 	ctx  context.Context
 	in   In
@@ -42,13 +48,13 @@ type call[In, Out any] struct {
 	done chan struct{}
 }
 
-// New returns a Batcher. slots and max below 1 count as 1; max 1 means
-// every call goes alone, though still at most slots at once.
+// New returns a Batcher. slots and max below 1 count as 1; max 1 sends
+// every call alone, still at most slots at once.
 func New[In, Out any](slots, max int, run Run[In, Out]) *Batcher[In, Out] {
-	return &Batcher[In, Out]{run: run, slots: max1(slots), max: max1(max)}
+	return &Batcher[In, Out]{run: run, slots: atLeastOne(slots), max: atLeastOne(max)}
 }
 
-func max1(n int) int { return max(n, 1) }
+func atLeastOne(n int) int { return max(n, 1) }
 
 // Do runs in as part of a batch and returns its result. A call that finds
 // a slot free and no one waiting runs at once, alone, on the caller's
@@ -61,10 +67,8 @@ func (b *Batcher[In, Out]) Do(ctx context.Context, in In) (Out, error) {
 	if b.running < b.slots && len(b.queue) == 0 {
 		b.running++
 		b.mu.Unlock()
+		defer b.handOff()
 		res := b.run(ctx, []In{in})[0]
-		b.mu.Lock()
-		b.handOff()
-		b.mu.Unlock()
 		return res.Val, res.Err
 	}
 	c := &call[In, Out]{ctx: ctx, in: in, done: make(chan struct{})}
@@ -83,9 +87,11 @@ func (b *Batcher[In, Out]) Do(ctx context.Context, in In) (Out, error) {
 	}
 }
 
-// handOff gives up a slot its caller is done with, or passes it to a new
-// drain if calls wait. b.mu must be held.
+// handOff gives up a slot its holder is done with, or passes it to a new
+// drain if calls wait.
 func (b *Batcher[In, Out]) handOff() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if len(b.queue) > 0 {
 		go b.drain()
 		return
@@ -104,16 +110,32 @@ func (b *Batcher[In, Out]) drain() {
 		for i, c := range calls {
 			ins[i] = c.in
 		}
-		ctx := calls[0].ctx
-		if len(calls) > 1 {
-			ctx = context.WithoutCancel(ctx)
-		}
+		ctx, cancel := batchContext(calls)
 		results := b.run(ctx, ins)
+		cancel()
 		for i, c := range calls {
 			c.res = results[i]
 			close(c.done)
 		}
 	}
+}
+
+// batchContext is the context Run gets for calls (see Run).
+func batchContext[In, Out any](calls []*call[In, Out]) (context.Context, context.CancelFunc) {
+	if len(calls) == 1 {
+		return calls[0].ctx, func() {}
+	}
+	ctx := context.WithoutCancel(calls[0].ctx)
+	var earliest time.Time
+	for _, c := range calls {
+		if d, ok := c.ctx.Deadline(); ok && (earliest.IsZero() || d.Before(earliest)) {
+			earliest = d
+		}
+	}
+	if earliest.IsZero() {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, earliest)
 }
 
 // take removes the next batch from the queue, leaving out calls whose
@@ -135,7 +157,7 @@ func (b *Batcher[In, Out]) take() []*call[In, Out] {
 	}
 	if len(calls) == 0 {
 		b.queue = nil
-		b.handOff()
+		b.running--
 		return nil
 	}
 	return calls

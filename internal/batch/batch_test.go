@@ -8,6 +8,9 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
 )
 
 // recorder is a Run that records each batch and, while gate is set, holds
@@ -37,6 +40,14 @@ func (r *recorder) run(ctx context.Context, ins []int) []Result[string] {
 		out[i].Val = fmt.Sprint("v", in)
 	}
 	return out
+}
+
+// open lets one held batch through the gate.
+func (r *recorder) open() {
+	r.mu.Lock()
+	gate := r.gate
+	r.mu.Unlock()
+	gate <- struct{}{}
 }
 
 func (r *recorder) seen() [][]int {
@@ -130,7 +141,7 @@ func TestCallerLeaving(t *testing.T) {
 		}
 
 		// A shared batch runs on, and answers the others, after its first
-		// caller leaves.
+		// caller leaves while it runs.
 		r.mu.Lock()
 		r.gate = make(chan struct{})
 		r.mu.Unlock()
@@ -142,19 +153,51 @@ func TestCallerLeaving(t *testing.T) {
 		synctest.Wait()
 		wg.Go(func() { second, _ = b.Do(t.Context(), 5) })
 		synctest.Wait()
-		close(r.gate) // {3} ends, and {4, 5} runs through the open gate
+		r.open() // {3} ends; {4, 5} starts and holds at the gate
 		synctest.Wait()
 		leaveFirst()
+		synctest.Wait()
+		if err := r.ctxs[len(r.ctxs)-1].Err(); err != nil {
+			t.Fatalf("a shared batch's context ended with its first caller: %v", err)
+		}
+		close(r.gate)
 		wg.Wait()
 		if second != "v5" {
 			t.Fatalf("second caller got %q", second)
-		}
-		last := r.ctxs[len(r.ctxs)-1]
-		if last.Err() != nil {
-			t.Fatal("a shared batch's context ended with its first caller")
 		}
 		if want := [][]int{{0}, {2}, {3}, {4, 5}}; !slices.EqualFunc(r.seen(), want, slices.Equal) {
 			t.Fatalf("batches %v, want %v", r.seen(), want)
 		}
 	})
 }
+
+// A shared batch ends by the earliest deadline among its calls, so that no
+// call's work outlasts its caller.
+func TestBatchKeepsTheEarliestDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{gate: make(chan struct{})}
+		b := New(1, 64, r.run)
+		var wg sync.WaitGroup
+		wg.Go(func() { b.Do(t.Context(), 0) })
+		synctest.Wait()
+		soon, cancelSoon := context.WithTimeout(t.Context(), time.Second)
+		defer cancelSoon()
+		later, cancelLater := context.WithTimeout(t.Context(), time.Hour)
+		defer cancelLater()
+		wg.Go(func() { b.Do(later, 1) })
+		synctest.Wait()
+		wg.Go(func() { b.Do(soon, 2) })
+		synctest.Wait()
+		want, _ := soon.Deadline()
+		r.open()
+		synctest.Wait()
+		got, ok := r.ctxs[1].Deadline()
+		if !ok || !got.Equal(want) {
+			t.Fatalf("batch deadline %v (%t), want the earliest caller's, %v", got, ok, want)
+		}
+		close(r.gate)
+		wg.Wait()
+	})
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
