@@ -29,7 +29,10 @@ import (
 // caller's goroutine, outside the slots, in the plain statement that waits
 // for its record as long as its context allows (errAlone). So does each
 // call of a batch the server rejected for bad data, so that a bad call
-// fails only itself. Any other failure fails the whole batch.
+// fails only itself, and of a batch its earliest caller's deadline cut
+// short. Any other failure fails the whole batch. The price of the fixed
+// timeout: a batch that meets a held record, or a commit slower than
+// 100 ms, sends all its calls off alone, each a statement of its own.
 //
 // A batch of claims runs them in key order. Two batches therefore lock the
 // keys they share in the same order; a batch of completions locks its rows
@@ -42,7 +45,8 @@ import (
 // locks that other statements hold only until their commit. The batch
 // statements wrap the first argument of their unnest, which the executor
 // evaluates before the scan yields its first row, so before any claim or
-// update can wait for a lock. (In a statement of its own, the setting
+// update can wait for a row lock. (Table locks are taken before it, at
+// the statement's start; only DDL holds those.) (In a statement of its own, the setting
 // cost a batch a tenth of its throughput.)
 func lockTimeout(expr string) string {
 	return `CASE WHEN set_config('lock_timeout', '100ms', true) IS NOT NULL THEN ` + expr + ` END`
@@ -110,8 +114,9 @@ type kind[In, Out any] struct {
 
 // run is the kind's batch.Run. A lone call runs with one, which
 // translates its errors; several run sorted by key with many, answered in
-// the order they came. A lock timeout, or data the server rejected in a
-// batch, answers errAlone.
+// the order they came. A lock timeout, data the server rejected in a
+// batch, or a batch cut short by its earliest caller's deadline answers
+// errAlone.
 func (k kind[In, Out]) run(ctx context.Context, ins []In) []batch.Result[Out] {
 	out := make([]batch.Result[Out], len(ins))
 	if len(ins) == 1 {
@@ -132,7 +137,9 @@ func (k kind[In, Out]) run(ctx context.Context, ins []In) []batch.Result[Out] {
 	}
 	results, err := k.many(ctx, sorted)
 	if err != nil {
-		if lockTimedOut(err) || badData(err) {
+		// A deadline here is the earliest caller's (batch.Run), not the
+		// others': each runs again under its own.
+		if lockTimedOut(err) || badData(err) || errors.Is(err, context.DeadlineExceeded) {
 			err = errAlone
 		} else {
 			err = k.s.failed(k.op, err)

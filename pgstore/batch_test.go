@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/pgstore"
 	"github.com/idemhq/idem/storetest"
@@ -162,20 +164,40 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// heldStore returns a store with one batch slot of each kind, and a record
-// an open transaction holds (as RunTx's does while its fn runs), released
-// at cleanup at the latest.
-func heldStore(t *testing.T, cfg pgstore.Config) (*pgstore.Store, func()) {
+// heldStore returns a store with one batch slot of each kind, its pool
+// and schema, and a record an open transaction holds (as RunTx's does while
+// its fn runs), released at cleanup at the latest.
+func heldStore(t *testing.T) (*pgstore.Store, *pgxpool.Pool, string, func()) {
 	t.Helper()
-	cfg.BatchSlots = 1
-	s := newStore(t, newPool(t), cfg)
+	pool := newPool(t)
+	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
+	s := newStore(t, pool, pgstore.Config{Schema: schema, BatchSlots: 1})
 	tx, cr, err := s.BeginClaim(t.Context(), claimParams("held", "tx", "fp"), 0)
 	if err != nil || cr.Status != idem.ClaimAcquired {
 		t.Fatalf("BeginClaim = %+v, %v", cr, err)
 	}
 	release := func() { s.Rollback(context.Background(), tx) }
 	t.Cleanup(release)
-	return s, release
+	return s, pool, schema, release
+}
+
+// awaitLockWait returns once a statement on schema's table waits for a lock.
+func awaitLockWait(t *testing.T, pool *pgxpool.Pool, schema string) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+		var n int
+		err := pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'`, schema).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no statement waited for a lock within 2s")
+		}
+	}
 }
 
 type claimAnswer struct {
@@ -197,11 +219,11 @@ func claimAsync(s *pgstore.Store, ctx context.Context, key, owner string) chan c
 // the record is still held.
 func TestHeldRecordHoldsUpOnlyItsOwnClaims(t *testing.T) {
 	ctx := t.Context()
-	s, release := heldStore(t, pgstore.Config{})
-	// The first claim of the held record takes the only slot alone; the
-	// rest queue behind it and go as a batch.
+	s, pool, schema, release := heldStore(t)
+	// The first claim of the held record takes the only slot alone and
+	// waits there for the lock; the rest queue behind it and go as a batch.
 	held := []chan claimAnswer{claimAsync(s, ctx, "held", "waiter-0")}
-	time.Sleep(20 * time.Millisecond)
+	awaitLockWait(t, pool, schema)
 	for i := 1; i < 3; i++ {
 		held = append(held, claimAsync(s, ctx, "held", fmt.Sprint("waiter-", i)))
 	}
@@ -244,20 +266,35 @@ func TestHeldRecordHoldsUpOnlyItsOwnClaims(t *testing.T) {
 	}
 }
 
-// A call the server rejects fails only itself, batched or not: its batch
-// runs again call by call.
+// A batch that meets a held record or bad data sends each of its calls off
+// to run alone; a bad call then fails only itself, with the store's error.
 func TestBadCallFailsAlone(t *testing.T) {
 	ctx := t.Context()
-	s, _ := heldStore(t, pgstore.Config{})
-	// The held record's claim takes the only slot for the lock timeout,
-	// so the calls below queue and go as one batch.
+	s, pool, schema, _ := heldStore(t)
+	bad := claimParams("bad\x00key", "me", "fp")
+	for _, ps := range [][]idem.ClaimParams{
+		{claimParams("good-1", "me", "fp"), bad, claimParams("good-2", "me", "fp")},
+		{claimParams("good-1", "me", "fp"), claimParams("held", "me", "fp")},
+	} {
+		for i, err := range func() []error { _, errs := s.ClaimBatch(ctx, ps); return errs }() {
+			if !errors.Is(err, pgstore.ErrAlone) {
+				t.Errorf("%s in a batch with %s = %v, want to run alone", ps[i].Key, ps[1].Key, err)
+			}
+		}
+	}
+	if _, err := s.Claim(ctx, bad); err == nil || errors.Is(err, pgstore.ErrAlone) || !strings.HasPrefix(err.Error(), "pgstore: claim: ") {
+		t.Fatalf("claim of a bad key alone = %v, want the store's error", err)
+	}
+
+	// Through Claim: the held record's claim takes the only slot, so the
+	// calls below queue and go as one batch.
 	claimAsync(s, ctx, "held", "waiter")
-	time.Sleep(10 * time.Millisecond)
+	awaitLockWait(t, pool, schema)
 	good1 := claimAsync(s, ctx, "good-1", "me")
-	bad := claimAsync(s, ctx, "bad\x00key", "me")
+	badAnswer := claimAsync(s, ctx, bad.Key, "me")
 	good2 := claimAsync(s, ctx, "good-2", "me")
-	if a := <-bad; a.err == nil {
-		t.Fatal("a key PostgreSQL cannot store was claimed")
+	if a := <-badAnswer; a.err == nil || errors.Is(a.err, pgstore.ErrAlone) {
+		t.Fatalf("claim of a bad key beside good ones = %v, want the store's error", a.err)
 	}
 	for i, ch := range []chan claimAnswer{good1, good2} {
 		if a := <-ch; a.err != nil || a.cr.Status != idem.ClaimAcquired {
@@ -266,24 +303,26 @@ func TestBadCallFailsAlone(t *testing.T) {
 	}
 }
 
-// A call whose caller gives up while it waits for a slot is dropped before
-// its batch runs, and says so as the store's error.
+// A caller that gives up while its call waits for a slot gets the store's
+// error, and leaves no claim behind; the call queued beside it goes on.
 func TestCallerGoneWhileWaiting(t *testing.T) {
 	ctx := t.Context()
-	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
-	s, _ := heldStore(t, pgstore.Config{Schema: schema})
+	s, pool, schema, _ := heldStore(t)
 	claimAsync(s, ctx, "held", "waiter")
-	time.Sleep(10 * time.Millisecond)
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	awaitLockWait(t, pool, schema)
+	live := claimAsync(s, ctx, "live", "me")
+	short, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
 	defer cancel()
 	_, err := s.Claim(short, claimParams("late", "me", "fp"))
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "pgstore: claim: ") {
 		t.Fatalf("Claim = %v, want the store's deadline error", err)
 	}
-	time.Sleep(200 * time.Millisecond) // past the lock timeout: the queue has drained
+	if a := <-live; a.err != nil || a.cr.Status != idem.ClaimAcquired {
+		t.Fatalf("the call queued beside it = %+v, %v; want acquired", a.cr, a.err)
+	}
 	cr, err := s.Claim(ctx, claimParams("late", "again", "fp"))
 	if err != nil || cr.Status != idem.ClaimAcquired || cr.Lease.Fence != 1 {
-		t.Fatalf("claim after the caller left = %+v, %v; want a fresh claim: the dropped call ran", cr, err)
+		t.Fatalf("claim after the caller left = %+v, %v; want a fresh claim: the abandoned call claimed", cr, err)
 	}
 }
 
@@ -312,7 +351,7 @@ func TestLockedRecordHoldsUpOnlyItsOwnCompletion(t *testing.T) {
 	}
 	locked := make(chan error, 1)
 	go func() { locked <- s.Complete(ctx, leases["locked"], []byte("out")) }()
-	time.Sleep(20 * time.Millisecond) // it takes the only slot
+	awaitLockWait(t, pool, schema) // it holds the only slot, or did
 	start := time.Now()
 	if err := s.Complete(ctx, leases["free"], []byte("out")); err != nil {
 		t.Fatalf("completion of the free record: %v", err)

@@ -41,6 +41,9 @@ func (a Arrays) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 	ctx, cancel := a.op(ctx)
 	defer cancel()
 	rs, err := a.claimMany(ctx, []idem.ClaimParams{p})
+	if lockTimedOut(err) { // as a batch's call would, it runs again alone
+		return a.Store.Claim(ctx, p)
+	}
 	if err == nil {
 		err = rs[0].Err
 	}
@@ -55,6 +58,8 @@ func (a Arrays) Complete(ctx context.Context, l idem.Lease, outcome []byte) erro
 	defer cancel()
 	rs, err := a.completeMany(ctx, []completion{{l, outcome}})
 	switch {
+	case lockTimedOut(err):
+		return a.Store.Complete(ctx, l, outcome)
 	case err != nil:
 		return a.failed("complete", err)
 	case rs[0].Err == idem.ErrLeaseLost:

@@ -6,7 +6,8 @@
 // Every store step is one SQL statement, so a replay costs one round trip
 // and a first execution two. Under load, claims and completions that
 // arrive while others are in flight share a statement and its commit (see
-// Config.BatchSlots). A claim reads the record by its key and
+// Config.BatchSlots); a call that meets a record another transaction
+// holds takes a second statement of its own. A claim reads the record by its key and
 // returns it when it is a completed outcome to replay; only otherwise does
 // the same statement call the store's claim function, which inserts the
 // record or takes it over (INSERT … ON CONFLICT … DO UPDATE … WHERE
@@ -89,14 +90,16 @@ type Config struct {
 	ReapBatch    int
 
 	// BatchSlots is how many claim statements, and apart from them how
-	// many completion statements, a Store runs at once. Calls that arrive
-	// while all are busy wait, and go together in the next statement, at
-	// most BatchMax of them: one commit for many claims, which is how a
-	// busy Store outruns one statement per call. A call that finds a slot
-	// free goes at once, alone. BatchMax 1 sends every call alone, still
-	// at most BatchSlots at once; a call that waits for a record another
-	// transaction holds gives its slot up (see batch.go). Defaults 2 and
-	// 64, which suit a server of a few cores: raise BatchSlots for more.
+	// many completion statements, a Store runs in its batch slots at once.
+	// Calls that arrive while all are busy wait, and go together in the
+	// next statement, at most BatchMax of them: one commit for many
+	// claims, which is how a busy Store outruns one statement per call. A
+	// call that finds a slot free goes at once, alone. A call that waits
+	// for a record another transaction holds gives its slot up and runs
+	// again outside the slots, bounded only by the pool (see batch.go).
+	// BatchMax 1 sends every call alone, still at most BatchSlots at once.
+	// Defaults 2 and 64, which suit a server of a few cores: raise
+	// BatchSlots for more.
 	BatchSlots int
 	BatchMax   int
 

@@ -42,10 +42,11 @@ type Batcher[In, Out any] struct {
 // the batch that takes it needs the caller's deadline and values, and must
 // see whether the caller has gone.
 type call[In, Out any] struct {
-	ctx  context.Context
-	in   In
-	res  Result[Out]
-	done chan struct{}
+	ctx      context.Context
+	in       In
+	res      Result[Out]
+	panicked any // what Run panicked with, if it did
+	done     chan struct{}
 }
 
 // New returns a Batcher. slots and max below 1 count as 1; max 1 sends
@@ -59,9 +60,10 @@ func atLeastOne(n int) int { return max(n, 1) }
 // Do runs in as part of a batch and returns its result. A call that finds
 // a slot free and no one waiting runs at once, alone, on the caller's
 // goroutine. Otherwise it waits; if ctx ends first, Do returns ctx.Err()
-// at once. A call whose batch has not started by then is dropped; one
-// whose batch is under way completes without its caller, as a single
-// statement cancelled too late does.
+// at once. A call whose batch has not started by then is dropped. One
+// whose batch is under way runs on: alone, under ctx, which stops it as a
+// cancelled statement stops; with others, until the batch's deadline. A
+// panic in Run reaches the callers of its batch.
 func (b *Batcher[In, Out]) Do(ctx context.Context, in In) (Out, error) {
 	b.mu.Lock()
 	if b.running < b.slots && len(b.queue) == 0 {
@@ -80,11 +82,18 @@ func (b *Batcher[In, Out]) Do(ctx context.Context, in In) (Out, error) {
 	b.mu.Unlock()
 	select {
 	case <-c.done:
-		return c.res.Val, c.res.Err
 	case <-ctx.Done():
-		var zero Out
-		return zero, ctx.Err()
+		select {
+		case <-c.done: // an answer that came with the end is still the answer
+		default:
+			var zero Out
+			return zero, ctx.Err()
+		}
 	}
+	if c.panicked != nil {
+		panic(c.panicked)
+	}
+	return c.res.Val, c.res.Err
 }
 
 // handOff gives up a slot its holder is done with, or passes it to a new
@@ -110,14 +119,29 @@ func (b *Batcher[In, Out]) drain() {
 		for i, c := range calls {
 			ins[i] = c.in
 		}
-		ctx, cancel := batchContext(calls)
-		results := b.run(ctx, ins)
-		cancel()
+		results, panicked := b.runBatch(calls, ins)
 		for i, c := range calls {
-			c.res = results[i]
+			if panicked != nil {
+				c.panicked = panicked
+			} else {
+				c.res = results[i]
+			}
 			close(c.done)
 		}
 	}
+}
+
+// runBatch runs a batch for drain, catching a panic so that the slot
+// carries on and the callers, who can handle it, get it instead.
+func (b *Batcher[In, Out]) runBatch(calls []*call[In, Out], ins []In) (results []Result[Out], panicked any) {
+	ctx, cancel := batchContext(calls)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			panicked = r
+		}
+	}()
+	return b.run(ctx, ins), nil
 }
 
 // batchContext is the context Run gets for calls (see Run).

@@ -200,4 +200,69 @@ func TestBatchKeepsTheEarliestDeadline(t *testing.T) {
 	})
 }
 
+// A panic in Run reaches the callers of its batch, inline or queued, and
+// the slot carries on.
+func TestPanicReachesCallers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{gate: make(chan struct{})}
+		b := New(1, 64, func(ctx context.Context, ins []int) []Result[string] {
+			out := r.run(ctx, ins)
+			if slices.Contains(ins, 13) {
+				panic("unlucky")
+			}
+			return out
+		})
+		recovered := make([]any, 3)
+		var wg sync.WaitGroup
+		do := func(i, in int) {
+			wg.Go(func() {
+				defer func() { recovered[i] = recover() }()
+				b.Do(t.Context(), in)
+			})
+			synctest.Wait()
+		}
+		do(0, 13) // inline
+		do(1, 1)  // queued beside 13
+		do(2, 13)
+		close(r.gate)
+		wg.Wait()
+		for i, got := range recovered {
+			if got != "unlucky" {
+				t.Errorf("caller %d recovered %v, want the batch's panic", i, got)
+			}
+		}
+		if got, err := b.Do(t.Context(), 7); err != nil || got != "v7" {
+			t.Fatalf("after the panics, Do = %q, %v: the slot did not carry on", got, err)
+		}
+	})
+}
+
+// Slots run at once, and a shared batch keeps its first caller's values.
+func TestSlotsAndValues(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{gate: make(chan struct{})}
+		b := New(2, 64, r.run)
+		var wg sync.WaitGroup
+		wg.Go(func() { b.Do(t.Context(), 0) })
+		wg.Go(func() { b.Do(t.Context(), 1) })
+		synctest.Wait()
+		if n := len(r.seen()); n != 2 {
+			t.Fatalf("%d of two lone calls under way with two slots free, want both", n)
+		}
+		first := context.WithValue(t.Context(), ctxKey{}, "first")
+		wg.Go(func() { b.Do(first, 2) })
+		synctest.Wait()
+		wg.Go(func() { b.Do(t.Context(), 3) })
+		synctest.Wait()
+		close(r.gate)
+		wg.Wait()
+		if seen := r.seen(); len(seen) != 3 || !slices.Equal(seen[2], []int{2, 3}) {
+			t.Fatalf("batches %v, want the two lone calls, then [2 3]", seen)
+		}
+		if got := r.ctxs[2].Value(ctxKey{}); got != "first" {
+			t.Fatalf("shared batch's context value %v, want the first caller's", got)
+		}
+	})
+}
+
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
