@@ -42,12 +42,14 @@ import (
 
 // lockTimeout wraps expr, a statement's input, so that evaluating it sets
 // lock_timeout for the rest of the transaction, to 100 ms: long enough for
-// locks that other statements hold only until their commit. The batch
+// locks that other statements hold only until their commit. It is
+// evaluated before the statement can wait for a row lock: the batch
 // statements wrap the first argument of their unnest, which the executor
-// evaluates before the scan yields its first row, so before any claim or
-// update can wait for a row lock. (Table locks are taken before it, at
-// the statement's start; only DDL holds those.) (In a statement of its own, the setting
-// cost a batch a tenth of its throughput.)
+// evaluates before the scan yields its first row; a lone claim wraps the
+// key idem_claim gets, and a lone completion the new outcome, which the
+// executor works out before it locks the row. Table locks come earlier,
+// at the statement's start, but only DDL holds those. Set in a statement
+// of its own, it cost a batch a tenth of its throughput.
 func lockTimeout(expr string) string {
 	return `CASE WHEN set_config('lock_timeout', '100ms', true) IS NOT NULL THEN ` + expr + ` END`
 }
