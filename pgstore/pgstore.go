@@ -7,13 +7,15 @@
 // and a first execution two. Under load, claims and completions that
 // arrive while others are in flight share a statement and its commit (see
 // Config.BatchSlots); a call that meets a record another transaction
-// holds takes a second statement of its own. A claim reads the record by its key and
-// returns it when it is a completed outcome to replay; only otherwise does
-// the same statement call the store's claim function, which inserts the
-// record or takes it over (INSERT … ON CONFLICT … DO UPDATE … WHERE
-// <claimable>). Leases are judged by the server's clock (statement_timestamp()),
-// compare-and-set on (owner, fence) guards every later write, and fences
-// only grow while a record exists. Waiters are woken by LISTEN/NOTIFY on one
+// holds takes a second statement of its own.
+//
+// A claim reads the record by its key and returns it when it is a
+// completed outcome to replay; only otherwise does the same statement call
+// the store's claim function, which inserts the record or takes it over
+// (INSERT … ON CONFLICT … DO UPDATE … WHERE <claimable>). Leases are judged
+// by the server's clock (statement_timestamp()), compare-and-set on
+// (owner, fence) guards every later write, and fences only grow while a
+// record exists. Waiters are woken by LISTEN/NOTIFY on one
 // connection per Store, with a bounded poll as fallback; a notification is
 // sent only when someone waits, because NOTIFY serializes commits.
 //
@@ -264,9 +266,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 type statements struct {
 	claim, renew, complete, completeInTx, release, wait, reap string
 
-	// For batches of calls (batch.go).
-	// With the batch lock timeout (batch.go): for one call alone, which
-	// holds a batch slot, and for many.
+	// With the batch lock timeout (batch.go): for a call alone in a batch
+	// slot, and for many.
 	claimTimed, completeTimed, claimMany, completeMany, notifyMany string
 }
 
