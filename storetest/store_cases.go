@@ -345,9 +345,9 @@ func testWaitHonoursContext(t *testing.T, s idem.Store) {
 	k := newKey(t)
 	a := acquire(t, s, params(k, "a", "fp", longLease))
 	const timeout = 200 * time.Millisecond
+	start := time.Now() // before the deadline is set, so that it bounds d from below
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
-	start := time.Now()
 	err := s.Wait(ctx, k, a.Fence)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Wait on a held key = %v, want context.DeadlineExceeded", err)
