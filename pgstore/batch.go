@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"log/slog"
 	"slices"
 	"strings"
 
@@ -33,6 +32,12 @@ import (
 // short. Any other failure fails the whole batch. The price of the fixed
 // timeout: a batch that meets a held record, or a commit slower than
 // 100 ms, sends all its calls off alone, each a statement of its own.
+// Tests: TestHeldRecordHoldsUpOnlyItsOwnClaims,
+// TestLockedRecordHoldsUpOnlyItsOwnCompletion, TestBadCallFailsAlone,
+// TestCallerGoneWhileWaiting; the batch statements keep the store's
+// contract (TestConformanceArrays) and answer each call by its position
+// (TestBatchAnswersEachCall, TestBatchClaimsOfOneKey,
+// TestBatchCompletions).
 //
 // A batch of claims runs them in key order. Two batches therefore lock the
 // keys they share in the same order; a batch of completions locks its rows
@@ -74,11 +79,7 @@ func (s *Store) claimKind() kind[idem.ClaimParams, idem.ClaimResult] {
 		s: s, op: "claim",
 		key: func(p idem.ClaimParams) string { return p.Key },
 		one: func(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
-			cr, err := s.claimWith(ctx, s.sql.claimTimed, p)
-			if err != nil {
-				return idem.ClaimResult{}, s.failed("claim", err)
-			}
-			return cr, nil
+			return s.claimOne(ctx, s.sql.claimTimed, p)
 		},
 		many: s.claimMany,
 	}
@@ -168,14 +169,16 @@ func badData(err error) bool {
 	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
 }
 
-// claimWith runs a single-key claim statement, retrying lost races. Errors
-// are the driver's.
-func (s *Store) claimWith(ctx context.Context, stmt string, p idem.ClaimParams) (cr idem.ClaimResult, err error) {
+// claimOne runs stmt, a single-key claim statement, retrying lost races.
+func (s *Store) claimOne(ctx context.Context, stmt string, p idem.ClaimParams) (cr idem.ClaimResult, err error) {
 	err = s.retry(ctx, func() (err error) {
 		cr, err = s.claimIn(ctx, s.pool, stmt, p)
 		return err
 	})
-	return cr, err
+	if err != nil {
+		return idem.ClaimResult{}, s.failed("claim", err)
+	}
+	return cr, nil
 }
 
 // claimMany runs the claims of ps, sorted by key, in one statement. It
@@ -242,10 +245,7 @@ func (s *Store) completeMany(ctx context.Context, cs []completion) ([]batch.Resu
 		}, keys, owners, fences, outcomes)
 	})
 	if err == nil && len(waited) > 0 {
-		if _, err := s.pool.Exec(ctx, s.sql.notifyMany, s.channel, waited); err != nil {
-			s.cfg.Logger.Warn("pgstore: notifying waiters failed; they will see the records at their next poll",
-				slog.String("op", "complete"), slog.Int("records", len(waited)), slog.Any("error", err))
-		}
+		s.notify(ctx, "complete", waited...)
 	}
 	return out, err
 }

@@ -264,11 +264,11 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 // statements are the store's SQL, with its table filled in.
 type statements struct {
-	claim, renew, complete, completeInTx, release, wait, reap string
+	claim, renew, complete, completeInTx, release, wait, reap, notify string
 
 	// With the batch lock timeout (batch.go): for a call alone in a batch
 	// slot, and for many.
-	claimTimed, completeTimed, claimMany, completeMany, notifyMany string
+	claimTimed, completeTimed, claimMany, completeMany string
 }
 
 func newStatements(schema string) statements {
@@ -348,8 +348,8 @@ FROM unnest(` + lockTimeout("$1::text[]") + `, $2::text[], $3::bigint[], $4::byt
 WHERE r.key = a.key AND r.state = 'p' AND r.owner = a.owner AND r.fence = a.fence
 RETURNING a.i, r.waited`),
 
-		// $1 channel, $2 keys.
-		notifyMany: `SELECT pg_notify($1, k) FROM unnest($2::text[]) k`,
+		// $1 channel, $2 keys: wakes their waiters.
+		notify: `SELECT pg_notify($1, k) FROM unnest($2::text[]) k`,
 
 		// As complete, in the transaction holding the claim (RunTx): it
 		// raises (SQLSTATE IDM01) instead of updating nothing, so that a
@@ -398,9 +398,7 @@ func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 	defer cancel()
 	cr, err := s.claims.Do(ctx, p)
 	if errors.Is(err, errAlone) {
-		if cr, err = s.claimWith(ctx, s.sql.claim, p); err != nil {
-			return idem.ClaimResult{}, s.failed("claim", err)
-		}
+		return s.claimOne(ctx, s.sql.claim, p)
 	}
 	return cr, s.answered(ctx, "claim", err)
 }
@@ -526,12 +524,18 @@ func (s *Store) end(ctx context.Context, op string, l idem.Lease, stmt string, e
 		return idem.ErrLeaseLost
 	}
 	if waited {
-		if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, l.Key); err != nil {
-			s.cfg.Logger.Warn("pgstore: notifying waiters failed; they will see the record at their next poll",
-				slog.String("op", op), slog.Any("error", err))
-		}
+		s.notify(ctx, op, l.Key)
 	}
 	return nil
+}
+
+// notify wakes the waiters of keys, after op committed. A notification
+// lost here is covered by the waiters' polls.
+func (s *Store) notify(ctx context.Context, op string, keys ...string) {
+	if _, err := s.pool.Exec(ctx, s.sql.notify, s.channel, keys); err != nil {
+		s.cfg.Logger.Warn("pgstore: notifying waiters failed; they will see the records at their next poll",
+			slog.String("op", op), slog.Int("records", len(keys)), slog.Any("error", err))
+	}
 }
 
 // Wait implements idem.Store.

@@ -26,8 +26,9 @@ type Result[Out any] struct {
 // the others, and no call's work may outlast its caller's deadline.
 type Run[In, Out any] func(ctx context.Context, ins []In) []Result[Out]
 
-// Batcher runs calls through Run, at most Slots batches at once and at most
-// Max calls to a batch. It is safe for concurrent use.
+// Batcher runs calls through Run, a fixed number of batches at once and a
+// fixed number of calls to a batch at most (New). It is safe for
+// concurrent use.
 type Batcher[In, Out any] struct {
 	run   Run[In, Out]
 	slots int
@@ -49,13 +50,12 @@ type call[In, Out any] struct {
 	done     chan struct{}
 }
 
-// New returns a Batcher. slots and max below 1 count as 1; max 1 sends
-// every call alone, still at most slots at once.
-func New[In, Out any](slots, max int, run Run[In, Out]) *Batcher[In, Out] {
-	return &Batcher[In, Out]{run: run, slots: atLeastOne(slots), max: atLeastOne(max)}
+// New returns a Batcher of slots slots and at most perBatch calls to a
+// batch. Values below 1 count as 1; perBatch 1 sends every call alone,
+// still at most slots at once.
+func New[In, Out any](slots, perBatch int, run Run[In, Out]) *Batcher[In, Out] {
+	return &Batcher[In, Out]{run: run, slots: max(slots, 1), max: max(perBatch, 1)}
 }
-
-func atLeastOne(n int) int { return max(n, 1) }
 
 // Do runs in as part of a batch and returns its result. A call that finds
 // a slot free and no one waiting runs at once, alone, on the caller's
@@ -63,7 +63,10 @@ func atLeastOne(n int) int { return max(n, 1) }
 // at once. A call whose batch has not started by then is dropped. One
 // whose batch is under way runs on: alone, under ctx, which stops it as a
 // cancelled statement stops; with others, until the batch's deadline. A
-// panic in Run reaches the callers of its batch.
+// panic in Run reaches the callers of its batch. Tests:
+// TestLoneCallGoesAloneWithItsContext, TestWaitingCallsShareBatches,
+// TestCallerLeaving, TestBatchKeepsTheEarliestDeadline,
+// TestPanicReachesCallers, TestSlotsAndValues.
 func (b *Batcher[In, Out]) Do(ctx context.Context, in In) (Out, error) {
 	b.mu.Lock()
 	if b.running < b.slots && len(b.queue) == 0 {

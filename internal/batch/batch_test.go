@@ -58,6 +58,13 @@ func (r *recorder) seen() [][]int {
 
 type ctxKey struct{}
 
+// begin runs f on a goroutine of wg and returns once the bubble is idle:
+// f has gone as far as it can, into a batch or the queue.
+func begin(wg *sync.WaitGroup, f func()) {
+	wg.Go(f)
+	synctest.Wait()
+}
+
 func TestLoneCallGoesAloneWithItsContext(t *testing.T) {
 	r := &recorder{}
 	b := New(4, 64, r.run)
@@ -86,14 +93,9 @@ func TestWaitingCallsShareBatches(t *testing.T) {
 		results := make([]string, 8)
 		errs := make([]error, 8)
 		var wg sync.WaitGroup
-		do := func(i int) {
-			wg.Go(func() { results[i], errs[i] = b.Do(t.Context(), i) })
-		}
-		do(0)
-		synctest.Wait() // call 0 holds the only slot
-		for i := 1; i < 8; i++ {
-			do(i)
-			synctest.Wait() // queue them in order
+		// Call 0 holds the only slot; the rest queue in order.
+		for i := range 8 {
+			begin(&wg, func() { results[i], errs[i] = b.Do(t.Context(), i) })
 		}
 		close(r.gate)
 		wg.Wait()
@@ -116,16 +118,13 @@ func TestCallerLeaving(t *testing.T) {
 		r := &recorder{gate: make(chan struct{})}
 		b := New(1, 64, r.run)
 		var wg sync.WaitGroup
-		wg.Go(func() { b.Do(t.Context(), 0) })
-		synctest.Wait()
+		begin(&wg, func() { b.Do(t.Context(), 0) })
 
 		gone, leave := context.WithCancel(t.Context())
 		var goneErr error
-		wg.Go(func() { _, goneErr = b.Do(gone, 1) })
-		synctest.Wait()
+		begin(&wg, func() { _, goneErr = b.Do(gone, 1) })
 		var stayed string
-		wg.Go(func() { stayed, _ = b.Do(t.Context(), 2) })
-		synctest.Wait()
+		begin(&wg, func() { stayed, _ = b.Do(t.Context(), 2) })
 		leave()
 		synctest.Wait()
 		if !errors.Is(goneErr, context.Canceled) {
@@ -145,14 +144,11 @@ func TestCallerLeaving(t *testing.T) {
 		r.mu.Lock()
 		r.gate = make(chan struct{})
 		r.mu.Unlock()
-		wg.Go(func() { b.Do(t.Context(), 3) })
-		synctest.Wait()
+		begin(&wg, func() { b.Do(t.Context(), 3) })
 		first, leaveFirst := context.WithCancel(t.Context())
 		var second string
-		wg.Go(func() { b.Do(first, 4) })
-		synctest.Wait()
-		wg.Go(func() { second, _ = b.Do(t.Context(), 5) })
-		synctest.Wait()
+		begin(&wg, func() { b.Do(first, 4) })
+		begin(&wg, func() { second, _ = b.Do(t.Context(), 5) })
 		r.open() // {3} ends; {4, 5} starts and holds at the gate
 		synctest.Wait()
 		leaveFirst()
@@ -178,16 +174,13 @@ func TestBatchKeepsTheEarliestDeadline(t *testing.T) {
 		r := &recorder{gate: make(chan struct{})}
 		b := New(1, 64, r.run)
 		var wg sync.WaitGroup
-		wg.Go(func() { b.Do(t.Context(), 0) })
-		synctest.Wait()
+		begin(&wg, func() { b.Do(t.Context(), 0) })
 		soon, cancelSoon := context.WithTimeout(t.Context(), time.Second)
 		defer cancelSoon()
 		later, cancelLater := context.WithTimeout(t.Context(), time.Hour)
 		defer cancelLater()
-		wg.Go(func() { b.Do(later, 1) })
-		synctest.Wait()
-		wg.Go(func() { b.Do(soon, 2) })
-		synctest.Wait()
+		begin(&wg, func() { b.Do(later, 1) })
+		begin(&wg, func() { b.Do(soon, 2) })
 		want, _ := soon.Deadline()
 		r.open()
 		synctest.Wait()
@@ -215,11 +208,10 @@ func TestPanicReachesCallers(t *testing.T) {
 		recovered := make([]any, 3)
 		var wg sync.WaitGroup
 		do := func(i, in int) {
-			wg.Go(func() {
+			begin(&wg, func() {
 				defer func() { recovered[i] = recover() }()
 				b.Do(t.Context(), in)
 			})
-			synctest.Wait()
 		}
 		do(0, 13) // inline
 		do(1, 1)  // queued beside 13
@@ -244,16 +236,13 @@ func TestSlotsAndValues(t *testing.T) {
 		b := New(2, 64, r.run)
 		var wg sync.WaitGroup
 		wg.Go(func() { b.Do(t.Context(), 0) })
-		wg.Go(func() { b.Do(t.Context(), 1) })
-		synctest.Wait()
+		begin(&wg, func() { b.Do(t.Context(), 1) })
 		if n := len(r.seen()); n != 2 {
 			t.Fatalf("%d of two lone calls under way with two slots free, want both", n)
 		}
 		first := context.WithValue(t.Context(), ctxKey{}, "first")
-		wg.Go(func() { b.Do(first, 2) })
-		synctest.Wait()
-		wg.Go(func() { b.Do(t.Context(), 3) })
-		synctest.Wait()
+		begin(&wg, func() { b.Do(first, 2) })
+		begin(&wg, func() { b.Do(t.Context(), 3) })
 		close(r.gate)
 		wg.Wait()
 		if seen := r.seen(); len(seen) != 3 || !slices.Equal(seen[2], []int{2, 3}) {
