@@ -39,11 +39,10 @@ import (
 // (TestBatchAnswersEachCall, TestBatchClaimsOfOneKey,
 // TestBatchCompletions).
 //
-// A batch of claims runs them in key order. Two batches therefore lock the
-// keys they share in the same order; a batch of completions locks its rows
-// in whatever order the plan reads them, and a deadlock between two
-// batches would end in a lock timeout, well before PostgreSQL's deadlock
-// check.
+// A batch runs its calls in key order, so two batches lock the keys they
+// share in the same order. Each call finds its record by key, however
+// small the table was when the plan was made: claims through idem_claim,
+// completions through idem_complete (TestStatementsFindRecordsByKey).
 
 // lockTimeout wraps expr, a statement's input, so that evaluating it sets
 // lock_timeout for the rest of the transaction, to 100 ms: long enough for
@@ -232,13 +231,16 @@ func (s *Store) completeMany(ctx context.Context, cs []completion) ([]batch.Resu
 		return s.queryBatch(ctx, s.sql.completeMany, func(rows pgx.Rows) error {
 			var (
 				i     int
-				waits bool
+				waits *bool // nil: the fence was not current
 			)
 			if err := rows.Scan(&i, &waits); err != nil {
 				return err
 			}
+			if waits == nil {
+				return nil
+			}
 			out[i-1].Err = nil
-			if waits {
+			if *waits {
 				waited = append(waited, keys[i-1])
 			}
 			return nil

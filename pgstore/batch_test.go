@@ -154,6 +154,61 @@ func TestBatchCompletions(t *testing.T) {
 	}
 }
 
+// The statements of the claim path find records by key, whatever the
+// planner reckons of the table: a connection keeps a statement's generic
+// plan, made while the table was small, as the table grows, so a plan that
+// scans the table would make every call dearer as records accumulate.
+// Generic plans, forced, on a table that has not been analyzed (as a
+// new one is) must use the primary key alone.
+func TestStatementsFindRecordsByKey(t *testing.T) {
+	ctx := t.Context()
+	pool := newPool(t)
+	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
+	sql := newStore(t, pool, pgstore.Config{Schema: schema, ReapInterval: -1}).Statements()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	// The view counts what this connection has not yet reported, this
+	// transaction's scans among them: each step is judged by its change.
+	scans := func() (seq, byKey int64) {
+		err := tx.QueryRow(ctx, `SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables
+			WHERE relid = $1::regclass`, schema+".idem_records").Scan(&seq, &byKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seq, byKey
+	}
+	lease, ttl := time.Minute.Milliseconds(), time.Hour.Milliseconds()
+	keys := []string{"b", "c", "d"}
+	for _, step := range []struct {
+		name string
+		args []any
+	}{
+		{"claim", []any{"a", "me", "fp", lease, ttl}},
+		{"claimMany", []any{keys, []string{"me", "me", "me"}, []string{"fp", "fp", "fp"}, []int64{lease, lease, lease}, []int64{ttl, ttl, ttl}}},
+		{"complete", []any{"a", "me", int64(1), []byte("out")}},
+		{"completeMany", []any{keys, []string{"me", "me", "me"}, []int64{1, 1, 1}, [][]byte{[]byte("1"), []byte("2"), []byte("3")}}},
+		{"claim", []any{"a", "later", "fp", lease, ttl}}, // a replay
+	} {
+		seq0, byKey0 := scans()
+		if _, err := tx.Exec(ctx, sql[step.name], step.args...); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if seq, byKey := scans(); seq != seq0 || byKey == byKey0 {
+			t.Fatalf("%s: %d scans of the whole table and %d by key, want none and some", step.name, seq-seq0, byKey-byKey0)
+		}
+	}
+	var completed int
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+schema+".idem_records WHERE state = 'c'").Scan(&completed); err != nil || completed != 4 {
+		t.Fatalf("%d records completed (%v), want 4", completed, err)
+	}
+}
+
 // eventually polls cond every 10ms for up to 2s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -67,3 +67,12 @@ func (a Arrays) Complete(ctx context.Context, l idem.Lease, outcome []byte) erro
 	}
 	return nil
 }
+
+// Statements are the SQL of the claim path, by name, for tests that run
+// them by hand.
+func (s *Store) Statements() map[string]string {
+	return map[string]string{
+		"claim": s.sql.claim, "claimMany": s.sql.claimMany,
+		"complete": s.sql.complete, "completeMany": s.sql.completeMany,
+	}
+}

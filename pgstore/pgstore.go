@@ -275,6 +275,7 @@ func newStatements(schema string) statements {
 	fill := strings.NewReplacer(
 		"{{table}}", pgx.Identifier{schema, "idem_records"}.Sanitize(),
 		"{{claim}}", pgx.Identifier{schema, "idem_claim"}.Sanitize(),
+		"{{complete}}", pgx.Identifier{schema, "idem_complete"}.Sanitize(),
 		"{{complete_held}}", pgx.Identifier{schema, "idem_complete_held"}.Sanitize(),
 	).Replace
 	// One key's claim, its inputs named by {{key}}, {{owner}},
@@ -340,13 +341,12 @@ UPDATE {{table}} SET ` + fmt.Sprintf(completed, lockTimeout("$4::bytea")) + `
 WHERE key = $1 AND state = 'p' AND owner = $2 AND fence = $3
 RETURNING waited`),
 
-		// The same four as arrays: a row for each completion that held its
-		// fence, by position (i, from 1), and whether anyone waits.
+		// The same four as arrays, run in array order (migration 0004): a
+		// row for each completion, by position (i, from 1), saying whether
+		// anyone waits, or NULL when its fence was not current.
 		completeMany: fill(`
-UPDATE {{table}} r SET ` + fmt.Sprintf(completed, "a.outcome") + `
-FROM unnest(` + lockTimeout("$1::text[]") + `, $2::text[], $3::bigint[], $4::bytea[]) WITH ORDINALITY AS a(key, owner, fence, outcome, i)
-WHERE r.key = a.key AND r.state = 'p' AND r.owner = a.owner AND r.fence = a.fence
-RETURNING a.i, r.waited`),
+SELECT a.i, {{complete}}(a.key, a.owner, a.fence, a.outcome)
+FROM unnest(` + lockTimeout("$1::text[]") + `, $2::text[], $3::bigint[], $4::bytea[]) WITH ORDINALITY AS a(key, owner, fence, outcome, i)`),
 
 		// $1 channel, $2 keys: wakes their waiters.
 		notify: `SELECT pg_notify($1, k) FROM unnest($2::text[]) k`,
