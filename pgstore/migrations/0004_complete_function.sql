@@ -4,8 +4,8 @@
 -- completeMany), so that each completion is one primary-key lookup. Written
 -- as one UPDATE … FROM unnest(…), the batch let the planner, which reckons
 -- ten elements in an array parameter, join by scanning the whole table
--- while it held fewer than a few thousand records, and keep that cached
--- plan as the table grew.
+-- while it held fewer than a few thousand records; each connection then
+-- kept that plan as the table grew.
 CREATE FUNCTION {{schema}}.idem_complete(p_key text, p_owner text, p_fence bigint, p_outcome bytea)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
