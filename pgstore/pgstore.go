@@ -101,7 +101,10 @@ type Config struct {
 	// again outside the slots, bounded only by the pool (see batch.go).
 	// BatchMax 1 sends every call alone, still at most BatchSlots at once.
 	// Defaults 2 and 64, which suit a server of a few cores: raise
-	// BatchSlots for more.
+	// BatchSlots for more. One slot makes bigger batches (on two cores,
+	// about a tenth more first executions under load; BENCHMARKS.md), but
+	// then a claim that waits on a held record stalls every other claim
+	// for up to 100 ms.
 	BatchSlots int
 	BatchMax   int
 
