@@ -303,7 +303,9 @@ LIMIT 1`)
 		return strings.NewReplacer("{{key}}", key, "{{claim_key}}", claimKey, "{{owner}}", owner,
 			"{{fingerprint}}", fingerprint, "{{lease_ms}}", leaseMs, "{{retention_ms}}", retentionMs).Replace(claim)
 	}
-	// What a completion sets, for one key or many.
+	// What a lone completion sets. idem_complete (migration 0004), which
+	// batches and RunTx call, sets the same and must change with it; a lone
+	// completion stays a plain UPDATE, without the PL/pgSQL call.
 	completed := `state = 'c', outcome = %s, owner = NULL, lease_until = NULL,
 	expires_at = statement_timestamp() + retention_ms * interval '1 millisecond'`
 
