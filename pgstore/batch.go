@@ -14,11 +14,13 @@ import (
 	"github.com/idemhq/idem/internal/batch"
 )
 
-// Claims and completions go through batchers (internal/batch): at most
-// BatchSlots statements of each kind at once. A call that finds a slot
-// free goes at once, alone, in the single-key statement; calls that arrive
-// while all are busy go together in the next one, a statement over arrays:
-// one round trip and one commit for all of them.
+// Claims and completions go through one batcher (internal/batch): at
+// most BatchSlots statements at once. A call that finds a slot free goes
+// at once, alone, in the single-key statement; calls that arrive while all
+// are busy go together in the next batch, claims and completions alike:
+// the completions in one statement over arrays, the claims in another,
+// pipelined in one round trip and one transaction, so that one commit
+// carries them all (writeMany).
 //
 // A statement that holds a slot must not wait long on a row lock, or every
 // call queued behind the slot would wait with it: a record held by an open
@@ -37,12 +39,16 @@ import (
 // TestCallerGoneWhileWaiting; the batch statements keep the store's
 // contract (TestConformanceArrays) and answer each call by its position
 // (TestBatchAnswersEachCall, TestBatchClaimsOfOneKey,
-// TestBatchCompletions).
+// TestBatchCompletions, TestBatchMixesClaimsAndCompletions).
 //
-// A batch runs its calls in key order, so two batches lock the keys they
-// share in the same order. Each call finds its record by key, however
-// small the table was when the plan was made: claims through idem_claim,
-// completions through idem_complete (TestStatementsFindRecordsByKey).
+// A batch runs its completions in key order, then its claims in key order,
+// so two batches mostly lock the keys they share in the same order. When
+// they do not (one completes a record whose lease another's claim takes
+// over), the lock timeout ends the wait long before deadlock detection
+// would, and the calls run alone. Each call finds its record by key,
+// however small the table was when the plan was made: claims through
+// idem_claim, completions through idem_complete
+// (TestStatementsFindRecordsByKey).
 
 // lockTimeout wraps expr, a statement's input, so that evaluating it sets
 // lock_timeout for the rest of the transaction, to 100 ms: long enough for
@@ -62,40 +68,27 @@ func lockTimeout(expr string) string {
 // again on its own, outside the slots.
 var errAlone = errors.New("pgstore: run the call on its own")
 
+// write is one call through the batcher: a claim, or when claim is nil a
+// completion. Claims and completions share the slots, so that a batch
+// carries both kinds, in one transaction and one commit: under load a
+// first execution's claim rides with other callers' completions, and its
+// completion with their claims.
+type write struct {
+	claim *idem.ClaimParams
+	done  completion
+}
+
 // completion is one call of Complete.
 type completion struct {
 	lease   idem.Lease
 	outcome []byte
 }
 
-func (s *Store) newBatchers() {
-	s.claims = batch.New(s.cfg.BatchSlots, s.cfg.BatchMax, s.claimKind().run)
-	s.completions = batch.New(s.cfg.BatchSlots, s.cfg.BatchMax, s.completionKind().run)
+func (s *Store) newBatcher() {
+	s.writes = batch.New(s.cfg.BatchSlots, s.cfg.BatchMax, s.runWrites)
 }
 
-func (s *Store) claimKind() kind[idem.ClaimParams, idem.ClaimResult] {
-	return kind[idem.ClaimParams, idem.ClaimResult]{
-		s: s, op: "claim",
-		key: func(p idem.ClaimParams) string { return p.Key },
-		one: func(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
-			return s.claimOne(ctx, s.sql.claimTimed, p)
-		},
-		many: s.claimMany,
-	}
-}
-
-func (s *Store) completionKind() kind[completion, struct{}] {
-	return kind[completion, struct{}]{
-		s: s, op: "complete",
-		key: func(c completion) string { return c.lease.Key },
-		one: func(ctx context.Context, c completion) (struct{}, error) {
-			return struct{}{}, s.end(ctx, "complete", c.lease, s.sql.completeTimed, c.outcome)
-		},
-		many: s.completeMany,
-	}
-}
-
-// answered translates what a batcher answered when the caller's context
+// answered translates what the batcher answered when the caller's context
 // ended while its call waited for a slot: that comes back bare.
 func (s *Store) answered(ctx context.Context, op string, err error) error {
 	if err != nil && err == ctx.Err() {
@@ -104,60 +97,169 @@ func (s *Store) answered(ctx context.Context, op string, err error) error {
 	return err
 }
 
-// kind is one kind of call the store batches: how to run one, how to run
-// many, and the key that orders them.
-type kind[In, Out any] struct {
-	s    *Store
-	op   string
-	key  func(In) string
-	one  func(context.Context, In) (Out, error)
-	many func(context.Context, []In) ([]batch.Result[Out], error)
+func (w write) key() string {
+	if w.claim != nil {
+		return w.claim.Key
+	}
+	return w.done.lease.Key
 }
 
-// run is the kind's batch.Run. A lone call runs with one, which
-// translates its errors; several run sorted by key with many, answered in
-// the order they came. A lock timeout, data the server rejected in a
-// batch, or a batch cut short by its earliest caller's deadline answers
-// errAlone.
-func (k kind[In, Out]) run(ctx context.Context, ins []In) []batch.Result[Out] {
-	out := make([]batch.Result[Out], len(ins))
-	if len(ins) == 1 {
-		out[0].Val, out[0].Err = k.one(ctx, ins[0])
+func (w write) op() string {
+	if w.claim != nil {
+		return "claim"
+	}
+	return "complete"
+}
+
+// runWrites is the batcher's Run. A lone call runs in the single-key
+// statement, which translates its errors; several go in writeMany,
+// answered in the order they came. A lock timeout, data the server
+// rejected in a batch, or a batch cut short by its earliest caller's
+// deadline answers errAlone. A completion's answer is its Err alone.
+func (s *Store) runWrites(ctx context.Context, ws []write) []batch.Result[idem.ClaimResult] {
+	out := make([]batch.Result[idem.ClaimResult], len(ws))
+	if len(ws) == 1 {
+		w := ws[0]
+		if w.claim != nil {
+			out[0].Val, out[0].Err = s.claimOne(ctx, s.sql.claimTimed, *w.claim)
+		} else {
+			out[0].Err = s.end(ctx, "complete", w.done.lease, s.sql.completeTimed, w.done.outcome)
+		}
 		if lockTimedOut(out[0].Err) {
 			out[0].Err = errAlone
 		}
 		return out
 	}
-	order := make([]int, len(ins))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(k.key(ins[a]), k.key(ins[b])) })
-	sorted := make([]In, len(ins))
-	for i, o := range order {
-		sorted[i] = ins[o]
-	}
-	results, err := k.many(ctx, sorted)
-	if err != nil {
+	if err := s.writeMany(ctx, ws, out); err != nil {
 		// A deadline here is the earliest caller's (batch.Run), not the
 		// others': each runs again under its own.
-		if lockTimedOut(err) || badData(err) || errors.Is(err, context.DeadlineExceeded) {
-			err = errAlone
-		} else {
-			err = k.s.failed(k.op, err)
-		}
-		for i := range out {
-			out[i].Err = err
+		alone := lockTimedOut(err) || badData(err) || errors.Is(err, context.DeadlineExceeded)
+		for i, w := range ws {
+			out[i] = batch.Result[idem.ClaimResult]{Err: errAlone}
+			if !alone {
+				out[i].Err = s.failed(w.op(), err)
+			}
 		}
 		return out
 	}
-	for i, o := range order {
-		out[o] = results[i]
-		if e := out[o].Err; e != nil && !errors.Is(e, idem.ErrLeaseLost) {
-			out[o].Err = k.s.failed(k.op, e)
+	for i, w := range ws {
+		if e := out[i].Err; e != nil && !errors.Is(e, idem.ErrLeaseLost) {
+			out[i].Err = s.failed(w.op(), e)
 		}
 	}
 	return out
+}
+
+// writeMany runs ws in one transaction and answers each in out, by
+// position. It sends the completions, sorted by key, in one statement and
+// then the claims, sorted by key, in another, pipelined in one round trip
+// and committed together; a claim of a key completed in the same batch
+// then finds the outcome. A completion whose fence was not current gets
+// ErrLeaseLost. After the commit it notifies the waiters of the records it
+// completed that someone waits on. It fails as a whole or not at all.
+func (s *Store) writeMany(ctx context.Context, ws []write, out []batch.Result[idem.ClaimResult]) error {
+	var claims, dones []int // positions in ws, sorted by key
+	for i, w := range ws {
+		if w.claim != nil {
+			claims = append(claims, i)
+		} else {
+			dones = append(dones, i)
+		}
+	}
+	byKey := func(a, b int) int { return cmp.Compare(ws[a].key(), ws[b].key()) }
+	slices.SortStableFunc(claims, byKey)
+	slices.SortStableFunc(dones, byKey)
+
+	b := &pgx.Batch{}
+	if len(dones) > 0 {
+		keys, owners := make([]string, len(dones)), make([]string, len(dones))
+		fences, outcomes := make([]int64, len(dones)), make([][]byte, len(dones))
+		for j, i := range dones {
+			c := ws[i].done
+			keys[j], owners[j], fences[j], outcomes[j] = c.lease.Key, c.lease.Owner, c.lease.Fence, c.outcome
+		}
+		b.Queue(s.sql.completeMany, keys, owners, fences, outcomes)
+	}
+	if len(claims) > 0 {
+		keys, owners, fingerprints := make([]string, len(claims)), make([]string, len(claims)), make([]string, len(claims))
+		leases, retentions := make([]int64, len(claims)), make([]int64, len(claims))
+		for j, i := range claims {
+			p := ws[i].claim
+			keys[j], owners[j], fingerprints[j] = p.Key, p.Owner, p.Fingerprint
+			leases[j], retentions[j] = p.LeaseTTL.Milliseconds(), p.Retention.Milliseconds()
+		}
+		b.Queue(s.sql.claimMany, keys, owners, fingerprints, leases, retentions)
+	}
+
+	var waited []string
+	err := s.retry(ctx, func() error {
+		waited = nil
+		for _, i := range dones {
+			out[i] = batch.Result[idem.ClaimResult]{Err: idem.ErrLeaseLost}
+		}
+		for _, i := range claims {
+			out[i] = batch.Result[idem.ClaimResult]{Val: unseen(*ws[i].claim)}
+		}
+		br := s.pool.SendBatch(ctx, b)
+		defer br.Close()
+		if len(dones) > 0 {
+			err := eachRow(br, func(rows pgx.Rows) error {
+				var (
+					j     int
+					waits *bool // nil: the fence was not current
+				)
+				if err := rows.Scan(&j, &waits); err != nil || waits == nil {
+					return err
+				}
+				i := dones[j-1]
+				out[i].Err = nil
+				if *waits {
+					waited = append(waited, ws[i].key())
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if len(claims) > 0 {
+			err := eachRow(br, func(rows pgx.Rows) error {
+				var (
+					j int
+					r claimRow
+				)
+				if err := rows.Scan(append([]any{&j}, r.fields()...)...); err != nil {
+					return err
+				}
+				i := claims[j-1]
+				out[i].Val, out[i].Err = r.result(*ws[i].claim)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return br.Close() // the commit's answer
+	})
+	if err == nil && len(waited) > 0 {
+		s.notify(ctx, "complete", waited...)
+	}
+	return err
+}
+
+// eachRow hands each row of the next statement of br to scan.
+func eachRow(br pgx.BatchResults, scan func(pgx.Rows) error) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // badData reports whether the server rejected a statement's input (SQLSTATE
@@ -178,92 +280,4 @@ func (s *Store) claimOne(ctx context.Context, stmt string, p idem.ClaimParams) (
 		return idem.ClaimResult{}, s.failed("claim", err)
 	}
 	return cr, nil
-}
-
-// claimMany runs the claims of ps, sorted by key, in one statement. It
-// fails as a whole or not at all.
-func (s *Store) claimMany(ctx context.Context, ps []idem.ClaimParams) ([]batch.Result[idem.ClaimResult], error) {
-	keys, owners, fingerprints := make([]string, len(ps)), make([]string, len(ps)), make([]string, len(ps))
-	leases, retentions := make([]int64, len(ps)), make([]int64, len(ps))
-	for i, p := range ps {
-		keys[i], owners[i], fingerprints[i] = p.Key, p.Owner, p.Fingerprint
-		leases[i], retentions[i] = p.LeaseTTL.Milliseconds(), p.Retention.Milliseconds()
-	}
-	var out []batch.Result[idem.ClaimResult]
-	err := s.retry(ctx, func() error {
-		out = make([]batch.Result[idem.ClaimResult], len(ps))
-		for i, p := range ps {
-			out[i].Val = unseen(p)
-		}
-		return s.queryBatch(ctx, s.sql.claimMany, func(rows pgx.Rows) error {
-			var (
-				i int
-				r claimRow
-			)
-			if err := rows.Scan(append([]any{&i}, r.fields()...)...); err != nil {
-				return err
-			}
-			out[i-1].Val, out[i-1].Err = r.result(ps[i-1])
-			return nil
-		}, keys, owners, fingerprints, leases, retentions)
-	})
-	return out, err
-}
-
-// completeMany runs the completions of cs in one statement, then notifies
-// the waiters of those that someone waits on. A completion whose fence was
-// not current gets ErrLeaseLost.
-func (s *Store) completeMany(ctx context.Context, cs []completion) ([]batch.Result[struct{}], error) {
-	keys, owners := make([]string, len(cs)), make([]string, len(cs))
-	fences, outcomes := make([]int64, len(cs)), make([][]byte, len(cs))
-	for i, c := range cs {
-		keys[i], owners[i], fences[i], outcomes[i] = c.lease.Key, c.lease.Owner, c.lease.Fence, c.outcome
-	}
-	var (
-		out    []batch.Result[struct{}]
-		waited []string
-	)
-	err := s.retry(ctx, func() error {
-		out, waited = make([]batch.Result[struct{}], len(cs)), nil
-		for i := range out {
-			out[i].Err = idem.ErrLeaseLost
-		}
-		return s.queryBatch(ctx, s.sql.completeMany, func(rows pgx.Rows) error {
-			var (
-				i     int
-				waits *bool // nil: the fence was not current
-			)
-			if err := rows.Scan(&i, &waits); err != nil {
-				return err
-			}
-			if waits == nil {
-				return nil
-			}
-			out[i-1].Err = nil
-			if *waits {
-				waited = append(waited, keys[i-1])
-			}
-			return nil
-		}, keys, owners, fences, outcomes)
-	})
-	if err == nil && len(waited) > 0 {
-		s.notify(ctx, "complete", waited...)
-	}
-	return out, err
-}
-
-// queryBatch runs sql, a statement over a batch of calls, and hands each
-// row it returns to scan.
-func (s *Store) queryBatch(ctx context.Context, sql string, scan func(pgx.Rows) error, args ...any) error {
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := scan(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
 }

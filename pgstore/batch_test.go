@@ -154,6 +154,71 @@ func TestBatchCompletions(t *testing.T) {
 	}
 }
 
+// A batch of claims and completions runs the completions first, so a
+// claim of a key completed beside it replays the outcome, and commits them
+// all in one transaction; a bad call sends them all off alone, with none
+// of them done.
+func TestBatchMixesClaimsAndCompletions(t *testing.T) {
+	ctx := t.Context()
+	pool := newPool(t)
+	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
+	s := newStore(t, pool, pgstore.Config{Schema: schema})
+	leases := map[string]idem.Lease{}
+	for _, k := range []string{"a", "b", "e"} {
+		cr, err := s.Claim(ctx, claimParams(k, "me", "fp"))
+		if err != nil || cr.Status != idem.ClaimAcquired {
+			t.Fatalf("claim %s = %+v, %v", k, cr, err)
+		}
+		leases[k] = cr.Lease
+	}
+	stale := leases["b"]
+	stale.Fence++
+	claim := func(key, owner string) *idem.ClaimParams { p := claimParams(key, owner, "fp"); return &p }
+
+	got, errs := s.Batch(ctx, []pgstore.Write{
+		{Claim: claim("c", "me")},
+		{Lease: leases["a"], Outcome: []byte("out a")},
+		{Claim: claim("a", "other")},
+		{Lease: stale, Outcome: []byte("out b")},
+		{Claim: claim("d", "me")},
+	})
+	for _, i := range []int{0, 1, 2, 4} {
+		if errs[i] != nil {
+			t.Fatalf("call %d: %v", i, errs[i])
+		}
+	}
+	if got[0].Status != idem.ClaimAcquired || got[4].Status != idem.ClaimAcquired {
+		t.Errorf("claims of new keys = %+v, %+v; want acquired", got[0], got[4])
+	}
+	if got[2].Status != idem.ClaimCompleted || string(got[2].Outcome) != "out a" {
+		t.Errorf("claim of the key completed in the batch = %+v, want its outcome", got[2])
+	}
+	if !errors.Is(errs[3], idem.ErrLeaseLost) {
+		t.Errorf("completion under a stale fence = %v, want ErrLeaseLost", errs[3])
+	}
+	var txs int
+	err := pool.QueryRow(ctx, "SELECT count(DISTINCT xmin::text) FROM "+schema+".idem_records WHERE key IN ('a', 'c', 'd')").Scan(&txs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if txs != 1 {
+		t.Errorf("the batch's writes were made by %d transactions, want 1", txs)
+	}
+
+	_, errs = s.Batch(ctx, []pgstore.Write{
+		{Lease: leases["e"], Outcome: []byte("out e")},
+		{Claim: claim("bad\x00key", "me")},
+	})
+	for i, err := range errs {
+		if !errors.Is(err, pgstore.ErrAlone) {
+			t.Errorf("call %d beside a bad claim = %v, want to run alone", i, err)
+		}
+	}
+	if cr, err := s.Claim(ctx, claimParams("e", "other", "fp")); err != nil || cr.Status != idem.ClaimInFlight {
+		t.Errorf("claim of e after its batch failed = %+v, %v; want still in flight: the batch committed part of itself", cr, err)
+	}
+}
+
 // The statements of the claim path find records by key, whatever the
 // planner reckons of the table: a connection keeps a statement's generic
 // plan, made while the table was small, as the table grows, so a plan that

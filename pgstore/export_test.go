@@ -7,31 +7,48 @@ import (
 	"github.com/idemhq/idem/internal/batch"
 )
 
-// ClaimBatch and CompleteBatch run calls as one batch, as a batcher does
-// with calls that waited together. A call answered ErrAlone would run
-// again on its own.
-func (s *Store) ClaimBatch(ctx context.Context, ps []idem.ClaimParams) ([]idem.ClaimResult, []error) {
-	return split(s.claimKind().run(ctx, ps))
+// Write is one call of a batch: a claim when Claim is set, otherwise the
+// completion of Lease with Outcome.
+type Write struct {
+	Claim   *idem.ClaimParams
+	Lease   idem.Lease
+	Outcome []byte
 }
 
-func (s *Store) CompleteBatch(ctx context.Context, ls []idem.Lease, outcomes [][]byte) []error {
-	cs := make([]completion, len(ls))
-	for i := range ls {
-		cs[i] = completion{ls[i], outcomes[i]}
+// Batch runs ws as one batch, as the batcher does with calls that waited
+// together. A call answered ErrAlone would run again on its own.
+func (s *Store) Batch(ctx context.Context, ws []Write) ([]idem.ClaimResult, []error) {
+	in := make([]write, len(ws))
+	for i, w := range ws {
+		in[i] = write{claim: w.Claim, done: completion{w.Lease, w.Outcome}}
 	}
-	_, errs := split(s.completionKind().run(ctx, cs))
-	return errs
-}
-
-var ErrAlone = errAlone
-
-func split[T any](rs []batch.Result[T]) ([]T, []error) {
-	vals, errs := make([]T, len(rs)), make([]error, len(rs))
+	rs := s.runWrites(ctx, in)
+	vals, errs := make([]idem.ClaimResult, len(rs)), make([]error, len(rs))
 	for i, r := range rs {
 		vals[i], errs[i] = r.Val, r.Err
 	}
 	return vals, errs
 }
+
+// ClaimBatch and CompleteBatch run batches of one kind.
+func (s *Store) ClaimBatch(ctx context.Context, ps []idem.ClaimParams) ([]idem.ClaimResult, []error) {
+	ws := make([]Write, len(ps))
+	for i := range ps {
+		ws[i].Claim = &ps[i]
+	}
+	return s.Batch(ctx, ws)
+}
+
+func (s *Store) CompleteBatch(ctx context.Context, ls []idem.Lease, outcomes [][]byte) []error {
+	ws := make([]Write, len(ls))
+	for i := range ls {
+		ws[i] = Write{Lease: ls[i], Outcome: outcomes[i]}
+	}
+	_, errs := s.Batch(ctx, ws)
+	return errs
+}
+
+var ErrAlone = errAlone
 
 // Arrays is a Store whose claims and completions always take the
 // statements over arrays, each call a batch of its own.
@@ -40,32 +57,35 @@ type Arrays struct{ *Store }
 func (a Arrays) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
 	ctx, cancel := a.op(ctx)
 	defer cancel()
-	rs, err := a.claimMany(ctx, []idem.ClaimParams{p})
+	r, err := a.many(ctx, write{claim: &p})
 	if lockTimedOut(err) { // as a batch's call would, it runs again alone
 		return a.Store.Claim(ctx, p)
-	}
-	if err == nil {
-		err = rs[0].Err
 	}
 	if err != nil {
 		return idem.ClaimResult{}, a.failed("claim", err)
 	}
-	return rs[0].Val, nil
+	return r.Val, nil
 }
 
 func (a Arrays) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
 	ctx, cancel := a.op(ctx)
 	defer cancel()
-	rs, err := a.completeMany(ctx, []completion{{l, outcome}})
+	_, err := a.many(ctx, write{done: completion{l, outcome}})
 	switch {
 	case lockTimedOut(err):
 		return a.Store.Complete(ctx, l, outcome)
-	case err != nil:
+	case err != nil && err != idem.ErrLeaseLost:
 		return a.failed("complete", err)
-	case rs[0].Err == idem.ErrLeaseLost:
-		return rs[0].Err
 	}
-	return nil
+	return err
+}
+
+func (a Arrays) many(ctx context.Context, w write) (batch.Result[idem.ClaimResult], error) {
+	out := make([]batch.Result[idem.ClaimResult], 1)
+	if err := a.writeMany(ctx, []write{w}, out); err != nil {
+		return out[0], err
+	}
+	return out[0], out[0].Err
 }
 
 // Statements are the SQL of the claim path, by name, for tests that run

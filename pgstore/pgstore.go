@@ -5,8 +5,9 @@
 //
 // Every store step is one SQL statement, so a replay costs one round trip
 // and a first execution two. Under load, claims and completions that
-// arrive while others are in flight share a statement and its commit (see
-// Config.BatchSlots); a call that meets a record another transaction
+// arrive while others are in flight share a round trip and a commit: one
+// statement for the claims, one for the completions, in one transaction
+// (see Config.BatchSlots). A call that meets a record another transaction
 // holds takes a second statement of its own.
 //
 // A claim reads the record by its key and returns it when it is a
@@ -91,20 +92,18 @@ type Config struct {
 	ReapInterval time.Duration
 	ReapBatch    int
 
-	// BatchSlots is how many claim statements, and apart from them how
-	// many completion statements, a Store runs in its batch slots at once.
-	// Calls that arrive while all are busy wait, and go together in the
-	// next statement, at most BatchMax of them: one commit for many
-	// claims, which is how a busy Store outruns one statement per call. A
-	// call that finds a slot free goes at once, alone. A call that waits
-	// for a record another transaction holds gives its slot up and runs
-	// again outside the slots, bounded only by the pool (see batch.go).
-	// BatchMax 1 sends every call alone, still at most BatchSlots at once.
-	// Defaults 2 and 64, which suit a server of a few cores: raise
-	// BatchSlots for more. One slot makes bigger batches (on two cores,
-	// about a tenth more first executions under load; BENCHMARKS.md), but
-	// then a claim that waits on a held record stalls every other claim
-	// for up to 100 ms.
+	// BatchSlots is how many claim and completion statements a Store
+	// runs in its batch slots at once. Calls that arrive while all are
+	// busy wait, and go together in the next batch, at most BatchMax of
+	// them: one round trip and one commit for many claims and completions,
+	// which is how a busy Store outruns one statement per call. A call
+	// that finds a slot free goes at once, alone. A call that waits for a
+	// record another transaction holds gives its slot up and runs again
+	// outside the slots, bounded only by the pool (see batch.go). BatchMax
+	// 1 sends every call alone, still at most BatchSlots at once. Defaults
+	// 2 and 64, which suit a server of a few cores: raise BatchSlots for
+	// more. With one slot, a call that waits on a held record stalls every
+	// other call for up to 100 ms.
 	BatchSlots int
 	BatchMax   int
 
@@ -161,8 +160,7 @@ type Store struct {
 	channel string
 	sql     statements
 
-	claims      *batch.Batcher[idem.ClaimParams, idem.ClaimResult]
-	completions *batch.Batcher[completion, struct{}]
+	writes *batch.Batcher[write, idem.ClaimResult]
 
 	waiters waitlist.List[struct{}]
 	stop    context.CancelFunc
@@ -185,7 +183,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		channel: "idem_" + c.Schema,
 		sql:     newStatements(c.Schema),
 	}
-	s.newBatchers()
+	s.newBatcher()
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	ready := make(chan error, 1)
@@ -401,7 +399,7 @@ func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc) {
 func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	cr, err := s.claims.Do(ctx, p)
+	cr, err := s.writes.Do(ctx, write{claim: &p})
 	if errors.Is(err, errAlone) {
 		return s.claimOne(ctx, s.sql.claim, p)
 	}
@@ -493,7 +491,7 @@ func (s *Store) Renew(ctx context.Context, l idem.Lease) error {
 func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	_, err := s.completions.Do(ctx, completion{l, outcome})
+	_, err := s.writes.Do(ctx, write{done: completion{l, outcome}})
 	if errors.Is(err, errAlone) {
 		return s.end(ctx, "complete", l, s.sql.complete, outcome)
 	}
