@@ -158,7 +158,7 @@ func (s *Store) runWrites(ctx context.Context, ws []write) []batch.Result[idem.C
 // ErrLeaseLost. After the commit it notifies the waiters of the records it
 // completed that someone waits on. It fails as a whole or not at all.
 func (s *Store) writeMany(ctx context.Context, ws []write, out []batch.Result[idem.ClaimResult]) error {
-	var claims, dones []int // positions in ws, sorted by key
+	var claims, dones []int // positions in ws, each sorted by key
 	for i, w := range ws {
 		if w.claim != nil {
 			claims = append(claims, i)
@@ -170,76 +170,51 @@ func (s *Store) writeMany(ctx context.Context, ws []write, out []batch.Result[id
 	slices.SortStableFunc(claims, byKey)
 	slices.SortStableFunc(dones, byKey)
 
-	b := &pgx.Batch{}
-	if len(dones) > 0 {
-		keys, owners := make([]string, len(dones)), make([]string, len(dones))
-		fences, outcomes := make([]int64, len(dones)), make([][]byte, len(dones))
-		for j, i := range dones {
-			c := ws[i].done
-			keys[j], owners[j], fences[j], outcomes[j] = c.lease.Key, c.lease.Owner, c.lease.Fence, c.outcome
-		}
-		b.Queue(s.sql.completeMany, keys, owners, fences, outcomes)
-	}
-	if len(claims) > 0 {
-		keys, owners, fingerprints := make([]string, len(claims)), make([]string, len(claims)), make([]string, len(claims))
-		leases, retentions := make([]int64, len(claims)), make([]int64, len(claims))
-		for j, i := range claims {
-			p := ws[i].claim
-			keys[j], owners[j], fingerprints[j] = p.Key, p.Owner, p.Fingerprint
-			leases[j], retentions[j] = p.LeaseTTL.Milliseconds(), p.Retention.Milliseconds()
-		}
-		b.Queue(s.sql.claimMany, keys, owners, fingerprints, leases, retentions)
-	}
-
 	var waited []string
 	err := s.retry(ctx, func() error {
 		waited = nil
+		// A new pgx.Batch each time: a queued query keeps what it learnt
+		// on the connection that first sent it.
+		b := &pgx.Batch{}
+		if len(dones) > 0 {
+			var (
+				j     int
+				waits *bool // nil: the fence was not current
+			)
+			b.Queue(s.sql.completeMany, completionArgs(ws, dones)...).Query(func(rows pgx.Rows) error {
+				_, err := pgx.ForEachRow(rows, []any{&j, &waits}, func() error {
+					if waits != nil {
+						out[dones[j-1]].Err = nil
+						if *waits {
+							waited = append(waited, ws[dones[j-1]].key())
+						}
+					}
+					return nil
+				})
+				return err
+			})
+		}
+		if len(claims) > 0 {
+			var (
+				j int
+				r claimRow
+			)
+			b.Queue(s.sql.claimMany, claimArgs(ws, claims)...).Query(func(rows pgx.Rows) error {
+				_, err := pgx.ForEachRow(rows, append([]any{&j}, r.fields()...), func() error {
+					i := claims[j-1]
+					out[i].Val, out[i].Err = r.result(*ws[i].claim)
+					return nil
+				})
+				return err
+			})
+		}
 		for _, i := range dones {
 			out[i] = batch.Result[idem.ClaimResult]{Err: idem.ErrLeaseLost}
 		}
 		for _, i := range claims {
 			out[i] = batch.Result[idem.ClaimResult]{Val: unseen(*ws[i].claim)}
 		}
-		br := s.pool.SendBatch(ctx, b)
-		defer br.Close()
-		if len(dones) > 0 {
-			err := eachRow(br, func(rows pgx.Rows) error {
-				var (
-					j     int
-					waits *bool // nil: the fence was not current
-				)
-				if err := rows.Scan(&j, &waits); err != nil || waits == nil {
-					return err
-				}
-				i := dones[j-1]
-				out[i].Err = nil
-				if *waits {
-					waited = append(waited, ws[i].key())
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		if len(claims) > 0 {
-			err := eachRow(br, func(rows pgx.Rows) error {
-				var (
-					j int
-					r claimRow
-				)
-				if err := rows.Scan(append([]any{&j}, r.fields()...)...); err != nil {
-					return err
-				}
-				i := claims[j-1]
-				out[i].Val, out[i].Err = r.result(*ws[i].claim)
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return br.Close() // the commit's answer
+		return s.pool.SendBatch(ctx, b).Close()
 	})
 	if err == nil && len(waited) > 0 {
 		s.notify(ctx, "complete", waited...)
@@ -247,19 +222,29 @@ func (s *Store) writeMany(ctx context.Context, ws []write, out []batch.Result[id
 	return err
 }
 
-// eachRow hands each row of the next statement of br to scan.
-func eachRow(br pgx.BatchResults, scan func(pgx.Rows) error) error {
-	rows, err := br.Query()
-	if err != nil {
-		return err
+// completionArgs are completeMany's arguments for the completions at
+// positions at of ws.
+func completionArgs(ws []write, at []int) []any {
+	keys, owners := make([]string, len(at)), make([]string, len(at))
+	fences, outcomes := make([]int64, len(at)), make([][]byte, len(at))
+	for j, i := range at {
+		c := ws[i].done
+		keys[j], owners[j], fences[j], outcomes[j] = c.lease.Key, c.lease.Owner, c.lease.Fence, c.outcome
 	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := scan(rows); err != nil {
-			return err
-		}
+	return []any{keys, owners, fences, outcomes}
+}
+
+// claimArgs are claimMany's arguments for the claims at positions at of
+// ws.
+func claimArgs(ws []write, at []int) []any {
+	keys, owners, fingerprints := make([]string, len(at)), make([]string, len(at)), make([]string, len(at))
+	leases, retentions := make([]int64, len(at)), make([]int64, len(at))
+	for j, i := range at {
+		p := ws[i].claim
+		keys[j], owners[j], fingerprints[j] = p.Key, p.Owner, p.Fingerprint
+		leases[j], retentions[j] = p.LeaseTTL.Milliseconds(), p.Retention.Milliseconds()
 	}
-	return rows.Err()
+	return []any{keys, owners, fingerprints, leases, retentions}
 }
 
 // badData reports whether the server rejected a statement's input (SQLSTATE

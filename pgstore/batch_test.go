@@ -284,7 +284,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// heldStore returns a store with one batch slot of each kind, its pool
+// heldStore returns a store with one batch slot, its pool
 // and schema, and a record an open transaction holds (as RunTx's does while
 // its fn runs), released at cleanup at the latest.
 func heldStore(t *testing.T) (*pgstore.Store, *pgxpool.Pool, string, func()) {
@@ -335,11 +335,15 @@ func claimAsync(s *pgstore.Store, ctx context.Context, key, owner string) chan c
 }
 
 // Claims that wait for a record another transaction holds give their slot
-// up: claims of other keys, alone or batched, go on and are answered while
-// the record is still held.
+// up: claims and completions of other keys, alone or batched, go on and
+// are answered while the record is still held.
 func TestHeldRecordHoldsUpOnlyItsOwnClaims(t *testing.T) {
 	ctx := t.Context()
 	s, pool, schema, release := heldStore(t)
+	mine, err := s.Claim(ctx, claimParams("mine", "me", "fp"))
+	if err != nil || mine.Status != idem.ClaimAcquired {
+		t.Fatalf("claim of mine = %+v, %v", mine, err)
+	}
 	// The first claim of the held record takes the only slot alone and
 	// waits there for the lock; the rest queue behind it and go as a batch.
 	held := []chan claimAnswer{claimAsync(s, ctx, "held", "waiter-0")}
@@ -351,6 +355,8 @@ func TestHeldRecordHoldsUpOnlyItsOwnClaims(t *testing.T) {
 	for i := range 4 {
 		free = append(free, claimAsync(s, ctx, fmt.Sprint("free-", i), "me"))
 	}
+	completed := make(chan error, 1)
+	go func() { completed <- s.Complete(ctx, mine.Lease, []byte("out")) }()
 	for i, ch := range free {
 		select {
 		case a := <-ch:
@@ -360,6 +366,14 @@ func TestHeldRecordHoldsUpOnlyItsOwnClaims(t *testing.T) {
 		case <-time.After(2 * time.Second):
 			t.Fatalf("the claim of free-%d waited for another key's record", i)
 		}
+	}
+	select {
+	case err := <-completed:
+		if err != nil {
+			t.Errorf("completion of mine: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the completion of mine waited for another key's record")
 	}
 	for _, ch := range held {
 		select {
