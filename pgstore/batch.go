@@ -39,7 +39,8 @@ import (
 // TestCallerGoneWhileWaiting; the batch statements keep the store's
 // contract (TestConformanceArrays) and answer each call by its position
 // (TestBatchAnswersEachCall, TestBatchClaimsOfOneKey,
-// TestBatchCompletions, TestBatchMixesClaimsAndCompletions).
+// TestBatchCompletions, TestBatchMixesClaimsAndCompletions), and one that
+// loses a race runs again whole (TestBatchRetriesLostRaces).
 //
 // A batch runs its completions in key order, then its claims in key order,
 // so two batches mostly lock the keys they share in the same order. When

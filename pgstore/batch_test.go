@@ -219,6 +219,65 @@ func TestBatchMixesClaimsAndCompletions(t *testing.T) {
 	}
 }
 
+// A batch that loses a race (here, a trigger's serialization failure on
+// its first attempt) runs again, whole, and answers each call once.
+func TestBatchRetriesLostRaces(t *testing.T) {
+	ctx := t.Context()
+	pool := newPool(t)
+	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
+	s := newStore(t, pool, pgstore.Config{Schema: schema})
+	leases := map[string]idem.Lease{}
+	for _, k := range []string{"x", "y"} {
+		cr, err := s.Claim(ctx, claimParams(k, "me", "fp"))
+		if err != nil || cr.Status != idem.ClaimAcquired {
+			t.Fatalf("claim %s = %+v, %v", k, cr, err)
+		}
+		leases[k] = cr.Lease
+	}
+	// A sequence, not a table, counts the attempts: nextval survives the
+	// rollback of the attempt that fails.
+	_, err := pool.Exec(ctx, `
+CREATE SEQUENCE `+schema+`.attempts;
+CREATE FUNCTION `+schema+`.fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF nextval('`+schema+`.attempts') = 1 THEN
+		RAISE EXCEPTION 'lost a race' USING ERRCODE = '40001';
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER fail_once BEFORE UPDATE ON `+schema+`.idem_records FOR EACH STATEMENT EXECUTE FUNCTION `+schema+`.fail_once();`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := claimParams("z", "me", "fp")
+	got, errs := s.Batch(ctx, []pgstore.Write{
+		{Lease: leases["x"], Outcome: []byte("out x")},
+		{Claim: &claim},
+		{Lease: leases["y"], Outcome: []byte("out y")},
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if got[1].Status != idem.ClaimAcquired || got[1].Lease.Fence != 1 {
+		t.Errorf("claim of z = %+v, want acquired with fence 1", got[1])
+	}
+	var attempts int64
+	if err := pool.QueryRow(ctx, "SELECT last_value FROM "+schema+".attempts").Scan(&attempts); err != nil {
+		t.Fatal(err)
+	}
+	if attempts < 2 {
+		t.Fatalf("the batch's statements updated records %d times: the failure never happened", attempts)
+	}
+	for _, k := range []string{"x", "y"} {
+		cr, err := s.Claim(ctx, claimParams(k, "later", "fp"))
+		if err != nil || cr.Status != idem.ClaimCompleted || string(cr.Outcome) != "out "+k {
+			t.Errorf("claim of %s after the batch = %+v, %v; want its outcome", k, cr, err)
+		}
+	}
+}
+
 // The statements of the claim path find records by key, whatever the
 // planner reckons of the table: a connection keeps a statement's generic
 // plan, made while the table was small, as the table grows, so a plan that
