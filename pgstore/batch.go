@@ -15,10 +15,10 @@ import (
 )
 
 // Claims and completions go through one batcher (internal/batch): at
-// most BatchSlots statements at once. A call that finds a slot free goes
-// at once, alone, in the single-key statement; calls that arrive while all
+// most BatchSlots batches at once. A call that finds a slot free goes at
+// once, alone, in the single-key statement; calls that arrive while all
 // are busy go together in the next batch, claims and completions alike:
-// the completions in one statement over arrays, the claims in another,
+// the claims in one statement over arrays, the completions in another,
 // pipelined in one round trip and one transaction, so that one commit
 // carries them all (writeMany).
 //
@@ -42,11 +42,12 @@ import (
 // TestBatchCompletions, TestBatchMixesClaimsAndCompletions), and one that
 // loses a race runs again whole (TestBatchRetriesLostRaces).
 //
-// A batch runs its completions in key order, then its claims in key order,
-// so two batches mostly lock the keys they share in the same order. When
-// they do not (one completes a record whose lease another's claim takes
-// over), the lock timeout ends the wait long before deadlock detection
-// would, and the calls run alone. Each call finds its record by key,
+// A batch runs its claims in key order, then its completions in key
+// order. A claim that finds a live lease or an outcome locks nothing, so
+// two batches can wait for each other only when one takes over an expired
+// lease whose holder's completion is in the other; the lock timeout then
+// ends the wait long before deadlock detection would, and the calls run
+// alone. Each call finds its record by key,
 // however small the table was when the plan was made: claims through
 // idem_claim, completions through idem_complete
 // (TestStatementsFindRecordsByKey).
@@ -152,12 +153,19 @@ func (s *Store) runWrites(ctx context.Context, ws []write) []batch.Result[idem.C
 }
 
 // writeMany runs ws in one transaction and answers each in out, by
-// position. It sends the completions, sorted by key, in one statement and
-// then the claims, sorted by key, in another, pipelined in one round trip
-// and committed together; a claim of a key completed in the same batch
-// then finds the outcome. A completion whose fence was not current gets
-// ErrLeaseLost. After the commit it notifies the waiters of the records it
-// completed that someone waits on. It fails as a whole or not at all.
+// position. It sends the claims, sorted by key, in one statement and then
+// the completions, sorted by key, in another, pipelined in one round trip
+// and committed together. Claims go first because a claim of a record
+// that another transaction is completing waits for that transaction: had
+// two batches each completed a record the other then claimed again (a
+// duplicate request, which is what the store is for), each would wait for
+// the other (TestCrossingBatchesDoNotWaitForEachOther). A claim of a key
+// completed in the same batch finds it in
+// flight; by the time its caller looks again the batch has committed, and
+// it finds the outcome. A completion whose fence was not
+// current gets ErrLeaseLost. After the commit writeMany notifies the
+// waiters of the records it completed that someone waits on. It fails as a
+// whole or not at all.
 func (s *Store) writeMany(ctx context.Context, ws []write, out []batch.Result[idem.ClaimResult]) error {
 	var claims, dones []int // positions in ws, each sorted by key
 	for i, w := range ws {
@@ -177,6 +185,20 @@ func (s *Store) writeMany(ctx context.Context, ws []write, out []batch.Result[id
 		// A new pgx.Batch each time: a queued query keeps what it learnt
 		// on the connection that first sent it.
 		b := &pgx.Batch{}
+		if len(claims) > 0 {
+			var (
+				j int
+				r claimRow
+			)
+			b.Queue(s.sql.claimMany, claimArgs(ws, claims)...).Query(func(rows pgx.Rows) error {
+				_, err := pgx.ForEachRow(rows, append([]any{&j}, r.fields()...), func() error {
+					i := claims[j-1]
+					out[i].Val, out[i].Err = r.result(*ws[i].claim)
+					return nil
+				})
+				return err
+			})
+		}
 		if len(dones) > 0 {
 			var (
 				j     int
@@ -190,20 +212,6 @@ func (s *Store) writeMany(ctx context.Context, ws []write, out []batch.Result[id
 							waited = append(waited, ws[dones[j-1]].key())
 						}
 					}
-					return nil
-				})
-				return err
-			})
-		}
-		if len(claims) > 0 {
-			var (
-				j int
-				r claimRow
-			)
-			b.Queue(s.sql.claimMany, claimArgs(ws, claims)...).Query(func(rows pgx.Rows) error {
-				_, err := pgx.ForEachRow(rows, append([]any{&j}, r.fields()...), func() error {
-					i := claims[j-1]
-					out[i].Val, out[i].Err = r.result(*ws[i].claim)
 					return nil
 				})
 				return err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,10 +155,10 @@ func TestBatchCompletions(t *testing.T) {
 	}
 }
 
-// A batch of claims and completions runs the completions first, so a
-// claim of a key completed beside it replays the outcome, and commits them
-// all in one transaction; a bad call sends them all off alone, with none
-// of them done.
+// A batch of claims and completions runs the claims first, so a claim of
+// a key completed beside it finds it in flight, and commits them all in
+// one transaction; a bad call sends them all off alone, with none of them
+// done.
 func TestBatchMixesClaimsAndCompletions(t *testing.T) {
 	ctx := t.Context()
 	pool := newPool(t)
@@ -190,8 +191,11 @@ func TestBatchMixesClaimsAndCompletions(t *testing.T) {
 	if got[0].Status != idem.ClaimAcquired || got[4].Status != idem.ClaimAcquired {
 		t.Errorf("claims of new keys = %+v, %+v; want acquired", got[0], got[4])
 	}
-	if got[2].Status != idem.ClaimCompleted || string(got[2].Outcome) != "out a" {
-		t.Errorf("claim of the key completed in the batch = %+v, want its outcome", got[2])
+	if got[2].Status != idem.ClaimInFlight || got[2].Lease.Fence != leases["a"].Fence {
+		t.Errorf("claim of the key completed in the batch = %+v, want in flight under fence %d", got[2], leases["a"].Fence)
+	}
+	if cr, err := s.Claim(ctx, claimParams("a", "other", "fp")); err != nil || cr.Status != idem.ClaimCompleted || string(cr.Outcome) != "out a" {
+		t.Errorf("claim of a after the batch = %+v, %v; want its outcome", cr, err)
 	}
 	if !errors.Is(errs[3], idem.ErrLeaseLost) {
 		t.Errorf("completion under a stale fence = %v, want ErrLeaseLost", errs[3])
@@ -205,22 +209,66 @@ func TestBatchMixesClaimsAndCompletions(t *testing.T) {
 		t.Errorf("the batch's writes were made by %d transactions, want 1", txs)
 	}
 
+	// The claims go first, so a bad completion fails the batch after they
+	// ran: none of them may stay.
 	_, errs = s.Batch(ctx, []pgstore.Write{
+		{Claim: claim("f", "me")},
+		{Lease: idem.Lease{Key: "bad\x00key", Owner: "me", Fence: 1}, Outcome: []byte("out")},
 		{Lease: leases["e"], Outcome: []byte("out e")},
-		{Claim: claim("bad\x00key", "me")},
 	})
 	for i, err := range errs {
 		if !errors.Is(err, pgstore.ErrAlone) {
-			t.Errorf("call %d beside a bad claim = %v, want to run alone", i, err)
+			t.Errorf("call %d beside a bad completion = %v, want to run alone", i, err)
 		}
+	}
+	if cr, err := s.Claim(ctx, claimParams("f", "other", "fp")); err != nil || cr.Status != idem.ClaimAcquired || cr.Lease.Owner != "other" {
+		t.Errorf("claim of f after its batch failed = %+v, %v; want acquired by other: the batch committed part of itself", cr, err)
 	}
 	if cr, err := s.Claim(ctx, claimParams("e", "other", "fp")); err != nil || cr.Status != idem.ClaimInFlight {
 		t.Errorf("claim of e after its batch failed = %+v, %v; want still in flight: the batch committed part of itself", cr, err)
 	}
 }
 
-// A batch that loses a race (here, a trigger's serialization failure on
-// its first attempt) runs again, whole, and answers each call once.
+// Two batches that each complete a record the other claims again, as
+// duplicate requests do, never wait for each other: the claims go first,
+// and a claim of a live lease locks nothing.
+func TestCrossingBatchesDoNotWaitForEachOther(t *testing.T) {
+	ctx := t.Context()
+	s := newStore(t, newPool(t), pgstore.Config{})
+	for round := range 40 {
+		k1, k2 := fmt.Sprint("one-", round), fmt.Sprint("two-", round)
+		leases := map[string]idem.Lease{}
+		for _, k := range []string{k1, k2} {
+			cr, err := s.Claim(ctx, claimParams(k, "me", "fp"))
+			if err != nil || cr.Status != idem.ClaimAcquired {
+				t.Fatalf("claim %s = %+v, %v", k, cr, err)
+			}
+			leases[k] = cr.Lease
+		}
+		crossing := func(done, again string) []pgstore.Write {
+			p := claimParams(again, "duplicate", "fp")
+			return []pgstore.Write{{Lease: leases[done], Outcome: []byte("out")}, {Claim: &p}}
+		}
+		var wg sync.WaitGroup
+		errs := make([][]error, 2)
+		for i, ws := range [][]pgstore.Write{crossing(k1, k2), crossing(k2, k1)} {
+			wg.Go(func() { _, errs[i] = s.Batch(ctx, ws) })
+		}
+		wg.Wait()
+		for i, es := range errs {
+			for j, err := range es {
+				if err != nil {
+					t.Fatalf("round %d, batch %d, call %d: %v", round, i, j, err)
+				}
+			}
+		}
+	}
+}
+
+// A batch that loses a race (here, a trigger's serialization failure in
+// its first attempt's completions, after its claims have been answered)
+// runs again, whole, in a new pipeline, and answers each call as the
+// attempt that committed did.
 func TestBatchRetriesLostRaces(t *testing.T) {
 	ctx := t.Context()
 	pool := newPool(t)
@@ -275,6 +323,55 @@ CREATE TRIGGER fail_once BEFORE UPDATE ON `+schema+`.idem_records FOR EACH STATE
 		if err != nil || cr.Status != idem.ClaimCompleted || string(cr.Outcome) != "out "+k {
 			t.Errorf("claim of %s after the batch = %+v, %v; want its outcome", k, cr, err)
 		}
+	}
+}
+
+// A completion run again after its batch failed succeeds when the batch
+// committed it after all, and wakes the waiters the batch did not; a
+// completion whose fence or outcome is not the record's is still refused.
+func TestCompletionAfterItsBatchFailed(t *testing.T) {
+	ctx := t.Context()
+	pool := newPool(t)
+	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
+	// Only a notification can wake a waiter in time.
+	s := newStore(t, pool, pgstore.Config{Schema: schema, PollInterval: time.Hour})
+	cr, err := s.Claim(ctx, claimParams("k", "me", "fp"))
+	if err != nil || cr.Status != idem.ClaimAcquired {
+		t.Fatalf("claim = %+v, %v", cr, err)
+	}
+	woken := make(chan error, 1)
+	go func() { woken <- s.Wait(ctx, "k", cr.Lease.Fence) }()
+	eventually(t, "the waiter marked the record", func() bool {
+		var waited bool
+		if err := pool.QueryRow(ctx, "SELECT waited FROM "+schema+".idem_records WHERE key = 'k'").Scan(&waited); err != nil {
+			t.Fatal(err)
+		}
+		return waited
+	})
+	// What a batch cut short after its COMMIT leaves: the outcome, and no
+	// notification.
+	if _, err := pool.Exec(ctx, "SELECT "+schema+".idem_complete('k', 'me', $1, 'out')", cr.Lease.Fence); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := s.CompleteAlone(ctx, cr.Lease, []byte("other")); !errors.Is(err, idem.ErrLeaseLost) {
+		t.Errorf("completion with another outcome = %v, want ErrLeaseLost", err)
+	}
+	stale := cr.Lease
+	stale.Fence--
+	if err := s.CompleteAlone(ctx, stale, []byte("out")); !errors.Is(err, idem.ErrLeaseLost) {
+		t.Errorf("completion under an older fence = %v, want ErrLeaseLost", err)
+	}
+	if err := s.CompleteAlone(ctx, cr.Lease, []byte("out")); err != nil {
+		t.Fatalf("completion its batch committed = %v, want success", err)
+	}
+	select {
+	case err := <-woken:
+		if err != nil {
+			t.Fatalf("Wait = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter was not woken")
 	}
 }
 

@@ -50,6 +50,11 @@ func (s *Store) CompleteBatch(ctx context.Context, ls []idem.Lease, outcomes [][
 
 var ErrAlone = errAlone
 
+// CompleteAlone runs a completion as one does after its batch failed.
+func (s *Store) CompleteAlone(ctx context.Context, l idem.Lease, outcome []byte) error {
+	return s.completeAlone(ctx, l, outcome)
+}
+
 // Arrays is a Store whose claims and completions always take the
 // statements over arrays, each call a batch of its own.
 type Arrays struct{ *Store }

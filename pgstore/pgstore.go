@@ -92,18 +92,18 @@ type Config struct {
 	ReapInterval time.Duration
 	ReapBatch    int
 
-	// BatchSlots is how many claim and completion statements a Store
-	// runs in its batch slots at once. Calls that arrive while all are
-	// busy wait, and go together in the next batch, at most BatchMax of
-	// them: one round trip and one commit for many claims and completions,
-	// which is how a busy Store outruns one statement per call. A call
-	// that finds a slot free goes at once, alone. A call that waits for a
-	// record another transaction holds gives its slot up and runs again
-	// outside the slots, bounded only by the pool (see batch.go). BatchMax
-	// 1 sends every call alone, still at most BatchSlots at once. Defaults
-	// 2 and 64, which suit a server of a few cores: raise BatchSlots for
-	// more. With one slot, a call that waits on a held record stalls every
-	// other call for up to 100 ms.
+	// BatchSlots is how many batches of claims and completions a Store
+	// has in flight at once, each one round trip and one commit. Calls
+	// that arrive while all slots are busy wait, and go together in the
+	// next batch, at most BatchMax of them, which is how a busy Store
+	// outruns one commit per call. A call that finds a slot free goes at
+	// once, alone. A call that waits for a record another transaction
+	// holds gives its slot up and runs again outside the slots, bounded
+	// only by the pool (see batch.go). BatchMax 1 sends every call alone,
+	// still at most BatchSlots at once. Defaults 2 and 64, which suit a
+	// server of a few cores: raise BatchSlots for more. With one slot, a
+	// call that waits on a held record stalls every other call for up to
+	// 100 ms.
 	BatchSlots int
 	BatchMax   int
 
@@ -265,7 +265,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 // statements are the store's SQL, with its table filled in.
 type statements struct {
-	claim, renew, complete, completeInTx, release, wait, reap, notify string
+	claim, renew, complete, completedBy, completeInTx, release, wait, reap, notify string
 
 	// With the batch lock timeout (batch.go): for a call alone in a batch
 	// slot, and for many.
@@ -350,6 +350,10 @@ RETURNING waited`),
 		completeMany: fill(`
 SELECT a.i, {{complete}}(a.key, a.owner, a.fence, a.outcome)
 FROM unnest(` + lockTimeout("$1::text[]") + `, $2::text[], $3::bigint[], $4::bytea[]) WITH ORDINALITY AS a(key, owner, fence, outcome, i)`),
+
+		// $1 key, $2 fence, $3 outcome: a row, whether anyone waited,
+		// when the record is completed with that fence and outcome.
+		completedBy: fill(`SELECT waited FROM {{table}} WHERE key = $1 AND state = 'c' AND fence = $2 AND outcome = $3`),
 
 		// $1 channel, $2 keys: wakes their waiters.
 		notify: `SELECT pg_notify($1, k) FROM unnest($2::text[]) k`,
@@ -493,9 +497,34 @@ func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) erro
 	defer cancel()
 	_, err := s.writes.Do(ctx, write{done: completion{l, outcome}})
 	if errors.Is(err, errAlone) {
-		return s.end(ctx, "complete", l, s.sql.complete, outcome)
+		return s.completeAlone(ctx, l, outcome)
 	}
 	return s.answered(ctx, "complete", err)
+}
+
+// completeAlone runs a completion on its own, after its batch could not.
+// The batch may have committed it all the same: a deadline that cuts a
+// batch short, another caller's, can come after its COMMIT was sent. So a
+// completion that finds its own outcome recorded under its fence, which
+// only the holder of that fence can have written, succeeds; it wakes the
+// record's waiters, whom the batch did not. Test:
+// TestCompletionAfterItsBatchFailed.
+func (s *Store) completeAlone(ctx context.Context, l idem.Lease, outcome []byte) error {
+	err := s.end(ctx, "complete", l, s.sql.complete, outcome)
+	if !errors.Is(err, idem.ErrLeaseLost) {
+		return err
+	}
+	var waited bool
+	switch e := s.pool.QueryRow(ctx, s.sql.completedBy, l.Key, l.Fence, outcome).Scan(&waited); {
+	case errors.Is(e, pgx.ErrNoRows):
+		return err
+	case e != nil:
+		return s.failed("complete", e)
+	}
+	if waited {
+		s.notify(ctx, "complete", l.Key)
+	}
+	return nil
 }
 
 // Release implements idem.Store.
