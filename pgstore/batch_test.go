@@ -326,6 +326,31 @@ CREATE TRIGGER fail_once BEFORE UPDATE ON `+schema+`.idem_records FOR EACH STATE
 	}
 }
 
+// A claim run again after its batch failed is acquired when the batch
+// committed it after all: the record is in progress under its owner. A
+// claim under another owner still finds it in flight.
+func TestClaimAfterItsBatchFailed(t *testing.T) {
+	ctx := t.Context()
+	pool := newPool(t)
+	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
+	s := newStore(t, pool, pgstore.Config{Schema: schema})
+	// What a batch cut short after its COMMIT leaves: the claim.
+	var fence int64
+	if err := pool.QueryRow(ctx, "SELECT fence FROM "+schema+".idem_claim('k', 'me', 'fp', 60000, 3600000)").Scan(&fence); err != nil {
+		t.Fatal(err)
+	}
+	if cr, err := s.ClaimAlone(ctx, claimParams("k", "other", "fp")); err != nil || cr.Status != idem.ClaimInFlight {
+		t.Errorf("claim under another owner = %+v, %v; want in flight", cr, err)
+	}
+	cr, err := s.ClaimAlone(ctx, claimParams("k", "me", "fp"))
+	if err != nil || cr.Status != idem.ClaimAcquired || cr.Lease != (idem.Lease{Key: "k", Owner: "me", Fence: fence}) {
+		t.Fatalf("claim its batch committed = %+v, %v; want acquired under fence %d", cr, err, fence)
+	}
+	if err := s.Complete(ctx, cr.Lease, []byte("out")); err != nil {
+		t.Fatalf("completion under the recovered lease: %v", err)
+	}
+}
+
 // A completion run again after its batch failed succeeds when the batch
 // committed it after all, and wakes the waiters the batch did not; a
 // completion whose fence or outcome is not the record's is still refused.

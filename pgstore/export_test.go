@@ -50,7 +50,12 @@ func (s *Store) CompleteBatch(ctx context.Context, ls []idem.Lease, outcomes [][
 
 var ErrAlone = errAlone
 
-// CompleteAlone runs a completion as one does after its batch failed.
+// ClaimAlone and CompleteAlone run a call as one does after its batch
+// failed.
+func (s *Store) ClaimAlone(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
+	return s.claimAlone(ctx, p)
+}
+
 func (s *Store) CompleteAlone(ctx context.Context, l idem.Lease, outcome []byte) error {
 	return s.completeAlone(ctx, l, outcome)
 }

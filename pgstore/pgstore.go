@@ -265,7 +265,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 // statements are the store's SQL, with its table filled in.
 type statements struct {
-	claim, renew, complete, completedBy, completeInTx, release, wait, reap, notify string
+	claim, claimedBy, renew, complete, completedBy, completeInTx, release, wait, reap, notify string
 
 	// With the batch lock timeout (batch.go): for a call alone in a batch
 	// slot, and for many.
@@ -351,6 +351,10 @@ RETURNING waited`),
 SELECT a.i, {{complete}}(a.key, a.owner, a.fence, a.outcome)
 FROM unnest(` + lockTimeout("$1::text[]") + `, $2::text[], $3::bigint[], $4::bytea[]) WITH ORDINALITY AS a(key, owner, fence, outcome, i)`),
 
+		// $1 key, $2 owner: the claim's fence when that owner holds the
+		// record.
+		claimedBy: fill(`SELECT fence, took_over FROM {{table}} WHERE key = $1 AND state = 'p' AND owner = $2`),
+
 		// $1 key, $2 fence, $3 outcome: a row, whether anyone waited,
 		// when the record is completed with that fence and outcome.
 		completedBy: fill(`SELECT waited FROM {{table}} WHERE key = $1 AND state = 'c' AND fence = $2 AND outcome = $3`),
@@ -405,9 +409,36 @@ func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 	defer cancel()
 	cr, err := s.writes.Do(ctx, write{claim: &p})
 	if errors.Is(err, errAlone) {
-		return s.claimOne(ctx, s.sql.claim, p)
+		return s.claimAlone(ctx, p)
 	}
 	return cr, s.answered(ctx, "claim", err)
+}
+
+// claimAlone runs a claim on its own, after its batch could not. As with
+// completeAlone, the batch may have committed it all the same; a record in
+// progress under the claim's owner, which no other claim uses, is then
+// the claim's. Without this check it would find its own claim in flight,
+// and its key would wait a whole lease. Test: TestClaimAfterItsBatchFailed.
+func (s *Store) claimAlone(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
+	cr, err := s.claimOne(ctx, s.sql.claim, p)
+	if err != nil || cr.Status != idem.ClaimInFlight {
+		return cr, err
+	}
+	var (
+		fence    int64
+		tookOver bool
+	)
+	switch err := s.pool.QueryRow(ctx, s.sql.claimedBy, p.Key, p.Owner).Scan(&fence, &tookOver); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return cr, nil
+	case err != nil:
+		return idem.ClaimResult{}, s.failed("claim", err)
+	}
+	return idem.ClaimResult{
+		Status:   idem.ClaimAcquired,
+		Lease:    idem.Lease{Key: p.Key, Owner: p.Owner, Fence: fence},
+		TookOver: tookOver,
+	}, nil
 }
 
 // querier runs the claim on the pool or in a transaction.
