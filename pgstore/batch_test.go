@@ -398,6 +398,44 @@ func TestCompletionAfterItsBatchFailed(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the waiter was not woken")
 	}
+
+	// An outcome of nil, stored as NULL, is found all the same.
+	cr, err = s.Claim(ctx, claimParams("nil", "me", "fp"))
+	if err != nil || cr.Status != idem.ClaimAcquired {
+		t.Fatalf("claim = %+v, %v", cr, err)
+	}
+	if _, err := pool.Exec(ctx, "SELECT "+schema+".idem_complete('nil', 'me', $1, NULL)", cr.Lease.Fence); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CompleteAlone(ctx, cr.Lease, nil); err != nil {
+		t.Errorf("completion of nil its batch committed = %v, want success", err)
+	}
+
+	// A record reaped and claimed anew starts its fences again. A stale
+	// holder with the new holder's fence and outcome is still refused:
+	// the owner tells them apart.
+	old, err := s.Claim(ctx, idem.ClaimParams{Key: "reaped", Owner: "old", Fingerprint: "fp",
+		LeaseTTL: 10 * time.Millisecond, Retention: 10 * time.Millisecond})
+	if err != nil || old.Status != idem.ClaimAcquired {
+		t.Fatalf("claim = %+v, %v", old, err)
+	}
+	eventually(t, "the expired record was reaped", func() bool {
+		n, err := s.Reap(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	})
+	newer, err := s.Claim(ctx, claimParams("reaped", "new", "fp"))
+	if err != nil || newer.Status != idem.ClaimAcquired || newer.Lease.Fence != old.Lease.Fence {
+		t.Fatalf("claim of the reaped record = %+v, %v; want acquired under fence %d again", newer, err, old.Lease.Fence)
+	}
+	if err := s.Complete(ctx, newer.Lease, []byte("out")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CompleteAlone(ctx, old.Lease, []byte("out")); !errors.Is(err, idem.ErrLeaseLost) {
+		t.Errorf("completion by the reaped record's holder = %v, want ErrLeaseLost", err)
+	}
 }
 
 // The statements of the claim path find records by key, whatever the

@@ -301,10 +301,11 @@ LIMIT 1`)
 		return strings.NewReplacer("{{key}}", key, "{{claim_key}}", claimKey, "{{owner}}", owner,
 			"{{fingerprint}}", fingerprint, "{{lease_ms}}", leaseMs, "{{retention_ms}}", retentionMs).Replace(claim)
 	}
-	// What a lone completion sets. idem_complete (migration 0004), which
+	// What a lone completion sets. idem_complete (migration 0005), which
 	// batches and RunTx call, sets the same and must change with it; a lone
-	// completion stays a plain UPDATE, without the PL/pgSQL call.
-	completed := `state = 'c', outcome = %s, owner = NULL, lease_until = NULL,
+	// completion stays a plain UPDATE, without the PL/pgSQL call. The
+	// owner stays, for completedBy.
+	completed := `state = 'c', outcome = %s, lease_until = NULL,
 	expires_at = statement_timestamp() + retention_ms * interval '1 millisecond'`
 
 	return statements{
@@ -355,9 +356,11 @@ FROM unnest(` + lockTimeout("$1::text[]") + `, $2::text[], $3::bigint[], $4::byt
 		// record.
 		claimedBy: fill(`SELECT fence, took_over FROM {{table}} WHERE key = $1 AND state = 'p' AND owner = $2`),
 
-		// $1 key, $2 fence, $3 outcome: a row, whether anyone waited,
-		// when the record is completed with that fence and outcome.
-		completedBy: fill(`SELECT waited FROM {{table}} WHERE key = $1 AND state = 'c' AND fence = $2 AND outcome = $3`),
+		// $1 key, $2 owner, $3 fence, $4 outcome: a row, whether anyone
+		// waited, when $2 completed the record with that fence and outcome.
+		completedBy: fill(`
+SELECT waited FROM {{table}}
+WHERE key = $1 AND state = 'c' AND owner = $2 AND fence = $3 AND outcome IS NOT DISTINCT FROM $4`),
 
 		// $1 channel, $2 keys: wakes their waiters.
 		notify: `SELECT pg_notify($1, k) FROM unnest($2::text[]) k`,
@@ -416,9 +419,12 @@ func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 
 // claimAlone runs a claim on its own, after its batch could not. As with
 // completeAlone, the batch may have committed it all the same; a record in
-// progress under the claim's owner, which no other claim uses, is then
-// the claim's. Without this check it would find its own claim in flight,
-// and its key would wait a whole lease. Test: TestClaimAfterItsBatchFailed.
+// progress under the claim's owner is then the claim's: the engine hands a
+// claim a new owner after any claim that acquired or failed. Without this
+// check it would find its own claim in flight, and its key would wait a
+// whole lease. When the check itself fails (the call's time ran out on
+// the claim), the claim is reported in flight, as it was found. Test:
+// TestClaimAfterItsBatchFailed.
 func (s *Store) claimAlone(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
 	cr, err := s.claimOne(ctx, s.sql.claim, p)
 	if err != nil || cr.Status != idem.ClaimInFlight {
@@ -428,11 +434,8 @@ func (s *Store) claimAlone(ctx context.Context, p idem.ClaimParams) (idem.ClaimR
 		fence    int64
 		tookOver bool
 	)
-	switch err := s.pool.QueryRow(ctx, s.sql.claimedBy, p.Key, p.Owner).Scan(&fence, &tookOver); {
-	case errors.Is(err, pgx.ErrNoRows):
+	if err := s.pool.QueryRow(ctx, s.sql.claimedBy, p.Key, p.Owner).Scan(&fence, &tookOver); err != nil {
 		return cr, nil
-	case err != nil:
-		return idem.ClaimResult{}, s.failed("claim", err)
 	}
 	return idem.ClaimResult{
 		Status:   idem.ClaimAcquired,
@@ -536,17 +539,18 @@ func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) erro
 // completeAlone runs a completion on its own, after its batch could not.
 // The batch may have committed it all the same: a deadline that cuts a
 // batch short, another caller's, can come after its COMMIT was sent. So a
-// completion that finds its own outcome recorded under its fence, which
-// only the holder of that fence can have written, succeeds; it wakes the
-// record's waiters, whom the batch did not. Test:
-// TestCompletionAfterItsBatchFailed.
+// completion that finds its own outcome recorded under its owner and
+// fence succeeds, and wakes the record's waiters, whom the batch did not.
+// The owner is what makes it the caller's: owners are unique per acquired
+// lease, while a record reaped and claimed anew starts its fences again.
+// Test: TestCompletionAfterItsBatchFailed.
 func (s *Store) completeAlone(ctx context.Context, l idem.Lease, outcome []byte) error {
 	err := s.end(ctx, "complete", l, s.sql.complete, outcome)
 	if !errors.Is(err, idem.ErrLeaseLost) {
 		return err
 	}
 	var waited bool
-	switch e := s.pool.QueryRow(ctx, s.sql.completedBy, l.Key, l.Fence, outcome).Scan(&waited); {
+	switch e := s.pool.QueryRow(ctx, s.sql.completedBy, l.Key, l.Owner, l.Fence, outcome).Scan(&waited); {
 	case errors.Is(e, pgx.ErrNoRows):
 		return err
 	case e != nil:
