@@ -47,10 +47,9 @@ import (
 // two batches can wait for each other only when one takes over an expired
 // lease whose holder's completion is in the other; the lock timeout then
 // ends the wait long before deadlock detection would, and the calls run
-// alone. Each call finds its record by key,
-// however small the table was when the plan was made: claims through
-// idem_claim, completions through idem_complete
-// (TestStatementsFindRecordsByKey).
+// alone. Each call finds its record by key, however small the table was
+// when the plan was made: claims through idem_claim, completions through
+// idem_complete (TestStatementsFindRecordsByKey).
 
 // lockTimeout wraps expr, a statement's input, so that evaluating it sets
 // lock_timeout for the rest of the transaction, to 100 ms: long enough for
@@ -160,12 +159,11 @@ func (s *Store) runWrites(ctx context.Context, ws []write) []batch.Result[idem.C
 // two batches each completed a record the other then claimed again (a
 // duplicate request, which is what the store is for), each would wait for
 // the other (TestCrossingBatchesDoNotWaitForEachOther). A claim of a key
-// completed in the same batch finds it in
-// flight; by the time its caller looks again the batch has committed, and
-// it finds the outcome. A completion whose fence was not
-// current gets ErrLeaseLost. After the commit writeMany notifies the
-// waiters of the records it completed that someone waits on. It fails as a
-// whole or not at all.
+// completed in the same batch finds it in flight; by the time its caller
+// looks again the batch has committed, and it finds the outcome. A
+// completion whose fence was not current gets ErrLeaseLost. After the
+// commit, writeMany notifies the waiters of the records it completed that
+// someone waits on. It fails as a whole or not at all.
 func (s *Store) writeMany(ctx context.Context, ws []write, out []batch.Result[idem.ClaimResult]) error {
 	var claims, dones []int // positions in ws, each sorted by key
 	for i, w := range ws {
@@ -182,6 +180,12 @@ func (s *Store) writeMany(ctx context.Context, ws []write, out []batch.Result[id
 	var waited []string
 	err := s.retry(ctx, func() error {
 		waited = nil
+		for _, i := range claims {
+			out[i] = batch.Result[idem.ClaimResult]{Val: unseen(*ws[i].claim)}
+		}
+		for _, i := range dones {
+			out[i] = batch.Result[idem.ClaimResult]{Err: idem.ErrLeaseLost}
+		}
 		// A new pgx.Batch each time: a queued query keeps what it learnt
 		// on the connection that first sent it.
 		b := &pgx.Batch{}
@@ -216,12 +220,6 @@ func (s *Store) writeMany(ctx context.Context, ws []write, out []batch.Result[id
 				})
 				return err
 			})
-		}
-		for _, i := range dones {
-			out[i] = batch.Result[idem.ClaimResult]{Err: idem.ErrLeaseLost}
-		}
-		for _, i := range claims {
-			out[i] = batch.Result[idem.ClaimResult]{Val: unseen(*ws[i].claim)}
 		}
 		return s.pool.SendBatch(ctx, b).Close()
 	})
