@@ -353,7 +353,8 @@ func TestClaimAfterItsBatchFailed(t *testing.T) {
 
 // A completion run again after its batch failed succeeds when the batch
 // committed it after all, and wakes the waiters the batch did not; a
-// completion whose fence or outcome is not the record's is still refused.
+// completion whose owner, fence or outcome is not the record's is still
+// refused.
 func TestCompletionAfterItsBatchFailed(t *testing.T) {
 	ctx := t.Context()
 	pool := newPool(t)
@@ -503,9 +504,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// heldStore returns a store with one batch slot, its pool
-// and schema, and a record an open transaction holds (as RunTx's does while
-// its fn runs), released at cleanup at the latest.
+// heldStore returns a store with one batch slot, its pool and schema, and
+// a record an open transaction holds (as RunTx's does while its fn runs),
+// released at cleanup at the latest.
 func heldStore(t *testing.T) (*pgstore.Store, *pgxpool.Pool, string, func()) {
 	t.Helper()
 	pool := newPool(t)
