@@ -29,6 +29,20 @@ func claimParams(key, owner, fingerprint string) idem.ClaimParams {
 	return idem.ClaimParams{Key: key, Owner: owner, Fingerprint: fingerprint, LeaseTTL: time.Minute, Retention: time.Hour}
 }
 
+// acquire claims each key for "me" and returns the leases by key.
+func acquire(t *testing.T, s *pgstore.Store, keys ...string) map[string]idem.Lease {
+	t.Helper()
+	leases := map[string]idem.Lease{}
+	for _, k := range keys {
+		cr, err := s.Claim(t.Context(), claimParams(k, "me", "fp"))
+		if err != nil || cr.Status != idem.ClaimAcquired {
+			t.Fatalf("claim %s = %+v, %v", k, cr, err)
+		}
+		leases[k] = cr.Lease
+	}
+	return leases
+}
+
 // Claims of one key in one batch see each other: the first claims it, the
 // rest find it in flight under the first's fence.
 func TestBatchClaimsOfOneKey(t *testing.T) {
@@ -105,14 +119,8 @@ func TestBatchCompletions(t *testing.T) {
 	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
 	s := newStore(t, pool, pgstore.Config{Schema: schema})
 	keys := []string{"z", "x", "y"}
-	leases := make([]idem.Lease, len(keys))
-	for i, k := range keys {
-		cr, err := s.Claim(ctx, claimParams(k, "me", "fp"))
-		if err != nil || cr.Status != idem.ClaimAcquired {
-			t.Fatalf("claim %s = %+v, %v", k, cr, err)
-		}
-		leases[i] = cr.Lease
-	}
+	byKey := acquire(t, s, keys...)
+	leases := []idem.Lease{byKey["z"], byKey["x"], byKey["y"]}
 	woken := make(chan error, 1)
 	go func() { woken <- s.Wait(ctx, "z", leases[0].Fence) }()
 	eventually(t, "the waiter marked the record", func() bool {
@@ -164,14 +172,7 @@ func TestBatchMixesClaimsAndCompletions(t *testing.T) {
 	pool := newPool(t)
 	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
 	s := newStore(t, pool, pgstore.Config{Schema: schema})
-	leases := map[string]idem.Lease{}
-	for _, k := range []string{"a", "b", "e"} {
-		cr, err := s.Claim(ctx, claimParams(k, "me", "fp"))
-		if err != nil || cr.Status != idem.ClaimAcquired {
-			t.Fatalf("claim %s = %+v, %v", k, cr, err)
-		}
-		leases[k] = cr.Lease
-	}
+	leases := acquire(t, s, "a", "b", "e")
 	stale := leases["b"]
 	stale.Fence++
 	claim := func(key, owner string) *idem.ClaimParams { p := claimParams(key, owner, "fp"); return &p }
@@ -241,14 +242,7 @@ func TestCrossingBatchesDoNotWaitForEachOther(t *testing.T) {
 	alone := 0
 	for round := range 40 {
 		k1, k2 := fmt.Sprint("one-", round), fmt.Sprint("two-", round)
-		leases := map[string]idem.Lease{}
-		for _, k := range []string{k1, k2} {
-			cr, err := s.Claim(ctx, claimParams(k, "me", "fp"))
-			if err != nil || cr.Status != idem.ClaimAcquired {
-				t.Fatalf("claim %s = %+v, %v", k, cr, err)
-			}
-			leases[k] = cr.Lease
-		}
+		leases := acquire(t, s, k1, k2)
 		crossing := func(done, again string) []pgstore.Write {
 			p := claimParams(again, "duplicate", "fp")
 			return []pgstore.Write{{Lease: leases[done], Outcome: []byte("out")}, {Claim: &p}}
@@ -288,14 +282,7 @@ func TestBatchRetriesLostRaces(t *testing.T) {
 	pool := newPool(t)
 	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
 	s := newStore(t, pool, pgstore.Config{Schema: schema})
-	leases := map[string]idem.Lease{}
-	for _, k := range []string{"x", "y"} {
-		cr, err := s.Claim(ctx, claimParams(k, "me", "fp"))
-		if err != nil || cr.Status != idem.ClaimAcquired {
-			t.Fatalf("claim %s = %+v, %v", k, cr, err)
-		}
-		leases[k] = cr.Lease
-	}
+	leases := acquire(t, s, "x", "y")
 	// A sequence, not a table, counts the attempts: nextval survives the
 	// rollback of the attempt that fails.
 	_, err := pool.Exec(ctx, `
@@ -375,12 +362,9 @@ func TestCompletionAfterItsBatchFailed(t *testing.T) {
 	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
 	// Only a notification can wake a waiter in time.
 	s := newStore(t, pool, pgstore.Config{Schema: schema, PollInterval: time.Hour})
-	cr, err := s.Claim(ctx, claimParams("k", "me", "fp"))
-	if err != nil || cr.Status != idem.ClaimAcquired {
-		t.Fatalf("claim = %+v, %v", cr, err)
-	}
+	lease := acquire(t, s, "k")["k"]
 	woken := make(chan error, 1)
-	go func() { woken <- s.Wait(ctx, "k", cr.Lease.Fence) }()
+	go func() { woken <- s.Wait(ctx, "k", lease.Fence) }()
 	eventually(t, "the waiter marked the record", func() bool {
 		var waited bool
 		if err := pool.QueryRow(ctx, "SELECT waited FROM "+schema+".idem_records WHERE key = 'k'").Scan(&waited); err != nil {
@@ -390,19 +374,19 @@ func TestCompletionAfterItsBatchFailed(t *testing.T) {
 	})
 	// What a batch cut short after its COMMIT leaves: the outcome, and no
 	// notification.
-	if _, err := pool.Exec(ctx, "SELECT "+schema+".idem_complete('k', 'me', $1, 'out')", cr.Lease.Fence); err != nil {
+	if _, err := pool.Exec(ctx, "SELECT "+schema+".idem_complete('k', 'me', $1, 'out')", lease.Fence); err != nil {
 		t.Fatal(err)
 	}
 
-	if err := s.CompleteAlone(ctx, cr.Lease, []byte("other")); !errors.Is(err, idem.ErrLeaseLost) {
+	if err := s.CompleteAlone(ctx, lease, []byte("other")); !errors.Is(err, idem.ErrLeaseLost) {
 		t.Errorf("completion with another outcome = %v, want ErrLeaseLost", err)
 	}
-	stale := cr.Lease
+	stale := lease
 	stale.Fence--
 	if err := s.CompleteAlone(ctx, stale, []byte("out")); !errors.Is(err, idem.ErrLeaseLost) {
 		t.Errorf("completion under an older fence = %v, want ErrLeaseLost", err)
 	}
-	if err := s.CompleteAlone(ctx, cr.Lease, []byte("out")); err != nil {
+	if err := s.CompleteAlone(ctx, lease, []byte("out")); err != nil {
 		t.Fatalf("completion its batch committed = %v, want success", err)
 	}
 	select {
@@ -415,14 +399,11 @@ func TestCompletionAfterItsBatchFailed(t *testing.T) {
 	}
 
 	// An outcome of nil, stored as NULL, is found all the same.
-	cr, err = s.Claim(ctx, claimParams("nil", "me", "fp"))
-	if err != nil || cr.Status != idem.ClaimAcquired {
-		t.Fatalf("claim = %+v, %v", cr, err)
-	}
-	if _, err := pool.Exec(ctx, "SELECT "+schema+".idem_complete('nil', 'me', $1, NULL)", cr.Lease.Fence); err != nil {
+	lease = acquire(t, s, "nil")["nil"]
+	if _, err := pool.Exec(ctx, "SELECT "+schema+".idem_complete('nil', 'me', $1, NULL)", lease.Fence); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CompleteAlone(ctx, cr.Lease, nil); err != nil {
+	if err := s.CompleteAlone(ctx, lease, nil); err != nil {
 		t.Errorf("completion of nil its batch committed = %v, want success", err)
 	}
 
@@ -574,10 +555,7 @@ func claimAsync(s *pgstore.Store, ctx context.Context, key, owner string) chan c
 func TestHeldRecordHoldsUpOnlyItsOwnClaims(t *testing.T) {
 	ctx := t.Context()
 	s, pool, schema, release := heldStore(t)
-	mine, err := s.Claim(ctx, claimParams("mine", "me", "fp"))
-	if err != nil || mine.Status != idem.ClaimAcquired {
-		t.Fatalf("claim of mine = %+v, %v", mine, err)
-	}
+	mine := acquire(t, s, "mine")["mine"]
 	// The first claim of the held record takes the only slot alone and
 	// waits there for the lock; the rest queue behind it and go as a batch.
 	held := []chan claimAnswer{claimAsync(s, ctx, "held", "waiter-0")}
@@ -590,7 +568,7 @@ func TestHeldRecordHoldsUpOnlyItsOwnClaims(t *testing.T) {
 		free = append(free, claimAsync(s, ctx, fmt.Sprint("free-", i), "me"))
 	}
 	completed := make(chan error, 1)
-	go func() { completed <- s.Complete(ctx, mine.Lease, []byte("out")) }()
+	go func() { completed <- s.Complete(ctx, mine, []byte("out")) }()
 	for i, ch := range free {
 		select {
 		case a := <-ch:
@@ -701,14 +679,7 @@ func TestLockedRecordHoldsUpOnlyItsOwnCompletion(t *testing.T) {
 	pool := newPool(t)
 	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
 	s := newStore(t, pool, pgstore.Config{Schema: schema, BatchSlots: 1})
-	leases := map[string]idem.Lease{}
-	for _, k := range []string{"locked", "free"} {
-		cr, err := s.Claim(ctx, claimParams(k, "me", "fp"))
-		if err != nil || cr.Status != idem.ClaimAcquired {
-			t.Fatalf("claim %s = %+v, %v", k, cr, err)
-		}
-		leases[k] = cr.Lease
-	}
+	leases := acquire(t, s, "locked", "free")
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
