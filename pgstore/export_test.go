@@ -104,5 +104,6 @@ func (s *Store) Statements() map[string]string {
 	return map[string]string{
 		"claim": s.sql.claim, "claimMany": s.sql.claimMany,
 		"complete": s.sql.complete, "completeMany": s.sql.completeMany,
+		"claimTimed": s.sql.claimTimed, "completeTimed": s.sql.completeTimed,
 	}
 }
