@@ -11,7 +11,7 @@ import (
 
 // statements are payd's SQL for one dialect.
 type statements struct {
-	upsertAccount, accountByKey                     string
+	upsertAccount, accountByKey, accountIs          string
 	insertPayment, getPayment, listByReference      string
 	claimDue, claimPending, settle, settleByKey     string
 	countDue                                        string
@@ -125,6 +125,7 @@ func newStatements(d dialect) statements {
 INSERT INTO accounts (id, name, api_key_hash, created_at) VALUES ($1, $2, $3, {{now}})
 ON CONFLICT (id) DO UPDATE SET name = excluded.name, api_key_hash = excluded.api_key_hash`),
 		accountByKey: d.sql(`SELECT id FROM accounts WHERE api_key_hash = $1`),
+		accountIs:    d.sql(`SELECT count(*) FROM accounts WHERE id = $1 AND name = $2 AND api_key_hash = $3`),
 
 		insertPayment: d.sql(`
 INSERT INTO payments (id, account_id, amount, currency, reference, description, metadata, state,
@@ -221,8 +222,25 @@ func hashKey(apiKey string) string {
 }
 
 // EnsureAccount creates or updates the account id, reached with apiKey.
+// An account already so, as on every restart with the same key, is not
+// written. It is startup work, bounded by ctx alone: while SQLite stays
+// busy past the write queue's bound (another process holds its write
+// lock, perhaps one stopped mid-write), it logs and tries again
+// (TestEnsureAccountWaitsOutABusyDatabase).
 func (s *Store) EnsureAccount(ctx context.Context, id, name, apiKey string) error {
-	return wrap("ensure account", s.execWrite(ctx, s.sql.upsertAccount, id, name, hashKey(apiKey)))
+	hash := hashKey(apiKey)
+	var n int
+	if err := s.pool.queryRow(ctx, s.sql.accountIs, id, name, hash).Scan(&n); err != nil || n == 1 {
+		return wrap("ensure account", err)
+	}
+	for {
+		err := s.execWrite(ctx, s.sql.upsertAccount, id, name, hash)
+		if err == nil || s.busy == nil || !s.busy(err) || ctx.Err() != nil {
+			return wrap("ensure account", err)
+		}
+		s.log.WarnContext(ctx, "payments: database busy, another process holds its write lock; trying again to write the account",
+			"account", id, "err", err)
+	}
 }
 
 // AccountByKey returns the account an API key belongs to, or ErrNotFound.

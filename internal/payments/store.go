@@ -51,7 +51,11 @@ type Store struct {
 	// PostgreSQL needs no queue. Neither write nor inTx may run inside a
 	// request's transaction (Middleware), which holds that queue: write
 	// there through the request's transaction (inRequestTx).
-	write   func(ctx context.Context, f func(ctx context.Context) error) error
+	write func(ctx context.Context, f func(ctx context.Context) error) error
+	// busy reports whether a write failed only because another process
+	// held SQLite's write lock past the queue's bound; nil on PostgreSQL,
+	// whose writers wait for the rows they need, not the database.
+	busy    func(err error) bool
 	migrate func(ctx context.Context) error
 	ping    func(ctx context.Context) error
 	closers []func()
@@ -171,6 +175,7 @@ func openSQLite(ctx context.Context, path string, log *slog.Logger) (*Store, err
 			return is.Write(ctx, func(ctx context.Context) error { return inOwnTx(ctx, fn) })
 		},
 		write:   is.Write,
+		busy:    is.Conflict,
 		ping:    db.PingContext,
 		closers: []func(){func() { is.Close() }, func() { db.Close() }},
 	}

@@ -1,6 +1,7 @@
 package payments
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/idemhq/idem/internal/testenv"
+	"github.com/idemhq/idem/sqlitestore"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -80,6 +82,54 @@ func TestAccounts(t *testing.T) {
 			t.Fatalf("AccountByKey(unknown) = %v, want ErrNotFound", err)
 		}
 	})
+}
+
+// TestEnsureAccountWaitsOutABusyDatabase: while another process holds
+// SQLite's write lock past the write queue's bound (a replica stopped
+// mid-write), a restart with the same key writes nothing and goes on, and
+// a new key waits for the lock instead of failing payd's start.
+func TestEnsureAccountWaitsOutABusyDatabase(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "payd.db")
+	s := openStore(t, path)
+	other, err := sqlitestore.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	held := sqlitestore.DefaultBusyTimeout + time.Second
+	released := time.AfterFunc(held, func() {
+		if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+			t.Errorf("release the write lock: %v", err)
+		}
+	})
+	defer released.Stop()
+
+	// Shorter than the queue's bound: a write would fail.
+	short, cancel := context.WithTimeout(t.Context(), sqlitestore.DefaultBusyTimeout/5)
+	defer cancel()
+	if err := s.EnsureAccount(short, "acct_test", "test", "sk_test"); err != nil {
+		t.Fatalf("EnsureAccount of an account already so, while the lock is held = %v, want nil without a write", err)
+	}
+
+	start := time.Now()
+	if err := s.EnsureAccount(t.Context(), "acct_test", "test", "sk_rotated"); err != nil {
+		t.Fatalf("EnsureAccount with a new key while the lock is held for %s = %v, want it written once the lock is free", held, err)
+	}
+	if d := time.Since(start); d < sqlitestore.DefaultBusyTimeout {
+		t.Fatalf("EnsureAccount returned after %s, before the lock was released", d)
+	}
+	if id, err := s.AccountByKey(t.Context(), "sk_rotated"); err != nil || id != "acct_test" {
+		t.Fatalf("AccountByKey(sk_rotated) = (%q, %v), want acct_test", id, err)
+	}
 }
 
 func TestCreateGetAndList(t *testing.T) {
