@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -113,6 +114,47 @@ func TestClientDelaysStayBounded(t *testing.T) {
 		if d := retryDelay(n); d < 50*time.Millisecond || d > time.Second {
 			t.Errorf("retryDelay(%d) = %s, want within [50ms, 1s]", n, d)
 		}
+	}
+}
+
+// TestClientHonorsRetryAfterAndPatience: a client waits at least the
+// Retry-After the server sent before it retries, and gives up once its
+// patience is spent, or at once when the run's context ends.
+func TestClientHonorsRetryAfterAndPatience(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusConflict)
+	}))
+	defer srv.Close()
+	tg := newTarget("payd", false, 1, "key", 1, nil)
+	defer tg.close()
+	a, err := tg.do(t.Context(), http.MethodPost, srv.URL, "k", []byte("{}"), 0, 5*time.Second)
+	if err != nil || a.status != http.StatusConflict || !a.retryable() || a.retryAfter != time.Second {
+		t.Fatalf("a 409 with Retry-After: 1 read as %+v, %v", a, err)
+	}
+
+	b := newBackoff(stream(1, "test"))
+	if !b.next(t.Context()) {
+		t.Fatal("no first attempt")
+	}
+	b.heard(answer{status: http.StatusConflict, retryAfter: 300 * time.Millisecond})
+	start := time.Now()
+	if !b.next(t.Context()) {
+		t.Fatal("no retry within patience")
+	}
+	if waited := time.Since(start); waited < 300*time.Millisecond {
+		t.Errorf("retried %s after a Retry-After of 300ms", waited)
+	}
+	b.heard(answer{status: http.StatusServiceUnavailable})
+	b.deadline = time.Now()
+	if b.next(t.Context()) {
+		t.Error("retried with patience spent")
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if newBackoff(stream(1, "test")).next(ctx) {
+		t.Error("a first attempt after the run's context ended")
 	}
 }
 

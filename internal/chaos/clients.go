@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,11 +17,11 @@ import (
 
 // Client behaviour.
 const (
-	maxAttempts    = 10  // requests per click before a client gives up
-	waitAttempts   = 3   // the first attempts ask to wait for the outcome; later ones do not
-	doubleClickPct = 0.1 // charges sent twice at once
-	waitPct        = 0.3 // charges that ask Prefer: wait
-	refundPct      = 0.2 // succeeded charges refunded in part, when payd has refunds
+	patience       = 30 * time.Second // how long a click, or a refund, is retried before its client gives up
+	waitAttempts   = 3                // the first attempts ask to wait for the outcome; later ones do not
+	doubleClickPct = 0.1              // charges sent twice at once
+	waitPct        = 0.3              // charges that ask Prefer: wait
+	refundPct      = 0.2              // succeeded charges refunded in part, when payd has refunds
 	declinePct     = 0.04
 	pollTimeout    = 2 * time.Second
 )
@@ -82,7 +83,6 @@ type record struct {
 	accepted   time.Duration // to the first 2xx; 0 if none
 	settled    time.Duration // to the first final status seen; 0 if none
 	final      string
-	gaveUp     bool
 	unexpected []string
 	refund     *refundSeen
 	phase      string // accept, settle, refund or done: where the client is
@@ -132,13 +132,13 @@ func (r *record) setPhase(phase string) {
 }
 
 // heard records the last answer a waiting client got.
-func (r *record) heard(status int, body []byte, err error) {
+func (r *record) heard(a answer, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
 		r.last = err.Error()
 	} else {
-		r.last = fmt.Sprintf("%d %.200s", status, bytes.TrimSpace(body))
+		r.last = fmt.Sprintf("%d %.200s", a.status, bytes.TrimSpace(a.body))
 	}
 }
 
@@ -201,8 +201,10 @@ func (t *target) drive(ctx context.Context, p plan) {
 	wg.Wait()
 	first, ok := rec.firstSeen()
 	if !ok {
-		rec.setPhase("done") // no 2xx: nothing to see settle
-		return
+		if ctx.Err() == nil {
+			rec.setPhase("done") // gave up: no 2xx, nothing to see settle
+		}
+		return // or the drain ended first: the client is still trying
 	}
 	state := first.State
 	if !isFinal(state) {
@@ -224,16 +226,13 @@ func (t *target) drive(ctx context.Context, p plan) {
 // and body on timeouts, 409, 429 and 5xx.
 func (t *target) accept(ctx context.Context, rec *record, click int) {
 	p := rec.plan
-	rng := stream(t.seed, "retry", p.i, click)
 	body, _ := json.Marshal(map[string]any{"amount": p.amount, "currency": "usd", "reference": p.reference})
-	for attempt := range maxAttempts {
+	b := newBackoff(stream(t.seed, "retry", p.i, click))
+	for attempt := 0; b.next(ctx); attempt++ {
 		if attempt > 0 {
 			t.retries.Add(1)
-			if !sleepCtx(ctx, between(rng, 0, retryDelay(attempt))) {
-				break
-			}
 		}
-		base, ok := t.pick(rng)
+		base, ok := t.pick(b.rng)
 		if !ok {
 			t.noReplica.Add(1)
 			continue
@@ -242,31 +241,26 @@ func (t *target) accept(ctx context.Context, rec *record, click int) {
 		if attempt < waitAttempts {
 			wait = p.wait
 		}
-		status, b, err := t.do(ctx, http.MethodPost, base+"/v1/charges", p.key, body, wait, p.timeout)
+		a, err := t.do(ctx, http.MethodPost, base+"/v1/charges", p.key, body, wait, p.timeout)
+		b.heard(a)
 		switch {
 		case err != nil:
-			if ctx.Err() != nil {
-				return
-			}
 			continue
-		case status >= 200 && status < 300:
+		case a.status >= 200 && a.status < 300:
 			var c struct{ ID, Status string }
-			if json.Unmarshal(b, &c) != nil || c.ID == "" {
-				rec.note(fmt.Sprintf("%d without a charge: %.200s", status, b))
+			if json.Unmarshal(a.body, &c) != nil || c.ID == "" {
+				rec.note(fmt.Sprintf("%d without a charge: %.200s", a.status, a.body))
 				return
 			}
-			rec.add(seen{Status: status, ID: c.ID, State: c.Status, At: time.Since(rec.start)})
+			rec.add(seen{Status: a.status, ID: c.ID, State: c.Status, At: time.Since(rec.start)})
 			return
-		case status == http.StatusConflict, status == http.StatusTooManyRequests, status >= 500:
+		case a.retryable():
 			continue
 		default:
-			rec.note(fmt.Sprintf("POST /v1/charges answered %d: %.200s", status, b))
+			rec.note(fmt.Sprintf("POST /v1/charges answered %d: %.200s", a.status, a.body))
 			return
 		}
 	}
-	rec.mu.Lock()
-	rec.gaveUp = rec.gaveUp || click == 0
-	rec.mu.Unlock()
 }
 
 // poll reads the charge until it is final; it returns its final state, or
@@ -281,18 +275,18 @@ func (t *target) poll(ctx context.Context, rec *record, id string) string {
 		if !ok {
 			continue
 		}
-		status, b, err := t.do(ctx, http.MethodGet, base+"/v1/charges/"+id, "", nil, 0, pollTimeout)
-		rec.heard(status, b, err)
-		if err == nil && status != http.StatusOK && status < 500 && status != http.StatusTooManyRequests {
+		a, err := t.do(ctx, http.MethodGet, base+"/v1/charges/"+id, "", nil, 0, pollTimeout)
+		rec.heard(a, err)
+		if err == nil && a.status != http.StatusOK && !a.retryable() {
 			// The charge was acknowledged, so it exists: a 404 would
 			// mean it was acknowledged before it was stored.
-			rec.note(fmt.Sprintf("GET /v1/charges/%s answered %d: %.200s", id, status, b))
+			rec.note(fmt.Sprintf("GET /v1/charges/%s answered %d: %.200s", id, a.status, a.body))
 		}
-		if err != nil || status != http.StatusOK {
+		if err != nil || a.status != http.StatusOK {
 			continue
 		}
 		var c struct{ Status string }
-		if json.Unmarshal(b, &c) == nil && isFinal(c.Status) {
+		if json.Unmarshal(a.body, &c) == nil && isFinal(c.Status) {
 			rec.settle(c.Status)
 			return c.Status
 		}
@@ -304,29 +298,27 @@ func (t *target) poll(ctx context.Context, rec *record, id string) string {
 // ended first.
 func (t *target) refund(ctx context.Context, rec *record, chargeID string) bool {
 	p := rec.plan
-	rng := stream(t.seed, "refund", p.i)
 	body, _ := json.Marshal(map[string]any{"amount": p.refund})
+	b := newBackoff(stream(t.seed, "refund", p.i))
 	var got refundSeen
-	for attempt := range maxAttempts {
-		if attempt > 0 && !sleepCtx(ctx, between(rng, 0, retryDelay(attempt))) {
-			return false
-		}
-		base, ok := t.pick(rng)
+	for b.next(ctx) {
+		base, ok := t.pick(b.rng)
 		if !ok {
 			continue
 		}
-		status, b, err := t.do(ctx, http.MethodPost, base+"/v1/charges/"+chargeID+"/refunds", p.key+"-refund", body, 0, max(p.timeout, pollTimeout))
-		if err != nil || status == http.StatusConflict || status == http.StatusTooManyRequests || status >= 500 {
+		a, err := t.do(ctx, http.MethodPost, base+"/v1/charges/"+chargeID+"/refunds", p.key+"-refund", body, 0, max(p.timeout, pollTimeout))
+		b.heard(a)
+		if err != nil || a.retryable() {
 			continue
 		}
-		if status < 200 || status >= 300 || json.Unmarshal(b, &got) != nil || got.ID == "" {
-			rec.note(fmt.Sprintf("POST /v1/charges/%s/refunds answered %d: %.200s", chargeID, status, b))
+		if a.status < 200 || a.status >= 300 || json.Unmarshal(a.body, &got) != nil || got.ID == "" {
+			rec.note(fmt.Sprintf("POST /v1/charges/%s/refunds answered %d: %.200s", chargeID, a.status, a.body))
 			return true
 		}
 		break
 	}
 	if got.ID == "" {
-		return true // gave up: no refund to follow
+		return ctx.Err() == nil // gave up, with no refund to follow; or the drain ended first
 	}
 	got.Final = isFinal(got.Status)
 	rec.mu.Lock()
@@ -336,19 +328,19 @@ func (t *target) refund(ctx context.Context, rec *record, chargeID string) bool 
 		if !sleepCtx(ctx, pollDelay(n)) {
 			return false
 		}
-		base, ok := t.pick(rng)
+		base, ok := t.pick(b.rng)
 		if !ok {
 			continue
 		}
-		status, b, err := t.do(ctx, http.MethodGet, base+"/v1/charges/"+chargeID, "", nil, 0, pollTimeout)
-		rec.heard(status, b, err)
-		if err != nil || status != http.StatusOK {
+		a, err := t.do(ctx, http.MethodGet, base+"/v1/charges/"+chargeID, "", nil, 0, pollTimeout)
+		rec.heard(a, err)
+		if err != nil || a.status != http.StatusOK {
 			continue
 		}
 		var c struct {
 			Refunds []refundSeen `json:"refunds"`
 		}
-		if json.Unmarshal(b, &c) != nil {
+		if json.Unmarshal(a.body, &c) != nil {
 			continue
 		}
 		for _, r := range c.Refunds {
@@ -363,14 +355,27 @@ func (t *target) refund(ctx context.Context, rec *record, chargeID string) bool 
 	return true
 }
 
+// answer is a response, read in full.
+type answer struct {
+	status     int
+	body       []byte
+	retryAfter time.Duration // Retry-After, in whole seconds; 0 without one
+}
+
+// retryable: a correct server gives this answer to a request that may be
+// sent again as it is: 409 (the same key in flight), 429 or 5xx.
+func (a answer) retryable() bool {
+	return a.status == http.StatusConflict || a.status == http.StatusTooManyRequests || a.status >= 500
+}
+
 // do sends one request and reads its answer in full; an answer cut short
 // is no answer.
-func (t *target) do(ctx context.Context, method, url, key string, body []byte, wait int, timeout time.Duration) (int, []byte, error) {
+func (t *target) do(ctx context.Context, method, url, key string, body []byte, wait int, timeout time.Duration) (answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, err
+		return answer{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+t.apiKey)
 	if body != nil {
@@ -388,7 +393,7 @@ func (t *target) do(ctx context.Context, method, url, key string, body []byte, w
 		if errors.Is(err, context.DeadlineExceeded) {
 			t.timeouts.Add(1)
 		}
-		return 0, nil, err
+		return answer{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -396,9 +401,13 @@ func (t *target) do(ctx context.Context, method, url, key string, body []byte, w
 		if errors.Is(err, context.DeadlineExceeded) {
 			t.timeouts.Add(1)
 		}
-		return 0, nil, err
+		return answer{}, err
 	}
-	return resp.StatusCode, b, nil
+	a := answer{status: resp.StatusCode, body: b}
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		a.retryAfter = time.Duration(secs) * time.Second
+	}
+	return a, nil
 }
 
 func (t *target) close() { t.http.CloseIdleConnections() }
@@ -407,6 +416,36 @@ func (t *target) close() { t.http.CloseIdleConnections() }
 // doubling to 1s.
 func pollDelay(n int) time.Duration {
 	return min(time.Second, 100*time.Millisecond<<min(n, 4)) // bounded shift: no overflow however long it polls
+}
+
+// backoff paces the retries of one request: full-jitter backoff from
+// 50 ms doubling to 1 s, never sooner than the last answer's Retry-After,
+// until patience runs out.
+type backoff struct {
+	rng      *rand.Rand // the client's stream: the waits, and the replicas it picks
+	deadline time.Time
+	n        int           // attempts so far
+	after    time.Duration // the last answer's Retry-After
+}
+
+func newBackoff(rng *rand.Rand) *backoff {
+	return &backoff{rng: rng, deadline: time.Now().Add(patience)}
+}
+
+// heard notes the answer to the latest attempt.
+func (b *backoff) heard(a answer) { b.after = a.retryAfter }
+
+// next waits for the next attempt, at once for the first. It reports
+// false when the client gives up, patience spent, or ctx ends.
+func (b *backoff) next(ctx context.Context) bool {
+	b.n++
+	if b.n == 1 {
+		return ctx.Err() == nil
+	}
+	if !time.Now().Before(b.deadline) {
+		return false
+	}
+	return sleepCtx(ctx, max(between(b.rng, 0, retryDelay(b.n-1)), b.after))
 }
 
 // retryDelay caps the full-jitter backoff before a client's retry: 50ms,

@@ -40,13 +40,18 @@ func (f simFaults) MarshalJSON() ([]byte, error) {
 	})
 }
 
+// controlTimeout bounds a request to a simulator's control API. It is
+// generous: the run's own processes load the machine, and under the race
+// detector, beside other tests, a simulator can take seconds to answer.
+const controlTimeout = 20 * time.Second
+
 // setSimFaults replaces the faults of the simulator at url.
 func setSimFaults(ctx context.Context, c *http.Client, url string, f simFaults) error {
 	body, err := json.Marshal(f)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/_faults", bytes.NewReader(body))
 	if err != nil {

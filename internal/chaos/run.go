@@ -572,16 +572,16 @@ func (r *run) probeRefunds(ctx context.Context, t *target) (bool, string, error)
 	}
 	base, _ := t.pick(stream(r.cfg.Seed, "probe"))
 	body, _ := json.Marshal(map[string]any{"amount": p.refund})
-	status, b, err := t.do(pctx, http.MethodPost, base+"/v1/charges/"+first.ID+"/refunds", p.key+"-refund", body, 0, 15*time.Second)
+	a, err := t.do(pctx, http.MethodPost, base+"/v1/charges/"+first.ID+"/refunds", p.key+"-refund", body, 0, 15*time.Second)
 	switch {
 	case err != nil:
 		return false, "", fmt.Errorf("chaos: probing refunds: %w", err)
-	case status == http.StatusNotFound || status == http.StatusMethodNotAllowed:
-		return false, fmt.Sprintf("POST /v1/charges/{id}/refunds answered %d: this payd has no refunds", status), nil
-	case status < 200 || status >= 300:
+	case a.status == http.StatusNotFound || a.status == http.StatusMethodNotAllowed:
+		return false, fmt.Sprintf("POST /v1/charges/{id}/refunds answered %d: this payd has no refunds", a.status), nil
+	case a.status < 200 || a.status >= 300:
 		// Before any fault, a payd with refunds accepts this one; turning
 		// the refund checks off here would hide whatever went wrong.
-		return false, "", fmt.Errorf("chaos: probing refunds, before any fault: POST /v1/charges/{id}/refunds answered %d: %.200s (see replica-*.log in %s)", status, b, r.workDir)
+		return false, "", fmt.Errorf("chaos: probing refunds, before any fault: POST /v1/charges/{id}/refunds answered %d: %.200s (see replica-*.log in %s)", a.status, a.body, r.workDir)
 	}
 	if !t.refund(pctx, rec, first.ID) { // the same key: follows the refund to its end
 		return false, "", fmt.Errorf("chaos: payd did not settle the probe's refund within a minute before any fault: see replica-*.log in %s", r.workDir)
