@@ -44,7 +44,11 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	goleak.VerifyTestMain(m)
+	// One of toxiproxy's own goroutines may outlive the chaos tests'
+	// proxies: its pass-through stage can be left sending a chunk to a
+	// fault stage that a later fault or the proxy's stop already ended. It
+	// belongs to the harness's proxy, not to payd, and holds no connection.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/Shopify/toxiproxy/v2/toxics.(*NoopToxic).Pipe"))
 }
 
 const testKey = "sk_test_e2e"

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,6 +156,29 @@ func TestClientHonorsRetryAfterAndPatience(t *testing.T) {
 	cancel()
 	if newBackoff(stream(1, "test")).next(ctx) {
 		t.Error("a first attempt after the run's context ended")
+	}
+}
+
+// TestSetSimFaultsRetries: setting a simulator's faults is tried again
+// after a failure and succeeds when the simulator recovers; a refusal
+// (4xx) is reported at once.
+func TestSetSimFaultsRetries(t *testing.T) {
+	var posts, status atomic.Int64
+	status.Store(http.StatusServiceUnavailable)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := posts.Add(1); n < 3 {
+			w.WriteHeader(int(status.Load()))
+		}
+	}))
+	defer srv.Close()
+	ctl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	if err := setSimFaults(t.Context(), ctl, srv.URL, simFaults{}); err != nil || posts.Load() != 3 {
+		t.Fatalf("two 503s, then a 200: %v after %d posts, want success after 3", err, posts.Load())
+	}
+	posts.Store(0)
+	status.Store(http.StatusBadRequest)
+	if err := setSimFaults(t.Context(), ctl, srv.URL, simFaults{}); err == nil || !strings.Contains(err.Error(), "400") || posts.Load() != 1 {
+		t.Fatalf("a 400: %v after %d posts, want it reported after 1", err, posts.Load())
 	}
 }
 

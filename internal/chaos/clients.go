@@ -277,7 +277,7 @@ func (t *target) poll(ctx context.Context, rec *record, id string) string {
 		}
 		a, err := t.do(ctx, http.MethodGet, base+"/v1/charges/"+id, "", nil, 0, pollTimeout)
 		rec.heard(a, err)
-		if err == nil && a.status != http.StatusOK && !a.retryable() {
+		if err == nil && a.status != http.StatusOK && a.status < 500 && a.status != http.StatusTooManyRequests {
 			// The charge was acknowledged, so it exists: a 404 would
 			// mean it was acknowledged before it was stored.
 			rec.note(fmt.Sprintf("GET /v1/charges/%s answered %d: %.200s", id, a.status, a.body))

@@ -40,12 +40,19 @@ func (f simFaults) MarshalJSON() ([]byte, error) {
 	})
 }
 
-// controlTimeout bounds a request to a simulator's control API. It is
-// generous: the run's own processes load the machine, and under the race
-// detector, beside other tests, a simulator can take seconds to answer.
-const controlTimeout = 20 * time.Second
+// Bounds on setting a simulator's faults. They are generous: the run's
+// own processes load the machine, and under the race detector, beside
+// other tests, a simulator can take seconds to answer.
+const (
+	controlAttempt = 5 * time.Second  // one request
+	controlTimeout = 20 * time.Second // every attempt together
+)
 
-// setSimFaults replaces the faults of the simulator at url.
+// setSimFaults replaces the faults of the simulator at url. A request that
+// fails is sent again until controlTimeout: POST /_faults replaces every
+// fault, so a second delivery changes nothing. Each attempt is a new
+// connection (the control client keeps none), so one stuck connection
+// cannot hold the faults back.
 func setSimFaults(ctx context.Context, c *http.Client, url string, f simFaults) error {
 	body, err := json.Marshal(f)
 	if err != nil {
@@ -53,21 +60,39 @@ func setSimFaults(ctx context.Context, c *http.Client, url string, f simFaults) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
+	for attempt := 1; ; attempt++ {
+		status, answer, err := postFaults(ctx, c, url, body)
+		switch {
+		case err == nil && status == http.StatusOK:
+			return nil
+		case err == nil && status < 500:
+			return fmt.Errorf("set the simulator's faults: %d %s", status, answer) // refused: the same request would be again
+		case err == nil:
+			err = fmt.Errorf("%d %s", status, answer)
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return fmt.Errorf("set the simulator's faults, %d attempts in %s: %w", attempt, controlTimeout, err)
+		}
+	}
+}
+
+// postFaults sends one POST /_faults and returns the answer's status and
+// body.
+func postFaults(ctx context.Context, c *http.Client, url string, body []byte) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, controlAttempt)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/_faults", bytes.NewReader(body))
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	if err != nil {
-		return fmt.Errorf("set the simulator's faults: %w", err)
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("set the simulator's faults: %d %s", resp.StatusCode, b)
-	}
-	return nil
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
 }
 
 // link is the state of a fault proxy.

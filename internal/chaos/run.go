@@ -49,7 +49,7 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 	for c.Seed == 0 {
 		c.Seed = rand.Uint64()
 	}
-	r := &run{cfg: c, progress: &progress{w: c.Progress, tty: c.ProgressTTY}, ctl: &http.Client{Transport: &http.Transport{}}}
+	r := &run{cfg: c, progress: &progress{w: c.Progress, tty: c.ProgressTTY}, ctl: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
 	rep, err := r.run(ctx)
 	failed := err == nil && !rep.Passed
 	// A failed run keeps its database and logs for a post-mortem; a run
