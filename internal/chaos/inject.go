@@ -66,7 +66,7 @@ func setSimFaults(ctx context.Context, c *http.Client, url string, f simFaults) 
 		case err == nil && status == http.StatusOK:
 			return nil
 		case err == nil && status < 500:
-			return fmt.Errorf("set the simulator's faults: %d %s", status, answer) // refused: the same request would be again
+			return fmt.Errorf("set the simulator's faults: %d %s", status, answer) // refused: it would be refused again
 		case err == nil:
 			err = fmt.Errorf("%d %s", status, answer)
 		}
