@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -156,6 +157,31 @@ func TestClientHonorsRetryAfterAndPatience(t *testing.T) {
 	cancel()
 	if newBackoff(stream(1, "test")).next(ctx) {
 		t.Error("a first attempt after the run's context ended")
+	}
+}
+
+// TestClientCutShortIsStillWaiting: a client still retrying when the
+// run's context ends has not given up: it stays in its phase, and the
+// check that every client saw its outcome fails on it.
+func TestClientCutShortIsStillWaiting(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	tg := newTarget("payd", false, 1, "key", 1, func(*rand.Rand) (string, bool) { return srv.URL, true })
+	defer tg.close()
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	tg.drive(ctx, plan{key: "k", reference: "r", amount: 1000, timeout: time.Second})
+	recs := tg.snapshot()
+	if len(recs) != 1 {
+		t.Fatalf("%d records of one client", len(recs))
+	}
+	if recs[0].phase != "accept" || len(recs[0].seen) != 0 {
+		t.Fatalf("a client cut short while retrying 503s: phase %q, %d 2xx seen; want accept and none", recs[0].phase, len(recs[0].seen))
+	}
+	if c := clientsDone(recs); c.Status != Fail {
+		t.Errorf("clientsDone = %s %s, want a failure naming the waiting client", c.Status, c.Detail)
 	}
 }
 

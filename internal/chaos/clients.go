@@ -204,7 +204,7 @@ func (t *target) drive(ctx context.Context, p plan) {
 		if ctx.Err() == nil {
 			rec.setPhase("done") // gave up: no 2xx, nothing to see settle
 		}
-		return // or the drain ended first: the client is still trying
+		return // or the drain ended first: the client is still trying (TestClientCutShortIsStillWaiting)
 	}
 	state := first.State
 	if !isFinal(state) {
@@ -420,7 +420,7 @@ func pollDelay(n int) time.Duration {
 
 // backoff paces the retries of one request: full-jitter backoff from
 // 50 ms doubling to 1 s, never sooner than the last answer's Retry-After,
-// until patience runs out.
+// until patience runs out (TestClientHonorsRetryAfterAndPatience).
 type backoff struct {
 	rng      *rand.Rand // the client's stream: the waits, and the replicas it picks
 	deadline time.Time

@@ -52,7 +52,8 @@ const (
 // fails is sent again until controlTimeout: POST /_faults replaces every
 // fault, so a second delivery changes nothing. Each attempt is a new
 // connection (the control client keeps none), so one stuck connection
-// cannot hold the faults back.
+// cannot hold the faults back. A refusal (4xx) is returned at once
+// (TestSetSimFaultsRetries).
 func setSimFaults(ctx context.Context, c *http.Client, url string, f simFaults) error {
 	body, err := json.Marshal(f)
 	if err != nil {
