@@ -185,26 +185,22 @@ func TestClientCutShortIsStillWaiting(t *testing.T) {
 	}
 }
 
-// TestSetSimFaultsRetries: setting a simulator's faults is tried again
-// after a failure and succeeds when the simulator recovers; a refusal
-// (4xx) is reported at once.
-func TestSetSimFaultsRetries(t *testing.T) {
-	var posts, status atomic.Int64
-	status.Store(http.StatusServiceUnavailable)
+// TestInjectorFinishesAStepAtTheEnd: a fault set just before the run's
+// end is set, even when the simulator answers after the end.
+func TestInjectorFinishesAStepAtTheEnd(t *testing.T) {
+	var set atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n := posts.Add(1); n < 3 {
-			w.WriteHeader(int(status.Load()))
-		}
+		time.Sleep(300 * time.Millisecond)
+		set.Add(1)
 	}))
 	defer srv.Close()
-	ctl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	if err := setSimFaults(t.Context(), ctl, srv.URL, simFaults{}); err != nil || posts.Load() != 3 {
-		t.Fatalf("two 503s, then a 200: %v after %d posts, want success after 3", err, posts.Load())
-	}
-	posts.Store(0)
-	status.Store(http.StatusBadRequest)
-	if err := setSimFaults(t.Context(), ctl, srv.URL, simFaults{}); err == nil || !strings.Contains(err.Error(), "400") || posts.Load() != 1 {
-		t.Fatalf("a 400: %v after %d posts, want it reported after 1", err, posts.Load())
+	sched := Schedule{Events: []Event{{Kind: Provider5xx, Rate: 1}}}
+	in := newInjector(&http.Client{}, sched, simFaults{}, []string{srv.URL}, nil, nil, nil, nil)
+	runCtx, end := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer end()
+	in.run(t.Context(), runCtx, time.Now())
+	if _, _, _, errs := in.counts(); len(errs) > 0 || set.Load() != 1 {
+		t.Fatalf("a step the run's end overtook: %d sets, errors %v; want 1 and none", set.Load(), errs)
 	}
 }
 

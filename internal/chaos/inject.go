@@ -40,60 +40,29 @@ func (f simFaults) MarshalJSON() ([]byte, error) {
 	})
 }
 
-// Bounds on setting a simulator's faults. They are generous: the run's
-// own processes load the machine, and under the race detector, beside
-// other tests, a simulator can take seconds to answer.
-const (
-	controlAttempt = 5 * time.Second  // one request
-	controlTimeout = 20 * time.Second // every attempt together
-)
-
-// setSimFaults replaces the faults of the simulator at url. A request that
-// fails is sent again until controlTimeout: POST /_faults replaces every
-// fault, so a second delivery changes nothing. Each attempt is a new
-// connection (the control client keeps none), so one stuck connection
-// cannot hold the faults back. A refusal (4xx) is returned at once
-// (TestSetSimFaultsRetries).
+// setSimFaults replaces the faults of the simulator at url.
 func setSimFaults(ctx context.Context, c *http.Client, url string, f simFaults) error {
 	body, err := json.Marshal(f)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
-	defer cancel()
-	for attempt := 1; ; attempt++ {
-		status, answer, err := postFaults(ctx, c, url, body)
-		switch {
-		case err == nil && status == http.StatusOK:
-			return nil
-		case err == nil && status < 500:
-			return fmt.Errorf("set the simulator's faults: %d %s", status, answer) // refused: it would be refused again
-		case err == nil:
-			err = fmt.Errorf("%d %s", status, answer)
-		}
-		if !sleepCtx(ctx, 100*time.Millisecond) {
-			return fmt.Errorf("set the simulator's faults, %d attempts in %s: %w", attempt, controlTimeout, err)
-		}
-	}
-}
-
-// postFaults sends one POST /_faults and returns the answer's status and
-// body.
-func postFaults(ctx context.Context, c *http.Client, url string, body []byte) (int, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, controlAttempt)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/_faults", bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, err
+		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return fmt.Errorf("set the simulator's faults: %w", err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("set the simulator's faults: %d %s", resp.StatusCode, b)
+	}
+	return nil
 }
 
 // link is the state of a fault proxy.
@@ -167,21 +136,24 @@ func (in *injector) steps() []step {
 	return out
 }
 
-// run plays the schedule from start until ctx is done.
-func (in *injector) run(ctx context.Context, start time.Time) {
+// run plays the schedule from start until runCtx is done. A step begun
+// before then is carried out under ctx, the whole run's: the end of the
+// faults is no reason to leave one half set, and the drain heals them all
+// (TestInjectorFinishesAStepAtTheEnd).
+func (in *injector) run(ctx, runCtx context.Context, start time.Time) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	<-t.C
 	for _, s := range in.steps() {
 		t.Reset(time.Until(start.Add(s.at)))
 		select {
-		case <-ctx.Done():
+		case <-runCtx.Done():
 			return
 		case <-t.C:
 		}
 		in.apply(ctx, s)
 	}
-	<-ctx.Done()
+	<-runCtx.Done()
 }
 
 func (in *injector) apply(ctx context.Context, s step) {

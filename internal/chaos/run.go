@@ -49,7 +49,7 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 	for c.Seed == 0 {
 		c.Seed = rand.Uint64()
 	}
-	r := &run{cfg: c, progress: &progress{w: c.Progress, tty: c.ProgressTTY}, ctl: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
+	r := &run{cfg: c, progress: &progress{w: c.Progress, tty: c.ProgressTTY}, ctl: &http.Client{Transport: &http.Transport{}}}
 	rep, err := r.run(ctx)
 	failed := err == nil && !rep.Passed
 	// A failed run keeps its database and logs for a post-mortem; a run
@@ -378,7 +378,7 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 	defer stopRun()
 	clientCtx, stopClients := context.WithCancel(ctx)
 	defer stopClients()
-	r.background.Go(func() { r.injector.run(runCtx, start) })
+	r.background.Go(func() { r.injector.run(ctx, runCtx, start) })
 	r.background.Go(func() { w.run(runCtx, clientCtx) })
 	r.progress.say("running for %s…", c.Duration)
 	tick := time.NewTicker(time.Second)
