@@ -617,11 +617,11 @@ func providerLedger(ctx context.Context, simURL string) ([]provider.Charge, []pr
 		return nil, nil, err
 	}
 	defer cl.CloseIdleConnections()
-	charges, err := cl.Charges(ctx, time.Time{}, time.Time{})
+	charges, err := provider.Collect(cl.Charges(ctx, time.Time{}, time.Time{}))
 	if err != nil {
 		return nil, nil, fmt.Errorf("chaos: list the provider's charges: %w", err)
 	}
-	refunds, err := cl.Refunds(ctx, time.Time{}, time.Time{})
+	refunds, err := provider.Collect(cl.Refunds(ctx, time.Time{}, time.Time{}))
 	if err != nil {
 		return nil, nil, fmt.Errorf("chaos: list the provider's refunds: %w", err)
 	}

@@ -164,7 +164,7 @@ func (r *Reconciler) RunOnce(ctx context.Context) (*ReconciliationRun, error) {
 	run := &ReconciliationRun{ID: newID("rec_"), StartedAt: now, WindowTo: now.Add(-r.cfg.Grace)}
 	run.WindowFrom = run.WindowTo.Add(-r.cfg.Window)
 
-	charges, err := r.provider.Charges(ctx, run.WindowFrom, run.WindowTo)
+	charges, err := provider.Collect(r.provider.Charges(ctx, run.WindowFrom, run.WindowTo))
 	if err != nil {
 		return nil, fmt.Errorf("payments: reconcile: list the provider's charges: %w", err)
 	}

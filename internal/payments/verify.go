@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"iter"
 	"time"
 
 	"github.com/idemhq/idem/internal/provider"
@@ -12,8 +13,8 @@ import (
 // ProviderRecords is what Verify reads from the provider: every charge and
 // refund it made.
 type ProviderRecords interface {
-	Charges(ctx context.Context, from, to time.Time) ([]provider.Charge, error)
-	Refunds(ctx context.Context, from, to time.Time) ([]provider.Refund, error)
+	Charges(ctx context.Context, from, to time.Time) iter.Seq2[provider.Charge, error]
+	Refunds(ctx context.Context, from, to time.Time) iter.Seq2[provider.Refund, error]
 }
 
 // Check is one invariant and what breaks it.
@@ -265,7 +266,7 @@ func (s *Store) records(ctx context.Context, q string) (map[string]record, error
 }
 
 func (s *Store) checkCharges(ctx context.Context, c *Check, prov ProviderRecords) error {
-	charges, err := prov.Charges(ctx, time.Time{}, time.Time{})
+	charges, err := provider.Collect(prov.Charges(ctx, time.Time{}, time.Time{}))
 	if err != nil {
 		return fmt.Errorf("payments: verify: list the provider's charges: %w", err)
 	}
@@ -302,7 +303,7 @@ func (s *Store) checkCharges(ctx context.Context, c *Check, prov ProviderRecords
 }
 
 func (s *Store) checkRefunds(ctx context.Context, c *Check, prov ProviderRecords) error {
-	refunds, err := prov.Refunds(ctx, time.Time{}, time.Time{})
+	refunds, err := provider.Collect(prov.Refunds(ctx, time.Time{}, time.Time{}))
 	if err != nil {
 		return fmt.Errorf("payments: verify: list the provider's refunds: %w", err)
 	}

@@ -2,23 +2,26 @@ package provider
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"strconv"
 	"sync/atomic"
 	"time"
 )
 
+// Defaults for ClientConfig.
 const (
-	defaultTimeout = 10 * time.Second
-	// maxResponseBytes bounds what a Client reads of one response. A list
-	// of every charge of a long chaos run fits with room to spare.
-	maxResponseBytes = 64 << 20
+	DefaultTimeout          = 10 * time.Second
+	DefaultPageSize         = 100
+	DefaultMaxResponseBytes = 8 << 20
 )
 
 // ClientConfig tunes a Client. A nil *ClientConfig, and every zero field,
@@ -28,6 +31,16 @@ type ClientConfig struct {
 	// response. Running out of time after the connection was made is
 	// KindUnknown: the provider may have acted. Default 10s.
 	Timeout time.Duration
+
+	// PageSize is how many charges or refunds a listing asks for per
+	// request; a listing of any length is read a page at a time. Default
+	// DefaultPageSize (100).
+	PageSize int
+
+	// MaxResponseBytes bounds what the Client reads of one response; a
+	// larger one is an error (KindUnknown for a charge or refund, whose
+	// outcome it hides). Default DefaultMaxResponseBytes (8 MiB).
+	MaxResponseBytes int
 
 	// HTTPClient sends the requests. The Client uses a copy of it that
 	// never follows redirects. Default: a client of the Client's own, on
@@ -58,17 +71,22 @@ type ClientConfig struct {
 //     (Stripe caches 500s under the idempotency key for that reason): a
 //     client for such a provider should make 500 KindUnknown, which costs a
 //     lookup and is always safe.
-//   - 408 and 409: KindRetryable. The provider refused the request before
-//     acting on it: it timed out reading it, or another request with the
-//     same idempotency key was in flight. Retrying with the same key is
-//     what both ask for.
-//   - Any other 4xx (an invalid request, an idempotency key reused with
-//     other parameters, a refund larger than what is left): KindDeclined,
-//     with the provider's error code in Code and the status in Status. The
-//     provider refused this request before acting on it, so nothing was
-//     charged by it and sending it again cannot succeed: it is a bug in
-//     the caller, to alert on, not to retry. Status tells it apart from a
-//     card decline (402).
+//   - 408: KindRetryable. The provider timed out reading the request and
+//     did not act on it.
+//   - 409: KindUnknown, with the provider's code. Another request under the
+//     same idempotency key is in flight at the provider: it may yet act on
+//     it, so a lookup that finds nothing meanwhile proves nothing. Retry
+//     with the same key later; the provider answers it once the first is
+//     done.
+//   - 400 with code "idempotency_mismatch": KindUnknown. The provider
+//     holds a charge or refund under the key, made for other parameters
+//     than these: look it up and compare, never call it a decline.
+//   - Any other 4xx (an invalid request, a refund larger than what is
+//     left): KindDeclined, with the provider's error code in Code and the
+//     status in Status. The provider refused this request before acting on
+//     it, so nothing was charged by it and sending it again cannot succeed:
+//     it is a bug in the caller, to alert on, not to retry. Status tells it
+//     apart from a card decline (402).
 //   - 404 answered to a lookup with error code "not_found": ErrNotFound.
 //     Any other 404 (a wrong base URL) is a refusal, as above.
 //   - A call the Client refuses to send (no idempotency key): KindDeclined,
@@ -88,6 +106,8 @@ type Client struct {
 	base      *url.URL
 	http      http.Client
 	timeout   time.Duration
+	pageSize  int
+	maxBytes  int
 	onWritten func()
 }
 
@@ -108,13 +128,16 @@ func NewClient(baseURL string, cfg *ClientConfig) (*Client, error) {
 	if cfg != nil {
 		c = *cfg
 	}
-	if c.Timeout < 0 {
-		return nil, errors.New("provider: Timeout must not be negative")
+	if c.Timeout < 0 || c.PageSize < 0 || c.MaxResponseBytes < 0 {
+		return nil, errors.New("provider: Timeout, PageSize and MaxResponseBytes must not be negative")
 	}
-	if c.Timeout == 0 {
-		c.Timeout = defaultTimeout
+	cl := &Client{
+		base:      base,
+		timeout:   cmp.Or(c.Timeout, DefaultTimeout),
+		pageSize:  cmp.Or(c.PageSize, DefaultPageSize),
+		maxBytes:  cmp.Or(c.MaxResponseBytes, DefaultMaxResponseBytes),
+		onWritten: c.OnRequestWritten,
 	}
-	cl := &Client{base: base, timeout: c.Timeout, onWritten: c.OnRequestWritten}
 	if c.HTTPClient != nil {
 		cl.http = *c.HTTPClient
 	} else {
@@ -179,11 +202,12 @@ func (c *Client) ChargeByKey(ctx context.Context, key string) (Charge, error) {
 	return get[Charge](ctx, c, c.url("charges", url.Values{"idempotency_key": {key}}))
 }
 
-// Charges lists the charges created in [from, to). A zero from or to
-// leaves that end open.
-func (c *Client) Charges(ctx context.Context, from, to time.Time) ([]Charge, error) {
-	l, err := get[list[Charge]](ctx, c, c.url("charges", timeRange(from, to)))
-	return l.Data, err
+// Charges lists the charges created in [from, to), oldest first, a page
+// of PageSize at a time: the next page is asked for, after the last
+// charge seen, only when the loop gets that far. A zero from or to leaves
+// that end open. A failed page ends the listing with its error.
+func (c *Client) Charges(ctx context.Context, from, to time.Time) iter.Seq2[Charge, error] {
+	return pages(ctx, c, "charges", from, to, func(ch Charge) string { return ch.ID })
 }
 
 // Refund asks for a refund of part or all of a succeeded charge under
@@ -194,7 +218,7 @@ func (c *Client) Refund(ctx context.Context, req RefundRequest) (Refund, error) 
 	if req.IdempotencyKey == "" {
 		return Refund{}, invalid("a refund needs an idempotency key")
 	}
-	body, err := json.Marshal(refundBody{Charge: req.ChargeID, Amount: req.Amount})
+	body, err := json.Marshal(refundBody{Charge: req.ChargeID, Amount: req.Amount, Metadata: req.Metadata})
 	if err != nil {
 		return Refund{}, invalid(err.Error())
 	}
@@ -221,11 +245,36 @@ func (c *Client) RefundByKey(ctx context.Context, key string) (Refund, error) {
 	return get[Refund](ctx, c, c.url("refunds", url.Values{"idempotency_key": {key}}))
 }
 
-// Refunds lists the refunds created in [from, to). A zero from or to
-// leaves that end open.
-func (c *Client) Refunds(ctx context.Context, from, to time.Time) ([]Refund, error) {
-	l, err := get[list[Refund]](ctx, c, c.url("refunds", timeRange(from, to)))
-	return l.Data, err
+// Refunds lists the refunds created in [from, to), as Charges lists
+// charges.
+func (c *Client) Refunds(ctx context.Context, from, to time.Time) iter.Seq2[Refund, error] {
+	return pages(ctx, c, "refunds", from, to, func(r Refund) string { return r.ID })
+}
+
+// pages lists path's objects created in [from, to), a page at a time,
+// each page asked for after the id of the last object of the one before.
+func pages[T any](ctx context.Context, c *Client, path string, from, to time.Time, id func(T) string) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		q := timeRange(from, to)
+		q.Set("limit", strconv.Itoa(c.pageSize))
+		for {
+			l, err := get[list[T]](ctx, c, c.url(path, q))
+			if err != nil {
+				var zero T
+				yield(zero, err)
+				return
+			}
+			for _, v := range l.Data {
+				if !yield(v, nil) {
+					return
+				}
+			}
+			if !l.HasMore || len(l.Data) == 0 {
+				return
+			}
+			q.Set("starting_after", id(l.Data[len(l.Data)-1]))
+		}
+	}
 }
 
 // The request and response bodies of the API.
@@ -236,11 +285,13 @@ type (
 		Metadata map[string]string `json:"metadata,omitempty"`
 	}
 	refundBody struct {
-		Charge string `json:"charge"`
-		Amount int64  `json:"amount"`
+		Charge   string            `json:"charge"`
+		Amount   int64             `json:"amount"`
+		Metadata map[string]string `json:"metadata,omitempty"`
 	}
 	list[T any] struct {
-		Data []T `json:"data"`
+		Data    []T  `json:"data"`
+		HasMore bool `json:"has_more"`
 	}
 	errorBody struct {
 		Error struct {
@@ -347,13 +398,13 @@ func (c *Client) send(ctx context.Context, method string, u *url.URL, key string
 		return response{}, &Error{Kind: KindUnknown, Message: "connection failed while sending the request", Err: err}
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, int64(c.maxBytes)+1))
 	if err != nil {
 		return response{}, &Error{Kind: KindUnknown, Status: resp.StatusCode, Message: "response cut short", Err: err}
 	}
-	if len(data) > maxResponseBytes {
+	if len(data) > c.maxBytes {
 		return response{}, &Error{Kind: KindUnknown, Status: resp.StatusCode,
-			Message: fmt.Sprintf("response larger than %d bytes", maxResponseBytes)}
+			Message: fmt.Sprintf("response larger than %d bytes (ClientConfig.MaxResponseBytes)", c.maxBytes)}
 	}
 	return response{status: resp.StatusCode, body: data}, nil
 }
@@ -376,9 +427,12 @@ func (r response) err(lookup bool) error {
 		if e.Code == "" {
 			e.Code = "rate_limited"
 		}
-	case r.status >= 500 && r.status < 600,
-		r.status == http.StatusRequestTimeout, r.status == http.StatusConflict:
+	case r.status >= 500 && r.status < 600, r.status == http.StatusRequestTimeout:
 		e.Kind = KindRetryable
+	case r.status == http.StatusConflict:
+		e.Kind = KindUnknown // another request under the key is in flight
+	case r.status == http.StatusBadRequest && e.Code == "idempotency_mismatch":
+		e.Kind = KindUnknown // the provider has something under the key: look it up
 	case r.status >= 400 && r.status < 500:
 		e.Kind = KindDeclined
 	default:

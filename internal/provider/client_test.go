@@ -145,9 +145,9 @@ func TestClassification(t *testing.T) {
 			kind: provider.KindRetryable, code: "server_error", status: 500},
 		{name: "429 is retryable, nothing charged", server: simWith(simulator.Faults{RateLimitRate: 1}), call: charge("k", 1000),
 			kind: provider.KindRetryable, code: "rate_limited", status: 429},
-		{name: "400 idempotency_mismatch is refused", server: simWith(simulator.Faults{}),
+		{name: "400 idempotency_mismatch is unknown: the key holds another charge", server: simWith(simulator.Faults{}),
 			prepare: func(ctx context.Context, c *provider.Client) { charge("k", 999)(ctx, c) },
-			call:    charge("k", 1000), kind: provider.KindDeclined, code: "idempotency_mismatch", status: 400, charges: 1},
+			call:    charge("k", 1000), kind: provider.KindUnknown, code: "idempotency_mismatch", status: 400, charges: 1},
 		{name: "400 amount_too_large is refused", server: simWith(simulator.Faults{}),
 			prepare: func(ctx context.Context, c *provider.Client) { charge("k", 1000)(ctx, c) },
 			call: func(ctx context.Context, c *provider.Client) error {
@@ -230,9 +230,9 @@ func TestClassification(t *testing.T) {
 		{name: "a proxy's 502 is retryable",
 			server: raw(answer("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\n\r\nbad")),
 			call:   charge("k", 1000), kind: provider.KindRetryable, status: 502},
-		{name: "409 (the key in use) is retryable",
+		{name: "409 (the key in flight) is unknown",
 			server: raw(answer("HTTP/1.1 409 Conflict\r\nContent-Length: 36\r\n\r\n{\"error\":{\"code\":\"key_in_use\"}}     ")),
-			call:   charge("k", 1000), kind: provider.KindRetryable, code: "key_in_use", status: 409},
+			call:   charge("k", 1000), kind: provider.KindUnknown, code: "key_in_use", status: 409},
 		{name: "no idempotency key: refused before sending", server: simWith(simulator.Faults{}),
 			call: charge("", 1000), kind: provider.KindDeclined, code: "invalid_request"},
 	}
@@ -366,7 +366,7 @@ func TestOnRequestWritten(t *testing.T) {
 			{"charge", func() error { return charge("k", 1000)(ctx, c) }, 1},
 			{"declined charge", func() error { charge("d", 1002)(ctx, c); return nil }, 2},
 			{"lookup", func() error { _, err := c.ChargeByKey(ctx, "k"); return err }, 2},
-			{"list", func() error { _, err := c.Charges(ctx, time.Time{}, time.Time{}); return err }, 2},
+			{"list", func() error { _, err := provider.Collect(c.Charges(ctx, time.Time{}, time.Time{})); return err }, 2},
 			{"refund", func() error {
 				ch, _ := c.ChargeByKey(ctx, "k")
 				_, err := c.Refund(ctx, provider.RefundRequest{IdempotencyKey: "r", ChargeID: ch.ID, Amount: 1})
@@ -417,14 +417,14 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("declined Charge = %+v, %v; want the failed charge and KindDeclined", declined, err)
 	}
 
-	all, err := c.Charges(ctx, time.Time{}, time.Time{})
+	all, err := provider.Collect(c.Charges(ctx, time.Time{}, time.Time{}))
 	if err != nil || len(all) != 2 || all[0].ID != ch.ID || all[1].ID != declined.ID {
 		t.Fatalf("Charges = %+v, %v", all, err)
 	}
-	if got, err := c.Charges(ctx, declined.Created, time.Time{}); err != nil || len(got) != 1 || got[0].ID != declined.ID {
+	if got, err := provider.Collect(c.Charges(ctx, declined.Created, time.Time{})); err != nil || len(got) != 1 || got[0].ID != declined.ID {
 		t.Errorf("Charges from the second = %+v, %v", got, err)
 	}
-	if got, err := c.Charges(ctx, time.Time{}, declined.Created); err != nil || len(got) != 1 || got[0].ID != ch.ID {
+	if got, err := provider.Collect(c.Charges(ctx, time.Time{}, declined.Created)); err != nil || len(got) != 1 || got[0].ID != ch.ID {
 		t.Errorf("Charges before the second = %+v, %v", got, err)
 	}
 
@@ -432,10 +432,10 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil || ref.ChargeID != ch.ID || ref.Amount != 500 || ref.Status != provider.StatusSucceeded {
 		t.Fatalf("Refund = %+v, %v", ref, err)
 	}
-	if got, err := c.RefundByKey(ctx, "ref_1"); err != nil || got != ref {
+	if got, err := c.RefundByKey(ctx, "ref_1"); err != nil || got.ID != ref.ID || got.Amount != ref.Amount {
 		t.Errorf("RefundByKey = %+v, %v; want %+v", got, err, ref)
 	}
-	if got, err := c.Refunds(ctx, time.Time{}, time.Time{}); err != nil || len(got) != 1 || got[0] != ref {
+	if got, err := provider.Collect(c.Refunds(ctx, time.Time{}, time.Time{})); err != nil || len(got) != 1 || got[0].ID != ref.ID {
 		t.Errorf("Refunds = %+v, %v", got, err)
 	}
 	if got, err := c.ChargeByKey(ctx, "pay_1"); err != nil || got.AmountRefunded != 500 {

@@ -7,6 +7,7 @@ const (
 	EventChargeSucceeded = "charge.succeeded" // Data is the Charge
 	EventChargeFailed    = "charge.failed"    // Data is the declined Charge
 	EventRefundSucceeded = "refund.succeeded" // Data is the Refund
+	EventRefundFailed    = "refund.failed"    // Data is the Refund, failed after it was accepted
 )
 
 // Event is the body of a webhook delivery from a provider that speaks the

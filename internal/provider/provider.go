@@ -8,18 +8,22 @@
 //   - success: the provider has the charge (or refund);
 //   - a *Error of KindDeclined: final, not retried, never
 //     charged;
-//   - KindRetryable: the provider did not act (a 5xx or 429 it answered, or
-//     a connection refused before the request was sent); retry with backoff
-//     and the same idempotency key;
-//   - KindUnknown: the request may have been acted on (a timeout or a reset
-//     after it was sent); never treat it as failed: retry with the same
-//     idempotency key, or look the key up.
+//   - KindRetryable: the provider did not act and holds nothing under the
+//     key from this request (a 5xx or 429 it answered, or a connection
+//     refused before the request was sent); retry with backoff and the same
+//     idempotency key;
+//   - KindUnknown: the request may have been acted on, or may still be (a
+//     timeout or a reset after it was sent, or a 409 saying another request
+//     under the key is in flight); never treat it as failed: retry with the
+//     same idempotency key, or look the key up. A lookup that finds nothing
+//     proves nothing while a request under the key may still be in flight.
 package provider
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"time"
 )
 
@@ -57,12 +61,13 @@ type ChargeRequest struct {
 
 // Refund is a refund as the provider records it.
 type Refund struct {
-	ID             string    `json:"id"`
-	IdempotencyKey string    `json:"idempotency_key"`
-	ChargeID       string    `json:"charge"`
-	Amount         int64     `json:"amount"`
-	Status         string    `json:"status"`
-	Created        time.Time `json:"created"`
+	ID             string            `json:"id"`
+	IdempotencyKey string            `json:"idempotency_key"`
+	ChargeID       string            `json:"charge"`
+	Amount         int64             `json:"amount"`
+	Status         string            `json:"status"`
+	Metadata       map[string]string `json:"metadata,omitempty"`
+	Created        time.Time         `json:"created"`
 }
 
 // RefundRequest asks for a refund of part or all of a succeeded charge.
@@ -70,6 +75,9 @@ type RefundRequest struct {
 	IdempotencyKey string
 	ChargeID       string
 	Amount         int64
+	// Metadata reaches the provider with the refund: payd sends its refund
+	// and payment ids, so refunds can be matched on both sides.
+	Metadata map[string]string
 }
 
 // Provider is what payd needs from a payment provider.
@@ -77,15 +85,20 @@ type Provider interface {
 	// Charge charges once per idempotency key.
 	Charge(ctx context.Context, req ChargeRequest) (Charge, error)
 	// ChargeByKey looks a charge up by its idempotency key; ErrNotFound if
-	// the provider never received one.
+	// the provider has none under it (which, while a request under the key
+	// may be in flight, proves nothing).
 	ChargeByKey(ctx context.Context, key string) (Charge, error)
-	// Charges lists the charges created in [from, to).
-	Charges(ctx context.Context, from, to time.Time) ([]Charge, error)
+	// Charges lists the charges created in [from, to), in the order they
+	// were made, a page at a time as the loop asks for more. A failure
+	// ends the listing with one (zero Charge, error) pair.
+	Charges(ctx context.Context, from, to time.Time) iter.Seq2[Charge, error]
 	// Refund refunds once per idempotency key.
 	Refund(ctx context.Context, req RefundRequest) (Refund, error)
 	// RefundByKey looks a refund up by its idempotency key; ErrNotFound if
-	// the provider never received one.
+	// the provider has none under it.
 	RefundByKey(ctx context.Context, key string) (Refund, error)
+	// Refunds lists the refunds created in [from, to), as Charges does.
+	Refunds(ctx context.Context, from, to time.Time) iter.Seq2[Refund, error]
 }
 
 // ErrNotFound is returned by the lookups when the provider has no such
@@ -98,10 +111,11 @@ type Kind uint8
 const (
 	// KindDeclined: the provider refused; final, nothing charged.
 	KindDeclined Kind = iota + 1
-	// KindRetryable: the provider did not act; retry with the same key.
+	// KindRetryable: the provider did not act, and this request is not
+	// outstanding there; retry with the same key.
 	KindRetryable
-	// KindUnknown: the provider may have acted; retry with the same key or
-	// look it up, never assume failure.
+	// KindUnknown: the provider may have acted, or may act yet; retry with
+	// the same key or look it up, never assume failure.
 	KindUnknown
 )
 
@@ -156,4 +170,16 @@ func KindOf(err error) Kind {
 		return pe.Kind
 	}
 	return KindUnknown
+}
+
+// Collect reads a listing (Provider.Charges or Refunds) to its end.
+func Collect[T any](list iter.Seq2[T, error]) ([]T, error) {
+	out := []T{}
+	for v, err := range list {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
