@@ -57,6 +57,14 @@ var (
 
 var placeholder = regexp.MustCompile(`\$(\d+)`)
 
+// jsonStrings is an IN list of the strings in the JSON array parameter p.
+func (d dialect) jsonStrings(p string) string {
+	if d.name == "postgres" {
+		return `(SELECT jsonb_array_elements_text(` + p + `::jsonb))`
+	}
+	return `(SELECT value FROM json_each(` + p + `))`
+}
+
 // sql fills in the dialect's clock and placeholders.
 func (d dialect) sql(q string) string {
 	q = strings.ReplaceAll(q, "{{now}}", d.now)

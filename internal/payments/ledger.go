@@ -20,15 +20,26 @@ import (
 //
 // Journal transactions, each posted at most once per (kind, ref):
 //
-//	charge           clearing +A, merchant −A       a charge succeeded
-//	refund_reserve   merchant +R, payable −R        a refund was accepted
-//	refund           payable +R, clearing −R        the refund succeeded
-//	refund_reversal  payable +R, merchant −R        the refund failed
+//	charge                      clearing +A, merchant −A   a charge succeeded
+//	refund_reserve              merchant +R, payable −R    a refund was accepted
+//	refund                      payable +R, clearing −R    the refund succeeded
+//	refund_reversal             payable +R, merchant −R    the refund failed
+//
+// and the corrections of a final state (Correct), one per payment or refund:
+//
+//	charge_reversal             merchant +A, clearing −A   a succeeded charge corrected to failed
+//	refund_correction           merchant +R, clearing −R   a failed refund corrected to succeeded
+//	refund_correction_reversal  clearing +R, merchant −R   a succeeded refund corrected to failed
+//
+// (a failed charge corrected to succeeded posts its charge transaction).
 const (
-	txnCharge         = "charge"
-	txnRefundReserve  = "refund_reserve"
-	txnRefund         = "refund"
-	txnRefundReversal = "refund_reversal"
+	txnCharge                   = "charge"
+	txnRefundReserve            = "refund_reserve"
+	txnRefund                   = "refund"
+	txnRefundReversal           = "refund_reversal"
+	txnChargeReversal           = "charge_reversal"
+	txnRefundCorrection         = "refund_correction"
+	txnRefundCorrectionReversal = "refund_correction_reversal"
 
 	clearingAccount = "provider_clearing"
 )

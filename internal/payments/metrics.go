@@ -16,6 +16,8 @@ type Metrics struct {
 	sweeps        prometheus.Counter
 	leaseLosses   prometheus.Counter
 	settled       *prometheus.CounterVec
+	holds         *prometheus.CounterVec
+	unresolvedOut *prometheus.CounterVec
 }
 
 // NewMetrics registers the processor's metrics, and gauges of the backlog
@@ -43,6 +45,14 @@ func NewMetrics(reg prometheus.Registerer, store *Store) *Metrics {
 			Name: "payd_settled_total",
 			Help: "Payments and refunds that reached a final state, by kind (payment or refund) and state.",
 		}, []string{"kind", "state"}),
+		holds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "payd_held_total",
+			Help: "Payments and refunds a worker held because the provider's record under their key was not what payd asked for (another amount, say); each needs an operator.",
+		}, []string{"kind"}),
+		unresolvedOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "payd_unresolved_outcomes_total",
+			Help: "Looks at payments and refunds whose outcome was still unknown near the end of the provider's key window; any is worth an alert.",
+		}, []string{"kind"}),
 	}
 	backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "payd_queue_depth",
@@ -64,7 +74,7 @@ func NewMetrics(reg prometheus.Registerer, store *Store) *Metrics {
 		}
 		return float64(len(open))
 	})
-	reg.MustRegister(m.providerCalls, m.retries, m.sweeps, m.leaseLosses, m.settled, backlog, mismatches)
+	reg.MustRegister(m.providerCalls, m.retries, m.sweeps, m.leaseLosses, m.settled, m.holds, m.unresolvedOut, backlog, mismatches)
 	return m
 }
 
@@ -100,5 +110,17 @@ func (m *Metrics) leaseLost() {
 func (m *Metrics) settledAs(task, state string) {
 	if m != nil {
 		m.settled.WithLabelValues(task, state).Inc()
+	}
+}
+
+func (m *Metrics) held(task string) {
+	if m != nil {
+		m.holds.WithLabelValues(task).Inc()
+	}
+}
+
+func (m *Metrics) unresolved(task string) {
+	if m != nil {
+		m.unresolvedOut.WithLabelValues(task).Inc()
 	}
 }

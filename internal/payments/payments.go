@@ -48,8 +48,11 @@ type Payment struct {
 	FailureCode      string
 	FailureMessage   string
 	AmountRefunded   int64
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	// Hold is the kind of the open mismatch that holds the payment, or "":
+	// the provider's record under its key is not the one payd asked for.
+	Hold      string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Final reports whether the payment has reached a terminal state.

@@ -2,7 +2,6 @@ package payments
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -24,6 +23,9 @@ const (
 	DefaultMaxAttempts  = 8
 	DefaultUnknownDelay = 2 * time.Second
 	DefaultKeyWindow    = 24 * time.Hour
+	// DefaultMaxProviderDelay is ProcessorConfig.MaxProviderDelay's
+	// default: generous, as a provider documents no bound.
+	DefaultMaxProviderDelay = time.Hour
 )
 
 // ProcessorConfig tunes a Processor. Zero fields mean the defaults.
@@ -51,6 +53,13 @@ type ProcessorConfig struct {
 	// it, less a margin, a payment is only ever looked up, never charged
 	// again. Default 24h.
 	KeyWindow time.Duration
+	// MaxProviderDelay is the longest the provider may take to act on a
+	// request it has received. A payment or refund whose lookup finds
+	// nothing, once its attempts are spent, is failed only if no request
+	// under its key can have reached the provider, or the last one that
+	// may have did so longer ago than this; until then it stays unknown
+	// and is looked up again. Default DefaultMaxProviderDelay (1h).
+	MaxProviderDelay time.Duration
 	// Failpoints, if set, kill the process at named points (chaos testing).
 	Failpoints *failpoint.Set
 	Logger     *slog.Logger
@@ -76,6 +85,7 @@ func (c *ProcessorConfig) resolve() ProcessorConfig {
 	def(&r.RetryMax, DefaultRetryMax)
 	def(&r.UnknownDelay, DefaultUnknownDelay)
 	def(&r.KeyWindow, DefaultKeyWindow)
+	def(&r.MaxProviderDelay, DefaultMaxProviderDelay)
 	if r.MaxAttempts <= 0 {
 		r.MaxAttempts = DefaultMaxAttempts
 	}
@@ -227,22 +237,25 @@ func (p *Processor) work(claimCtx, workCtx context.Context) {
 }
 
 // claim claims the payment handed off, or else a due payment or, if none
-// is due and refunds may be, a due refund.
+// is due and refunds may be, a due refund. The claim's lease, by this
+// process's clock, starts before the claim is sent: it ends no later than
+// the database's.
 func (p *Processor) claim(ctx context.Context, why lookup) (*task, error) {
+	leaseEnd := time.Now().Add(p.cfg.Lease)
 	if why.id != "" {
 		c, err := p.store.ClaimPending(ctx, why.id, p.cfg.Lease)
-		return p.paymentTask(c), err
+		return p.paymentTask(c, leaseEnd), err
 	}
 	c, err := p.store.ClaimDue(ctx, p.cfg.Lease)
 	if c != nil || err != nil {
-		return p.paymentTask(c), err
+		return p.paymentTask(c, leaseEnd), err
 	}
 	if !why.poll && !why.refunds && !p.refundCreated.Swap(false) {
 		return nil, nil
 	}
 	rc, err := p.store.ClaimDueRefund(ctx, p.cfg.Lease)
 	if rc != nil {
-		return p.refundTask(rc), err
+		return p.refundTask(rc, leaseEnd), err
 	}
 	return nil, err
 }
@@ -269,180 +282,4 @@ func (p *Processor) idle(ctx context.Context, nextPoll time.Time) lookup {
 	case <-ctx.Done():
 	}
 	return lookup{}
-}
-
-// task is a claimed payment or refund, as the processor drives it: the
-// same discipline for both, with their own provider calls.
-type task struct {
-	kind, id string // kind is "payment" or "refund"
-	fence    int64
-	attempts int
-	moreDue  bool          // other work was due when it was claimed
-	from     string        // the state it was claimed from
-	age      time.Duration // since it was accepted
-	// call sends the provider request under the task's provider key. An
-	// answer, success or decline, is an Outcome; anything else an error.
-	call func(ctx context.Context) (Outcome, error)
-	// lookup asks the provider what the task's key did: provider.ErrNotFound
-	// if it has nothing under the key.
-	lookup func(ctx context.Context) (Outcome, error)
-	settle func(ctx context.Context, o Outcome) error
-	// settled runs once the task's final outcome is recorded.
-	settled func()
-}
-
-func (p *Processor) paymentTask(c *Claim) *task {
-	if c == nil {
-		return nil
-	}
-	var final *Payment // as Settle recorded it
-	return &task{
-		kind: "payment", id: c.ID, fence: c.Fence, attempts: c.Attempts, from: c.From, age: c.Age, moreDue: c.MoreDue,
-		call: func(ctx context.Context) (Outcome, error) {
-			ch, err := p.provider.Charge(ctx, provider.ChargeRequest{
-				IdempotencyKey: c.ProviderKey,
-				Amount:         c.Amount,
-				Currency:       c.Currency,
-				Metadata:       map[string]string{"payment_id": c.ID, "reference": c.Reference},
-			})
-			return chargeOutcome(ch), err
-		},
-		lookup: func(ctx context.Context) (Outcome, error) {
-			ch, err := p.provider.ChargeByKey(ctx, c.ProviderKey)
-			return chargeOutcome(ch), err
-		},
-		settle: func(ctx context.Context, o Outcome) (err error) {
-			final, err = p.store.Settle(ctx, c, o)
-			return err
-		},
-		settled: func() { p.settled.Wake(c.ID, final) },
-	}
-}
-
-func (p *Processor) refundTask(c *RefundClaim) *task {
-	return &task{
-		kind: "refund", id: c.ID, fence: c.Fence, attempts: c.Attempts, from: c.From, age: c.Age, moreDue: c.MoreDue,
-		call: func(ctx context.Context) (Outcome, error) {
-			r, err := p.provider.Refund(ctx, provider.RefundRequest{IdempotencyKey: c.ProviderKey, ChargeID: c.ChargeID, Amount: c.Amount})
-			return refundOutcome(r), err
-		},
-		lookup: func(ctx context.Context) (Outcome, error) {
-			r, err := p.provider.RefundByKey(ctx, c.ProviderKey)
-			return refundOutcome(r), err
-		},
-		settle:  func(ctx context.Context, o Outcome) error { return p.store.SettleRefund(ctx, c, o) },
-		settled: func() {},
-	}
-}
-
-// process works one claimed task to its next state.
-func (p *Processor) process(ctx context.Context, t *task) {
-	m, log := p.cfg.Metrics, p.cfg.Logger.With(slog.String(t.kind, t.id), slog.Int64("fence", t.fence))
-	if t.from == StateProcessing {
-		m.sweep()
-		log.Info("payd: re-driving work whose worker lost its lease")
-	}
-	p.cfg.Failpoints.Hit(failpoint.AfterClaim)
-
-	// Past the provider's key window a second request could act again:
-	// from then on, and once attempts run out, only a lookup may settle.
-	// An unknown outcome is looked up first too: the provider knows it.
-	exhausted := t.age > p.cfg.KeyWindow-time.Hour || t.attempts > p.cfg.MaxAttempts
-	if exhausted || t.from == StateUnknown {
-		o, err := t.lookup(ctx)
-		if err == nil || !errors.Is(err, provider.ErrNotFound) || exhausted {
-			p.settle(ctx, t, p.lookedUp(t, o, err), log)
-			return
-		}
-		// The provider has nothing under the key: it never acted, so the
-		// request is sent again, with the same key.
-	}
-	o, err := t.call(ctx)
-	p.cfg.Failpoints.Hit(failpoint.AfterResponse)
-	kind := provider.KindOf(err)
-	m.providerCall(t.kind, kind, o.State)
-	switch kind {
-	case 0:
-	case provider.KindDeclined:
-		pe, _ := errors.AsType[*provider.Error](err)
-		o = Outcome{State: StateFailed, ProviderID: o.ProviderID, FailureCode: pe.Code, FailureMessage: pe.Message}
-	case provider.KindRetryable:
-		if t.attempts >= p.cfg.MaxAttempts {
-			lo, lerr := t.lookup(ctx)
-			o = p.lookedUp(t, lo, lerr)
-			break
-		}
-		m.retry()
-		o = Outcome{State: StateRetryScheduled, Due: backoff(t.attempts, p.cfg.RetryBase, p.cfg.RetryMax)}
-		log.Info("payd: provider call failed and will be retried", slog.Int("attempt", t.attempts), slog.Duration("in", o.Due), slog.Any("error", err))
-	default: // unknown: the provider may have acted
-		o = Outcome{State: StateUnknown, Due: p.cfg.UnknownDelay}
-		log.Warn("payd: provider outcome unknown; it will be looked up, and the request sent again with the same key only if the provider has nothing", slog.Any("error", err))
-	}
-	p.settle(ctx, t, o, log)
-}
-
-// chargeOutcome is the outcome of a charge the provider answered with.
-func chargeOutcome(ch provider.Charge) Outcome {
-	switch ch.Status {
-	case provider.StatusSucceeded:
-		return Outcome{State: StateSucceeded, ProviderID: ch.ID}
-	case provider.StatusFailed:
-		return Outcome{State: StateFailed, ProviderID: ch.ID, FailureCode: ch.DeclineCode, FailureMessage: "declined by the provider"}
-	}
-	return Outcome{}
-}
-
-// refundOutcome is the outcome of a refund the provider answered with.
-func refundOutcome(r provider.Refund) Outcome {
-	switch r.Status {
-	case provider.StatusSucceeded:
-		return Outcome{State: StateSucceeded, ProviderID: r.ID}
-	case provider.StatusFailed:
-		return Outcome{State: StateFailed, ProviderID: r.ID, FailureCode: "refund_failed", FailureMessage: "the provider failed the refund"}
-	}
-	return Outcome{}
-}
-
-// lookedUp is the outcome of a lookup of t's key that is meant to settle
-// it. It is failed only when the provider confirms it has nothing for the
-// key; when the lookup itself fails, it stays unknown.
-func (p *Processor) lookedUp(t *task, o Outcome, err error) Outcome {
-	switch {
-	case err == nil:
-		return o
-	case errors.Is(err, provider.ErrNotFound):
-		return Outcome{State: StateFailed, FailureCode: "provider_unavailable",
-			FailureMessage: "the provider could not be reached in time and confirms it has nothing under the key"}
-	}
-	p.cfg.Logger.Warn("payd: provider lookup failed; the outcome stays unknown", slog.String(t.kind, t.id), slog.Any("error", err))
-	return Outcome{State: StateUnknown, Due: p.cfg.UnknownDelay}
-}
-
-func (p *Processor) settle(ctx context.Context, t *task, o Outcome, log *slog.Logger) {
-	err := t.settle(ctx, o)
-	switch {
-	case errors.Is(err, ErrFenced):
-		p.cfg.Metrics.leaseLost()
-		t.settled() // waiters read it again: it may be final by another's hand
-		// Usually benign: the provider's webhook often lands before the
-		// response does, and settles first.
-		log.Info("payd: lease lost: the outcome is refused; a newer claim holds the work, or a webhook or reconciliation settled it meanwhile")
-	case err != nil:
-		log.Warn("payd: recording the outcome failed; the lease will expire and the same provider key is tried again", slog.Any("error", err))
-	case o.final():
-		p.cfg.Metrics.settledAs(t.kind, o.State)
-		t.settled()
-		log.Info("payd: settled", slog.String("state", o.State), slog.Int("attempts", t.attempts))
-	}
-}
-
-// backoff is the wait before attempt n+1 after n failed: exponential, with
-// full jitter.
-func backoff(n int, base, ceiling time.Duration) time.Duration {
-	d := ceiling
-	if n < 32 && base<<(n-1) < ceiling && base<<(n-1) > 0 {
-		d = base << (n - 1)
-	}
-	return rand.N(d + 1)
 }

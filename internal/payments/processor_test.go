@@ -2,6 +2,7 @@ package payments
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -209,42 +210,80 @@ func TestProcessorGhostCharge(t *testing.T) {
 	})
 }
 
-// TestProcessorStaleWorker: a worker whose provider call outlives its
-// lease loses the payment to another; the other settles it with the same
-// charge, and the stale worker's outcome is refused.
+// TestProcessorStaleWorker: a worker stopped past its lease (here, the
+// test holding a claim it lets expire) reports late; the processor has
+// re-driven the payment meanwhile, under the same provider key, counting
+// the stale claim's lease as a request that may have been sent. The late
+// outcome is refused and the payment keeps the newer claim's.
 func TestProcessorStaleWorker(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, s *Store) {
-		sim := newSim(t, simulator.Faults{HangRate: 1, HangFor: time.Second})
+		sim := newSim(t, simulator.Faults{})
 		created := newPayment(t, s, "order-1")
-
-		reg := prometheus.NewRegistry()
-		staleCfg := fastConfig()
-		staleCfg.Workers, staleCfg.Lease, staleCfg.Metrics = 1, 200*time.Millisecond, NewMetrics(reg, s)
-		startProcessor(t, s, sim.client(t, 5*time.Second), staleCfg) // paused in a call past its lease
-		for len(sim.chargeRequests()) == 0 {
-			time.Sleep(5 * time.Millisecond)
+		stale, err := s.ClaimDue(t.Context(), 100*time.Millisecond)
+		if err != nil || stale == nil {
+			t.Fatalf("claim: %v %v", stale, err)
 		}
-		if err := sim.SetFaults(simulator.Faults{}); err != nil {
+		cfg := fastConfig()
+		cfg.Metrics = NewMetrics(prometheus.NewRegistry(), s)
+		startProcessor(t, s, sim.client(t, time.Second), cfg)
+		p := awaitFinal(t, s, created.ID)
+		if p.State != StateSucceeded || len(sim.Charges()) != 1 || p.Fence != stale.Fence+1 {
+			t.Fatalf("payment %s at fence %d with %d charges, want succeeded by the next claim with 1 charge", p.State, p.Fence, len(sim.Charges()))
+		}
+		if n := testutil.ToFloat64(cfg.Metrics.sweeps); n != 1 {
+			t.Fatalf("%v re-drives counted, want 1", n)
+		}
+		var sentAt, leaseUntil int64
+		if err := s.pool.queryRow(t.Context(), s.dialect.sql(`SELECT coalesce(sent_at, 0) FROM payments WHERE id = $1`), p.ID).Scan(&sentAt); err != nil {
 			t.Fatal(err)
 		}
-		freshCfg := fastConfig()
-		freshCfg.Workers = 1
-		startProcessor(t, s, sim.client(t, time.Second), freshCfg)
-
-		p := awaitFinal(t, s, created.ID)
-		if p.State != StateSucceeded || len(sim.Charges()) != 1 || p.Fence < 2 {
-			t.Fatalf("payment %s at fence %d with %d charges, want succeeded by a newer claim with 1 charge", p.State, p.Fence, len(sim.Charges()))
+		if leaseUntil = millis(stale.CreatedAt) + stale.Age.Milliseconds() + 100; sentAt < leaseUntil-50 {
+			t.Fatalf("sent_at %d, want at least the stale lease's end, about %d", sentAt, leaseUntil)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for testutil.ToFloat64(staleCfg.Metrics.leaseLosses) < 1 {
-			if time.Now().After(deadline) {
-				t.Fatal("the stale worker's outcome was never refused")
-			}
-			time.Sleep(10 * time.Millisecond)
+		ch := chargesFor(sim, p.ProviderKey)[0]
+		if _, err := s.Settle(t.Context(), stale, Outcome{State: StateFailed, ProviderID: ch.ID, FailureCode: "late"}); !errors.Is(err, ErrFenced) {
+			t.Fatalf("the stale claim's settle: %v, want ErrFenced", err)
 		}
 		after, _ := s.Get(t.Context(), "acct_test", created.ID)
 		if after.State != StateSucceeded || after.Fence != p.Fence {
 			t.Fatalf("after the stale worker answered: %s at fence %d, want unchanged", after.State, after.Fence)
+		}
+	})
+}
+
+// TestCallsEndWithTheLease: a provider that holds its answer longer than
+// the worker's lease, with a provider timeout longer still: the call is
+// cut when the lease ends, so no request of the worker's outlives its
+// claim, and its outcome is recorded before the provider would have
+// answered. A later claim finds the one charge.
+func TestCallsEndWithTheLease(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		const hang = 3 * time.Second
+		sim := newSim(t, simulator.Faults{HangRate: 1, HangFor: hang})
+		cfg := fastConfig()
+		cfg.Workers, cfg.Lease, cfg.UnknownDelay = 1, 300*time.Millisecond, time.Hour
+		startProcessor(t, s, sim.client(t, 10*time.Second), cfg)
+		created := newPayment(t, s, "order-1")
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			p, err := s.Get(t.Context(), "acct_test", created.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.State == StateUnknown {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("payment %s after 10s, want unknown once its lease cut the call", p.State)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		arrivals := sim.chargeRequests()
+		if len(arrivals) != 1 || time.Since(arrivals[0]) >= hang {
+			t.Fatalf("%d charge requests, the outcome recorded %s after the first; want 1, recorded before the provider's answer at %s",
+				len(arrivals), time.Since(arrivals[0]), hang)
+		}
+		if len(sim.Charges()) != 1 {
+			t.Fatalf("%d charges, want the one the provider made", len(sim.Charges()))
 		}
 	})
 }

@@ -2,6 +2,7 @@ package payments
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,49 +10,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/idemhq/idem/internal/provider"
 )
 
-// Kinds of reconciliation mismatch.
-const (
-	// MismatchLostCharge: the provider has a succeeded charge and payd no
-	// succeeded payment for it. Money was taken that payd does not show.
-	MismatchLostCharge = "provider_charge_without_payment"
-	// MismatchMissingCharge: a payment succeeded and the provider has no
-	// succeeded charge for it.
-	MismatchMissingCharge = "payment_without_provider_charge"
-	// MismatchAmount: the payment and the provider's charge differ in
-	// amount or currency.
-	MismatchAmount = "amount_mismatch"
-	// MismatchLostRefund: the provider made a refund payd has no record of.
-	MismatchLostRefund = "provider_refund_without_refund"
-)
-
-// Mismatch is a disagreement between payd and the provider that payd
-// could not fix safely on its own. It stays open until a reconciliation
-// run no longer finds it.
-type Mismatch struct {
-	Kind             string     `json:"kind"`
-	PaymentID        string     `json:"payment_id,omitempty"`
-	ProviderChargeID string     `json:"provider_charge_id,omitempty"`
-	Detail           string     `json:"detail"`
-	SubjectAt        time.Time  `json:"subject_at"` // when the charge or payment at fault was created
-	FoundAt          time.Time  `json:"found_at"`
-	ResolvedAt       *time.Time `json:"resolved_at,omitempty"`
-}
-
-func (m Mismatch) key() string { return m.Kind + "\x00" + m.PaymentID + "\x00" + m.ProviderChargeID }
-
-// recordMismatch records m as open, or re-opens it.
-func (s *Store) recordMismatch(ctx context.Context, m Mismatch) error {
-	s.log.Warn("payd: reconciliation mismatch", slog.String("kind", m.Kind), slog.String("payment", m.PaymentID),
-		slog.String("provider_charge", m.ProviderChargeID), slog.String("detail", m.Detail))
-	err := s.execWrite(ctx, s.sql.recordMismatch, newID("mm_"), m.Kind, m.PaymentID, m.ProviderChargeID, m.Detail, millis(m.SubjectAt))
-	return wrap("record mismatch", err)
-}
-
-// ReconciliationRun is one comparison of the provider's charges with
-// payd's payments over a window of creation times.
+// ReconciliationRun is one comparison of the provider's charges and
+// refunds with payd's payments and refunds over a window of creation
+// times.
 type ReconciliationRun struct {
 	ID              string    `json:"id"`
 	StartedAt       time.Time `json:"started_at"`
@@ -59,19 +25,26 @@ type ReconciliationRun struct {
 	WindowFrom      time.Time `json:"window_from"`
 	WindowTo        time.Time `json:"window_to"`
 	ProviderCharges int       `json:"provider_charges"`
+	ProviderRefunds int       `json:"provider_refunds"`
 	Matched         int       `json:"matched"`
-	// Fixed counts payments settled to the provider's outcome; each fix is
-	// in the audit log.
-	Fixed      int `json:"fixed"`
+	// Fixed counts payments and refunds settled to the provider's
+	// outcome; each fix is in the audit log.
+	Fixed int `json:"fixed"`
+	// Mismatches counts the keys found disagreeing, those held included.
 	Mismatches int `json:"mismatches"`
 }
 
 // Defaults for ReconcilerConfig.
 const (
-	DefaultReconcileInterval = time.Minute
-	DefaultReconcileWindow   = 24 * time.Hour
-	DefaultReconcileGrace    = time.Minute
+	DefaultReconcileInterval   = time.Minute
+	DefaultReconcileWindow     = 24 * time.Hour
+	DefaultReconcileGrace      = time.Minute
+	DefaultReconcileStaleAfter = 3
 )
+
+// reconcilePage is how many keys of a listing are looked up in payd's
+// database at once.
+const reconcilePage = 100
 
 // ReconcilerConfig tunes a Reconciler. Zero fields mean the defaults.
 type ReconcilerConfig struct {
@@ -81,22 +54,38 @@ type ReconcilerConfig struct {
 	Window time.Duration
 	// Grace leaves out what was created in the last Grace, which workers
 	// are likely still settling. Default 1m.
-	Grace  time.Duration
-	Logger *slog.Logger
+	Grace time.Duration
+	// StaleAfter is how many Intervals may pass without a run that
+	// succeeded before the Reconciler says so, in a log line at error
+	// level and the payd_reconciliation_stale gauge. Default 3.
+	StaleAfter int
+	Logger     *slog.Logger
+	// Registerer, if set, gets the Reconciler's metrics.
+	Registerer prometheus.Registerer
 }
 
-// Reconciler compares the provider's charges with payd's payments over a
-// window, periodically. Payments not final yet whose charge the provider
-// has decided are settled to match it (a safe fix, audited); every other
-// disagreement is recorded as a Mismatch. Runs from several replicas at
-// once are safe: every write is idempotent.
+// Reconciler compares the provider's charges and refunds with payd's
+// over a window, periodically, a page of the provider's listing at a
+// time. A payment or refund not final yet whose record the provider has
+// decided is settled to match it (a safe fix, audited) if the record is
+// the one payd asked for, and held if not; every other disagreement is
+// recorded as a Mismatch. A run resolves only the mismatches about keys it
+// looked at and found consistent (TestReconciliationResolvesOnlyWhatItChecked).
+// Runs from several replicas at once are safe: every write is idempotent.
 type Reconciler struct {
 	store    *Store
 	provider provider.Provider
 	cfg      ReconcilerConfig
+	metrics  reconcilerMetrics
 
 	stop context.CancelFunc
 	done sync.WaitGroup
+}
+
+type reconcilerMetrics struct {
+	lastSuccess prometheus.Gauge
+	stale       prometheus.Gauge
+	runs        *prometheus.CounterVec
 }
 
 // NewReconciler returns a Reconciler; Start runs it periodically, RunOnce
@@ -115,16 +104,37 @@ func NewReconciler(store *Store, prov provider.Provider, cfg *ReconcilerConfig) 
 	if c.Grace <= 0 {
 		c.Grace = DefaultReconcileGrace
 	}
+	if c.StaleAfter <= 0 {
+		c.StaleAfter = DefaultReconcileStaleAfter
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{store: store, provider: prov, cfg: c}
+	r := &Reconciler{store: store, provider: prov, cfg: c, metrics: reconcilerMetrics{
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "payd_reconciliation_last_success_timestamp_seconds",
+			Help: "When this process's last reconciliation run succeeded (Unix seconds); 0 before the first.",
+		}),
+		stale: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "payd_reconciliation_stale",
+			Help: "1 when no reconciliation run of this process has succeeded within --reconcile-stale-after intervals.",
+		}),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "payd_reconciliation_runs_total",
+			Help: "Reconciliation runs, by result: ok or failed.",
+		}, []string{"result"}),
+	}}
+	if c.Registerer != nil {
+		c.Registerer.MustRegister(r.metrics.lastSuccess, r.metrics.stale, r.metrics.runs)
+	}
+	return r
 }
 
 // Start runs reconciliation every Interval until Stop.
 func (r *Reconciler) Start(ctx context.Context) {
 	ctx, r.stop = context.WithCancel(context.WithoutCancel(ctx))
 	r.done.Go(func() {
+		lastOK := time.Now()
 		for {
 			t := time.NewTimer(r.cfg.Interval/2 + rand.N(r.cfg.Interval))
 			select {
@@ -134,15 +144,37 @@ func (r *Reconciler) Start(ctx context.Context) {
 			case <-t.C:
 			}
 			run, err := r.RunOnce(ctx)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				r.cfg.Logger.Warn("payd: reconciliation failed; the next run tries again", slog.Any("error", err))
-			case err == nil:
-				r.cfg.Logger.Info("payd: reconciliation run", slog.Int("provider_charges", run.ProviderCharges),
-					slog.Int("matched", run.Matched), slog.Int("fixed", run.Fixed), slog.Int("mismatches", run.Mismatches))
+			if ctx.Err() != nil {
+				return
 			}
+			r.ran(run, err, &lastOK)
 		}
 	})
+}
+
+// ran reports a run: its figures, or its failure, and whether runs have
+// been failing for longer than StaleAfter intervals
+// (TestReconcilerSaysWhenItIsStale).
+func (r *Reconciler) ran(run *ReconciliationRun, err error, lastOK *time.Time) {
+	m, log := &r.metrics, r.cfg.Logger
+	if err == nil {
+		*lastOK = time.Now()
+		m.runs.WithLabelValues("ok").Inc()
+		m.lastSuccess.Set(float64(lastOK.Unix()))
+		m.stale.Set(0)
+		log.Info("payd: reconciliation run", slog.Int("provider_charges", run.ProviderCharges), slog.Int("provider_refunds", run.ProviderRefunds),
+			slog.Int("matched", run.Matched), slog.Int("fixed", run.Fixed), slog.Int("mismatches", run.Mismatches))
+		return
+	}
+	m.runs.WithLabelValues("failed").Inc()
+	since := time.Since(*lastOK)
+	if since > time.Duration(r.cfg.StaleAfter)*r.cfg.Interval {
+		m.stale.Set(1)
+		log.Error("payd: no reconciliation run has succeeded for too long: mismatches with the provider go unnoticed; see the error",
+			slog.Duration("since", since.Round(time.Second)), slog.Int("intervals", r.cfg.StaleAfter), slog.Any("error", err))
+		return
+	}
+	log.Warn("payd: reconciliation failed; the next run tries again", slog.Any("error", err))
 }
 
 // Stop ends the periodic runs, waiting for one in progress.
@@ -153,8 +185,8 @@ func (r *Reconciler) Stop() {
 	}
 }
 
-// RunOnce compares the provider's charges and payd's payments created in
-// the window ending Grace ago, and records the run.
+// RunOnce compares the provider's charges and refunds and payd's payments
+// and refunds created in the window ending Grace ago, and records the run.
 func (r *Reconciler) RunOnce(ctx context.Context) (*ReconciliationRun, error) {
 	s := r.store
 	now, err := s.Now(ctx)
@@ -163,130 +195,251 @@ func (r *Reconciler) RunOnce(ctx context.Context) (*ReconciliationRun, error) {
 	}
 	run := &ReconciliationRun{ID: newID("rec_"), StartedAt: now, WindowTo: now.Add(-r.cfg.Grace)}
 	run.WindowFrom = run.WindowTo.Add(-r.cfg.Window)
-
-	charges, err := provider.Collect(r.provider.Charges(ctx, run.WindowFrom, run.WindowTo))
-	if err != nil {
-		return nil, fmt.Errorf("payments: reconcile: list the provider's charges: %w", err)
-	}
-	// A payment is charged after it is created, usually within seconds:
-	// payments from a little before the window are read in the same query,
-	// and any other is looked up by key.
-	ours, err := s.createdIn(ctx, run.WindowFrom.Add(-time.Hour), run.WindowTo)
-	if err != nil {
-		return nil, err
-	}
-	run.ProviderCharges = len(charges)
-	found := map[string]bool{}   // mismatches found, by key
-	charged := map[string]bool{} // provider keys with a succeeded charge
-	for _, ch := range charges {
-		if ch.Status == provider.StatusSucceeded {
-			charged[ch.IdempotencyKey] = true
-		}
-		p, ok := ours[ch.IdempotencyKey]
-		if !ok {
-			if p, err = s.byProviderKey(ctx, ch.IdempotencyKey); errors.Is(err, ErrNotFound) {
-				p, err = nil, nil
-			}
-			if err != nil {
-				return nil, err
-			}
-		}
-		c, m, err := s.checkCharge(ctx, r.provider, ch, p, "reconciliation", "reconciliation "+run.ID)
-		if err != nil {
-			return nil, fmt.Errorf("payments: reconcile charge %s: %w", ch.ID, err)
-		}
-		switch c {
-		case chargeMatched:
-			run.Matched++
-		case chargeSettled:
-			run.Fixed++
-		case chargeMismatch:
-			found[m.key()] = true
-		}
-	}
-
-	// Payments created in the window that succeeded with no succeeded
-	// charge in the listing: the charge may have been made after the
-	// window ended, so each is looked up before it is called a mismatch.
-	for _, p := range ours {
-		if p.State != StateSucceeded || charged[p.ProviderKey] || p.CreatedAt.Before(run.WindowFrom) {
-			continue
-		}
-		ch, err := r.provider.ChargeByKey(ctx, p.ProviderKey)
-		if err != nil && !errors.Is(err, provider.ErrNotFound) {
-			return nil, fmt.Errorf("payments: reconcile payment %s: %w", p.ID, err)
-		}
-		if err == nil && ch.Status == provider.StatusSucceeded {
-			continue
-		}
-		m := Mismatch{Kind: MismatchMissingCharge, PaymentID: p.ID, ProviderChargeID: ch.ID, SubjectAt: p.CreatedAt,
-			Detail: fmt.Sprintf("payment %s of %d %s succeeded; the provider has no succeeded charge under key %s", p.ID, p.Amount, p.Currency, p.ProviderKey)}
-		if err := s.recordMismatch(ctx, m); err != nil {
-			return nil, err
-		}
-		found[m.key()] = true
-	}
-	run.Mismatches = len(found)
-
-	// What was open in the window and was not found again is resolved.
 	open, err := s.OpenMismatches(ctx)
 	if err != nil {
 		return nil, err
 	}
+	rr := &reconciliation{Reconciler: r, run: run, why: "reconciliation " + run.ID, open: map[string][]Mismatch{}}
 	for _, m := range open {
-		if found[m.key()] || m.SubjectAt.Before(run.WindowFrom) || !m.SubjectAt.Before(run.WindowTo) {
-			continue
-		}
-		if err := s.execWrite(ctx, s.sql.resolveMismatch, m.Kind, m.PaymentID, m.ProviderChargeID); err != nil {
-			return nil, wrap("resolve mismatch", err)
-		}
+		rr.open[m.ProviderKey] = append(rr.open[m.ProviderKey], m)
+	}
+	if err := rr.charges(ctx); err != nil {
+		return nil, err
+	}
+	if err := rr.refunds(ctx); err != nil {
+		return nil, err
 	}
 	if run.FinishedAt, err = s.Now(ctx); err != nil {
 		return nil, err
 	}
 	err = s.execWrite(ctx, s.sql.insertRun, run.ID, millis(run.StartedAt), millis(run.FinishedAt), millis(run.WindowFrom),
-		millis(run.WindowTo), run.ProviderCharges, run.Matched, run.Fixed, run.Mismatches)
+		millis(run.WindowTo), run.ProviderCharges, run.ProviderRefunds, run.Matched, run.Fixed, run.Mismatches)
 	return run, wrap("record reconciliation run", err)
 }
 
-// createdIn returns the payments created in [from, to), by provider key.
-func (s *Store) createdIn(ctx context.Context, from, to time.Time) (map[string]*Payment, error) {
-	rs, err := s.pool.query(ctx, s.sql.createdIn, millis(from), millis(to))
-	if err != nil {
-		return nil, wrap("list payments", err)
-	}
-	defer rs.Close()
-	out := map[string]*Payment{}
-	for rs.Next() {
-		p, err := scanPayment(rs)
-		if err != nil {
-			return nil, wrap("list payments", err)
-		}
-		out[p.ProviderKey] = p
-	}
-	return out, wrap("list payments", rs.Err())
+// reconciliation is one run in progress.
+type reconciliation struct {
+	*Reconciler
+	run  *ReconciliationRun
+	why  string
+	open map[string][]Mismatch // by provider key, as the run started
 }
 
-// OpenMismatches returns the mismatches not resolved, oldest first.
-func (s *Store) OpenMismatches(ctx context.Context) ([]Mismatch, error) {
-	rs, err := s.pool.query(ctx, s.sql.openMismatches)
+// charges looks at every provider charge in the window, a page at a time,
+// then at payd's succeeded payments in the window that the listing did
+// not show succeeded.
+func (rr *reconciliation) charges(ctx context.Context) error {
+	s, charged := rr.store, map[string]bool{}
+	var page []provider.Charge
+	flush := func() error {
+		ours, err := byKeys(ctx, s, s.sql.paymentsByKeys, page, func(ch provider.Charge) string { return ch.IdempotencyKey },
+			func(row scanner) (*Payment, error) { return scanPayment(row) }, func(p *Payment) string { return p.ProviderKey })
+		if err != nil {
+			return err
+		}
+		for _, ch := range page {
+			if err := rr.lookedAtCharge(ctx, ch, ours[ch.IdempotencyKey]); err != nil {
+				return fmt.Errorf("payments: reconcile charge %s: %w", ch.ID, err)
+			}
+		}
+		page = page[:0]
+		return nil
+	}
+	for ch, err := range rr.provider.Charges(ctx, rr.run.WindowFrom, rr.run.WindowTo) {
+		if err != nil {
+			return fmt.Errorf("payments: reconcile: list the provider's charges: %w", err)
+		}
+		rr.run.ProviderCharges++
+		if ch.Status == provider.StatusSucceeded {
+			charged[ch.IdempotencyKey] = true
+		}
+		if page = append(page, ch); len(page) == reconcilePage {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	// A succeeded payment whose charge the listing did not show succeeded:
+	// the charge may have been made after the window ended, so it is
+	// looked up before it is called a mismatch.
+	return eachSucceeded(ctx, s, s.sql.succeededPayments, rr.run, func(row scanner) (*Payment, error) { return scanPayment(row) },
+		func(p *Payment) (time.Time, string) { return p.CreatedAt, p.ID },
+		func(p *Payment) error {
+			if charged[p.ProviderKey] {
+				return nil
+			}
+			ch, err := rr.provider.ChargeByKey(ctx, p.ProviderKey)
+			switch {
+			case errors.Is(err, provider.ErrNotFound):
+				m := &Mismatch{Kind: MismatchMissingCharge, ProviderKey: p.ProviderKey, AccountID: p.AccountID, PaymentID: p.ID, SubjectAt: p.CreatedAt,
+					Detail: fmt.Sprintf("payment %s of %d %s succeeded; the provider has no charge under key %s", p.ID, p.Amount, p.Currency, p.ProviderKey)}
+				return rr.found(ctx, p.ProviderKey, chargeKinds, reckonMismatch, m, s.record(ctx, m))
+			case err != nil:
+				return fmt.Errorf("payments: reconcile payment %s: %w", p.ID, err)
+			}
+			return rr.lookedAtCharge(ctx, ch, p)
+		})
+}
+
+func (rr *reconciliation) lookedAtCharge(ctx context.Context, ch provider.Charge, p *Payment) error {
+	res, m, err := rr.store.reckonCharge(ctx, rr.provider, ch, p, "reconciliation", rr.why)
+	return rr.found(ctx, ch.IdempotencyKey, chargeKinds, res, m, err)
+}
+
+// refunds is charges for refunds.
+func (rr *reconciliation) refunds(ctx context.Context) error {
+	s, refunded := rr.store, map[string]bool{}
+	var page []provider.Refund
+	flush := func() error {
+		ours, err := byKeys(ctx, s, s.sql.refundsByKeys, page, func(pr provider.Refund) string { return pr.IdempotencyKey },
+			func(row scanner) (*Refund, error) { return scanRefund(row) }, func(r *Refund) string { return r.ProviderKey })
+		if err != nil {
+			return err
+		}
+		for _, pr := range page {
+			if err := rr.lookedAtRefund(ctx, pr, ours[pr.IdempotencyKey]); err != nil {
+				return fmt.Errorf("payments: reconcile refund %s: %w", pr.ID, err)
+			}
+		}
+		page = page[:0]
+		return nil
+	}
+	for pr, err := range rr.provider.Refunds(ctx, rr.run.WindowFrom, rr.run.WindowTo) {
+		if err != nil {
+			return fmt.Errorf("payments: reconcile: list the provider's refunds: %w", err)
+		}
+		rr.run.ProviderRefunds++
+		if pr.Status == provider.StatusSucceeded {
+			refunded[pr.IdempotencyKey] = true
+		}
+		if page = append(page, pr); len(page) == reconcilePage {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return eachSucceeded(ctx, s, s.sql.succeededRefunds, rr.run, func(row scanner) (*Refund, error) { return scanRefund(row) },
+		func(r *Refund) (time.Time, string) { return r.CreatedAt, r.ID },
+		func(r *Refund) error {
+			if refunded[r.ProviderKey] {
+				return nil
+			}
+			pr, err := rr.provider.RefundByKey(ctx, r.ProviderKey)
+			switch {
+			case errors.Is(err, provider.ErrNotFound):
+				m := &Mismatch{Kind: MismatchMissingRefund, ProviderKey: r.ProviderKey, AccountID: r.AccountID, PaymentID: r.PaymentID,
+					RefundID: r.ID, SubjectAt: r.CreatedAt,
+					Detail: fmt.Sprintf("refund %s of %d on charge %s succeeded; the provider has no refund under key %s", r.ID, r.Amount, r.ChargeID, r.ProviderKey)}
+				return rr.found(ctx, r.ProviderKey, refundKinds, reckonMismatch, m, s.record(ctx, m))
+			case err != nil:
+				return fmt.Errorf("payments: reconcile refund %s: %w", r.ID, err)
+			}
+			return rr.lookedAtRefund(ctx, pr, r)
+		})
+}
+
+func (rr *reconciliation) lookedAtRefund(ctx context.Context, pr provider.Refund, r *Refund) error {
+	res, m, err := rr.store.reckonRefund(ctx, rr.provider, pr, r, "reconciliation", rr.why)
+	return rr.found(ctx, pr.IdempotencyKey, refundKinds, res, m, err)
+}
+
+// found counts what a look at key found and resolves the open mismatches
+// about key, of the kinds such a look decides, that it did not find again.
+func (rr *reconciliation) found(ctx context.Context, key string, kinds []string, res reckoning, m *Mismatch, err error) error {
 	if err != nil {
-		return nil, wrap("list mismatches", err)
+		return err
+	}
+	found := ""
+	switch res {
+	case reckonMatched:
+		rr.run.Matched++
+	case reckonSettled:
+		rr.run.Fixed++
+	case reckonHeld, reckonMismatch:
+		rr.run.Mismatches++
+		found = m.Kind
+	case reckonIgnored:
+		return nil // nothing decided about the key
+	}
+	if len(rr.open[key]) == 0 {
+		return nil
+	}
+	delete(rr.open, key) // looked at once per run
+	return rr.store.write(ctx, func(ctx context.Context) error {
+		return rr.store.resolveMismatches(ctx, rr.store.pool, key, kinds, found)
+	})
+}
+
+// byKeys reads payd's rows for the keys of a page of a provider listing,
+// by key.
+func byKeys[P, T any](ctx context.Context, s *Store, stmt string, page []P, keyOf func(P) string,
+	scan func(scanner) (*T, error), rowKey func(*T) string) (map[string]*T, error) {
+	out := map[string]*T{}
+	if len(page) == 0 {
+		return out, nil
+	}
+	keys := make([]string, len(page))
+	for i, v := range page {
+		keys[i] = keyOf(v)
+	}
+	arg, _ := json.Marshal(keys) // strings always encode
+	rs, err := s.pool.query(ctx, stmt, string(arg))
+	if err != nil {
+		return nil, wrap("read by provider keys", err)
 	}
 	defer rs.Close()
-	out := []Mismatch{}
 	for rs.Next() {
-		var (
-			m              Mismatch
-			subject, found int64
-		)
-		if err := rs.Scan(&m.Kind, &m.PaymentID, &m.ProviderChargeID, &m.Detail, &subject, &found); err != nil {
-			return nil, wrap("list mismatches", err)
+		t, err := scan(rs)
+		if err != nil {
+			return nil, wrap("read by provider keys", err)
 		}
-		m.SubjectAt, m.FoundAt = fromMillis(subject), fromMillis(found)
-		out = append(out, m)
+		out[rowKey(t)] = t
 	}
-	return out, wrap("list mismatches", rs.Err())
+	return out, wrap("read by provider keys", rs.Err())
+}
+
+// eachSucceeded calls f on each row stmt lists for the run's window, a
+// page at a time in (created_at, id) order. A page is read whole before f
+// runs, so f may write.
+func eachSucceeded[T any](ctx context.Context, s *Store, stmt string, run *ReconciliationRun, scan func(scanner) (*T, error),
+	cursor func(*T) (time.Time, string), f func(*T) error) error {
+	afterAt, afterID := int64(-1), ""
+	for {
+		rs, err := s.pool.query(ctx, stmt, millis(run.WindowFrom), millis(run.WindowTo), afterAt, afterID, reconcilePage)
+		if err != nil {
+			return wrap("list succeeded", err)
+		}
+		var page []*T
+		for rs.Next() {
+			t, err := scan(rs)
+			if err != nil {
+				rs.Close()
+				return wrap("list succeeded", err)
+			}
+			page = append(page, t)
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return wrap("list succeeded", err)
+		}
+		for _, t := range page {
+			if err := f(t); err != nil {
+				return err
+			}
+		}
+		if len(page) < reconcilePage {
+			return nil
+		}
+		at, id := cursor(page[len(page)-1])
+		afterAt, afterID = millis(at), id
+	}
 }
 
 // LastRun returns the latest reconciliation run, or nil if none has run.
@@ -296,7 +449,7 @@ func (s *Store) LastRun(ctx context.Context) (*ReconciliationRun, error) {
 		started, finished, wfrom, wto int64
 	)
 	err := s.pool.queryRow(ctx, s.sql.lastRun).Scan(&r.ID, &started, &finished, &wfrom, &wto,
-		&r.ProviderCharges, &r.Matched, &r.Fixed, &r.Mismatches)
+		&r.ProviderCharges, &r.ProviderRefunds, &r.Matched, &r.Fixed, &r.Mismatches)
 	if errors.Is(err, errNoRows) {
 		return nil, nil
 	}

@@ -24,9 +24,13 @@ type Refund struct {
 	ProviderRefundID string
 	FailureCode      string
 	FailureMessage   string
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	// Hold is the kind of the open mismatch that holds the refund, or "".
+	Hold      string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
+
+func (r *Refund) final() bool { return r.State == StateSucceeded || r.State == StateFailed }
 
 // RefundView is the API's refund object.
 type RefundView struct {
@@ -65,10 +69,17 @@ func (r *Refund) View() RefundView {
 // RefundRefused is returned by CreateRefund for a refund the payment
 // cannot take.
 type RefundRefused struct {
-	// Code is charge_not_succeeded or amount_too_large.
+	// Code is charge_not_succeeded or amount_exceeds_refundable, which
+	// depend on the payment's state and may pass later (the charge
+	// succeeds, a pending refund fails), or amount_too_large, an amount
+	// over the whole charge, which never can.
 	Code   string
 	Detail string
 }
+
+// Final reports whether the refusal holds whatever happens to the payment
+// later, and so may be recorded as the request's outcome.
+func (e *RefundRefused) Final() bool { return e.Code == "amount_too_large" }
 
 func (e *RefundRefused) Error() string { return "payments: refund refused: " + e.Detail }
 
@@ -111,8 +122,11 @@ func (s *Store) refusal(ctx context.Context, q querier, accountID, paymentID str
 		return wrap("create refund", err)
 	case p.State != StateSucceeded:
 		return &RefundRefused{Code: "charge_not_succeeded", Detail: fmt.Sprintf("charge %s is %s; only a succeeded charge can be refunded", p.ID, p.Status())}
+	case amount > p.Amount:
+		return &RefundRefused{Code: "amount_too_large", Detail: fmt.Sprintf("a refund of %d is more than the charge %s of %d %s",
+			amount, p.ID, p.Amount, p.Currency)}
 	}
-	return &RefundRefused{Code: "amount_too_large", Detail: fmt.Sprintf("a refund of %d is more than the %d %s left to refund on charge %s",
+	return &RefundRefused{Code: "amount_exceeds_refundable", Detail: fmt.Sprintf("a refund of %d is more than the %d %s left to refund on charge %s",
 		amount, p.Amount-p.AmountRefunded, p.Currency, p.ID)}
 }
 
@@ -134,25 +148,26 @@ func (s *Store) Refunds(ctx context.Context, paymentID string) ([]*Refund, error
 	return out, wrap("list refunds", rs.Err())
 }
 
-// RefundClaim is a refund a worker holds.
+// RefundClaim is a refund a worker holds, as Claim is a payment.
 type RefundClaim struct {
 	*Refund
-	From    string
-	Age     time.Duration
-	MoreDue bool
+	From      string
+	Age       time.Duration
+	SinceSent time.Duration
+	MoreDue   bool
 }
 
 // ClaimDueRefund claims the refund due first for lease, or returns nil
 // when none is due.
 func (s *Store) ClaimDueRefund(ctx context.Context, lease time.Duration) (*RefundClaim, error) {
 	var (
-		from  string
-		ageMs int64
-		more  bool
+		from           string
+		ageMs, sinceMs int64
+		more           bool
 	)
 	var r *Refund
 	err := s.write(ctx, func(ctx context.Context) (err error) {
-		r, err = scanRefund(s.pool.queryRow(ctx, s.sql.claimDueRefund, lease.Milliseconds()), &from, &ageMs, &more)
+		r, err = scanRefund(s.pool.queryRow(ctx, s.sql.claimDueRefund, lease.Milliseconds()), &from, &ageMs, &sinceMs, &more)
 		return err
 	})
 	if errors.Is(err, errNoRows) {
@@ -161,22 +176,25 @@ func (s *Store) ClaimDueRefund(ctx context.Context, lease time.Duration) (*Refun
 	if err != nil {
 		return nil, wrap("claim a due refund", err)
 	}
-	return &RefundClaim{Refund: r, From: from, Age: time.Duration(ageMs) * time.Millisecond, MoreDue: more}, nil
+	return &RefundClaim{Refund: r, From: from, Age: time.Duration(ageMs) * time.Millisecond, SinceSent: sinceSent(sinceMs), MoreDue: more}, nil
 }
 
 // SettleRefund records o for c if c's fence is still current, with its
 // ledger transaction: paid on success; on failure, the reservation is
-// released on the payment and reversed in the ledger.
+// released on the payment and reversed in the ledger; or the mismatch that
+// holds it.
 func (s *Store) SettleRefund(ctx context.Context, c *RefundClaim, o Outcome) error {
 	err := s.inTx(ctx, func(q querier) error {
 		r := *c.Refund
 		err := q.queryRow(ctx, s.sql.settleRefund, c.ID, c.Fence, o.State, nullable(o.ProviderID),
-			nullable(o.FailureCode), nullable(o.FailureMessage), o.Due.Milliseconds()).Scan(&r.PaymentID, &r.AccountID, &r.Amount, &r.Currency)
-		if errors.Is(err, errNoRows) {
+			nullable(o.FailureCode), nullable(o.FailureMessage), o.Due.Milliseconds(), o.Sent, o.holdKind()).Scan(&r.PaymentID, &r.AccountID, &r.Amount, &r.Currency)
+		switch {
+		case errors.Is(err, errNoRows):
 			return ErrFenced
-		}
-		if err != nil {
+		case err != nil:
 			return err
+		case o.Hold != nil:
+			return s.recordMismatch(ctx, q, o.Hold)
 		}
 		return s.finishRefund(ctx, q, &r, o.State)
 	})
@@ -188,7 +206,7 @@ func (s *Store) SettleRefund(ctx context.Context, c *RefundClaim, o Outcome) err
 
 // SettleRefundByKey is SettleByKey for the refund with the provider key.
 func (s *Store) SettleRefundByKey(ctx context.Context, providerKey string, o Outcome, actor, why string) (bool, error) {
-	if !o.final() {
+	if !o.final() || o.Hold != nil {
 		return false, fmt.Errorf("payments: settle refund by key: %s is not a final state", o.State)
 	}
 	var settled bool
@@ -207,9 +225,26 @@ func (s *Store) SettleRefundByKey(ctx context.Context, providerKey string, o Out
 		if err := s.finishRefund(ctx, q, &r, o.State); err != nil {
 			return err
 		}
+		if err := s.resolveMismatches(ctx, q, providerKey, []string{MismatchUnresolved}, ""); err != nil {
+			return err
+		}
 		return s.audit(ctx, q, actor, "settle_refund", r.PaymentID, fmt.Sprintf("%s: refund %s as %s", why, r.ID, o.State))
 	})
 	return settled, wrap("settle refund by key", err)
+}
+
+// HoldRefundByKey is HoldByKey for the refund with m's provider key.
+func (s *Store) HoldRefundByKey(ctx context.Context, m *Mismatch, actor, why string) (bool, error) {
+	return s.holdByKey(ctx, s.sql.holdRefundByKey, m, actor, why)
+}
+
+// refundByKey returns the refund with the provider key, of any account.
+func (s *Store) refundByKey(ctx context.Context, key string) (*Refund, error) {
+	r, err := scanRefund(s.pool.queryRow(ctx, s.sql.refundByKey, key))
+	if errors.Is(err, errNoRows) {
+		return nil, ErrNotFound
+	}
+	return r, wrap("find refund", err)
 }
 
 // finishRefund posts what a refund's new state means for the ledger, in
@@ -234,7 +269,7 @@ func scanRefund(row scanner, extra ...any) (*Refund, error) {
 		created, updated int64
 	)
 	dest := append([]any{&r.ID, &r.PaymentID, &r.AccountID, &r.Amount, &r.Currency, &r.ChargeID, &r.State, &r.Fence,
-		&r.Attempts, &r.ProviderKey, &r.ProviderRefundID, &r.FailureCode, &r.FailureMessage, &created, &updated}, extra...)
+		&r.Attempts, &r.ProviderKey, &r.ProviderRefundID, &r.FailureCode, &r.FailureMessage, &r.Hold, &created, &updated}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}

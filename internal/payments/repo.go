@@ -22,41 +22,57 @@ type statements struct {
 	insertTxn, insertEntries, addBalances, balances string
 	audit, auditOf                                  string
 	paymentByKey, refundByKey, createdIn            string
+	paymentsByKeys, refundsByKeys                   string
+	succeededPayments, succeededRefunds             string
+	holdByKey, holdRefundByKey                      string
 	recordMismatch, resolveMismatch, openMismatches string
+	mismatchByID                                    string
 	insertRun, lastRun                              string
+	correctPayment, correctRefund, adjustRefunded   string
+	postedTxn                                       string
 }
 
 const refundColumns = `id, payment_id, account_id, amount, currency, charge_id, state, fence, attempts, provider_key,
-	coalesce(provider_refund_id, ''), coalesce(failure_code, ''), coalesce(failure_message, ''), created_at, updated_at`
+	coalesce(provider_refund_id, ''), coalesce(failure_code, ''), coalesce(failure_message, ''), coalesce(hold, ''),
+	created_at, updated_at`
 
 // claimSQL claims the row of table due first: pending, retrying or unknown
-// and due, or processing under an expired lease. The fence grows, and the
-// lease is $1 ms from now by the database's clock. It returns columns, the
-// state claimed from, the row's age, and whether another row was due too
-// (as the statement saw the table), so a worker knows to claim again.
+// and due, or processing under an expired lease, and never held. The
+// fence grows, and the lease is $1 ms from now by the database's clock. A
+// claim that takes over an expired lease moves sent_at to that lease's
+// end: its worker may have sent a request until then (its calls end with
+// its lease). It returns columns, the state claimed from, the row's age,
+// the ms since sent_at (-1 if none can have been sent), and whether
+// another row was due too (as the statement saw the table), so a worker
+// knows to claim again.
 func claimSQL(d dialect, table, columns string) string {
 	due := func(row string) string {
-		return row + `.state IN ('pending', 'processing', 'retry_scheduled', 'unknown') AND ` + row + `.next_attempt_at <= {{now}}`
+		return row + `.state IN ('pending', 'processing', 'retry_scheduled', 'unknown') AND ` + row + `.next_attempt_at <= {{now}} AND ` +
+			row + `.hold IS NULL`
 	}
 	return d.sql(`
 UPDATE ` + table + ` SET
 	claimed_from = state, state = 'processing', fence = fence + 1, attempts = attempts + 1,
+	sent_at = CASE WHEN state = 'processing' AND (sent_at IS NULL OR sent_at < lease_until) THEN lease_until ELSE sent_at END,
 	lease_until = {{now}} + $1, next_attempt_at = {{now}} + $1, updated_at = {{now}}
 WHERE id = (
 	SELECT id FROM ` + table + ` WHERE ` + due(table) + `
 	ORDER BY next_attempt_at
 	LIMIT 1{{skip_locked}})
-RETURNING ` + columns + `, claimed_from, {{now}} - created_at,
+RETURNING ` + columns + `, claimed_from, {{now}} - created_at, coalesce({{now}} - sent_at, -1),
 	EXISTS (SELECT 1 FROM ` + table + ` AS other WHERE ` + due("other") + ` AND other.id <> ` + table + `.id)`)
 }
 
 // settleSQL records a worker's outcome for a row of table if the fence is
 // still the caller's: $1 id, $2 fence, $3 state, $4 provider id, $5 and $6
-// failure, $7 ms until due again (for retry_scheduled and unknown).
+// failure, $7 ms until due again (for retry_scheduled and unknown), $8
+// whether the attempt may have left a request at the provider (sent_at
+// becomes now), $9 the hold, or NULL.
 func settleSQL(d dialect, table, providerID, returning string) string {
 	return d.sql(`
 UPDATE ` + table + ` SET
 	state = $3, ` + providerID + ` = coalesce($4, ` + providerID + `), failure_code = $5, failure_message = $6,
+	sent_at = CASE WHEN $8 THEN {{now}} ELSE sent_at END, hold = $9,
 	lease_until = NULL, next_attempt_at = {{now}} + $7, updated_at = {{now}}
 WHERE id = $1 AND fence = $2 AND state = 'processing'
 RETURNING ` + returning)
@@ -65,10 +81,11 @@ RETURNING ` + returning)
 // settleAndPostSQL is settle for a payment, and the ledger's charge
 // transaction when the outcome is success, in one statement: one round trip
 // and one commit where a transaction of its statements takes six. Its
-// parameters are settle's, then $8 the journal transaction's id and $9 the
-// balance slot. Like post, it posts a transaction at most once and moves
-// the two balances in account order. PostgreSQL only: SQLite has no
-// data-modifying WITH. It returns the settled payment.
+// parameters are settle's, then $10 the journal transaction's id and $11
+// the balance slot. Like post, it posts a transaction at most once and
+// moves the two balances in account order. PostgreSQL only: SQLite has no
+// data-modifying WITH. It returns the settled payment. A hold is recorded
+// with its mismatch, so it takes settle's transaction instead.
 func settleAndPostSQL(d dialect) string {
 	if d.name != "postgres" {
 		return ""
@@ -77,6 +94,7 @@ func settleAndPostSQL(d dialect) string {
 WITH settled AS (
 	UPDATE payments SET
 		state = $3, provider_charge_id = coalesce($4, provider_charge_id), failure_code = $5, failure_message = $6,
+		sent_at = CASE WHEN $8 THEN {{now}} ELSE sent_at END, hold = $9,
 		lease_until = NULL, next_attempt_at = {{now}} + $7, updated_at = {{now}}
 	WHERE id = $1 AND fence = $2 AND state = 'processing'
 	RETURNING ` + paymentColumns + `
@@ -88,7 +106,7 @@ WITH settled AS (
 	WHERE settled.state = 'succeeded'
 ), txn AS (
 	INSERT INTO ledger_transactions (id, kind, ref, created_at)
-	SELECT $8, '` + txnCharge + `', id, {{now}} FROM settled WHERE state = 'succeeded'
+	SELECT $10, '` + txnCharge + `', id, {{now}} FROM settled WHERE state = 'succeeded'
 	ON CONFLICT (kind, ref) DO NOTHING
 	RETURNING id
 ), entries AS (
@@ -96,7 +114,7 @@ WITH settled AS (
 	SELECT txn.id, legs.line, legs.account, legs.currency, legs.amount, {{now}} FROM txn, legs
 ), balances AS (
 	INSERT INTO ledger_balances (account, currency, slot, balance)
-	SELECT legs.account, legs.currency, $9, legs.amount FROM txn, legs ORDER BY legs.account
+	SELECT legs.account, legs.currency, $11, legs.amount FROM txn, legs ORDER BY legs.account
 	ON CONFLICT (account, currency, slot) DO UPDATE SET balance = ledger_balances.balance + excluded.balance
 )
 SELECT * FROM settled`)
@@ -104,20 +122,40 @@ SELECT * FROM settled`)
 
 // settleByKeySQL records a final outcome, found by a webhook or
 // reconciliation, for the row of table with provider key $1 unless it is
-// final already, and bumps the fence so the worker holding it is refused:
-// $2 state, $3 provider id, $4 and $5 failure.
+// final already, lifts its hold (the caller has checked the provider's
+// record against it), and bumps the fence so the worker holding it is
+// refused: $2 state, $3 provider id, $4 and $5 failure.
 func settleByKeySQL(d dialect, table, providerID, returning string) string {
 	return d.sql(`
 UPDATE ` + table + ` SET
 	state = $2, ` + providerID + ` = coalesce($3, ` + providerID + `), failure_code = $4, failure_message = $5,
-	fence = fence + 1, lease_until = NULL, next_attempt_at = {{now}}, updated_at = {{now}}
+	hold = NULL, fence = fence + 1, lease_until = NULL, next_attempt_at = {{now}}, updated_at = {{now}}
 WHERE provider_key = $1 AND state NOT IN ('succeeded', 'failed')
 RETURNING ` + returning)
 }
 
+// holdByKeySQL holds the row of table with provider key $1 unless it is
+// final: unknown, held by $2, its fence bumped so the worker holding it is
+// refused.
+func holdByKeySQL(d dialect, table string) string {
+	return d.sql(`
+UPDATE ` + table + ` SET
+	state = 'unknown', hold = $2, fence = fence + 1, lease_until = NULL, next_attempt_at = {{now}}, updated_at = {{now}}
+WHERE provider_key = $1 AND state NOT IN ('succeeded', 'failed')
+RETURNING id`)
+}
+
+func correctSQL(d dialect, table, providerID string) string {
+	return d.sql(`
+UPDATE ` + table + ` SET
+	state = $3, ` + providerID + ` = coalesce($4, ` + providerID + `), failure_code = $5, failure_message = $6,
+	hold = NULL, fence = fence + 1, lease_until = NULL, next_attempt_at = {{now}}, updated_at = {{now}}
+WHERE id = $1 AND state = $2`)
+}
+
 const paymentColumns = `id, account_id, amount, currency, reference, description, metadata, state, fence, attempts,
 	provider_key, coalesce(provider_charge_id, ''), coalesce(failure_code, ''), coalesce(failure_message, ''),
-	amount_refunded, created_at, updated_at`
+	amount_refunded, coalesce(hold, ''), created_at, updated_at`
 
 func newStatements(d dialect) statements {
 	return statements{
@@ -144,8 +182,8 @@ LIMIT $5`),
 UPDATE payments SET
 	claimed_from = state, state = 'processing', fence = fence + 1, attempts = attempts + 1,
 	lease_until = {{now}} + $1, next_attempt_at = {{now}} + $1, updated_at = {{now}}
-WHERE id = $2 AND state = 'pending'
-RETURNING ` + paymentColumns + `, claimed_from, {{now}} - created_at, false`),
+WHERE id = $2 AND state = 'pending' AND hold IS NULL
+RETURNING ` + paymentColumns + `, claimed_from, {{now}} - created_at, -1, false`),
 		settle:        settleSQL(d, "payments", "provider_charge_id", paymentColumns),
 		settleByKey:   settleByKeySQL(d, "payments", "provider_charge_id", "id, account_id, amount, currency"),
 		settleAndPost: settleAndPostSQL(d),
@@ -193,23 +231,58 @@ GROUP BY currency ORDER BY currency`),
 		auditOf: d.sql(`SELECT id, at, actor, action, payment_id, detail FROM audit_log WHERE payment_id = $1 ORDER BY at, id`),
 
 		paymentByKey: d.sql(`SELECT ` + paymentColumns + ` FROM payments WHERE provider_key = $1`),
-		refundByKey:  d.sql(`SELECT count(*) FROM refunds WHERE provider_key = $1`),
+		refundByKey:  d.sql(`SELECT ` + refundColumns + ` FROM refunds WHERE provider_key = $1`),
 		createdIn:    d.sql(`SELECT ` + paymentColumns + ` FROM payments WHERE created_at >= $1 AND created_at < $2`),
+		// The keys of one page of a provider listing, as a JSON array:
+		// one statement for the page whatever its length, on both
+		// databases.
+		paymentsByKeys: d.sql(`SELECT ` + paymentColumns + ` FROM payments WHERE provider_key IN ` + d.jsonStrings("$1")),
+		refundsByKeys:  d.sql(`SELECT ` + refundColumns + ` FROM refunds WHERE provider_key IN ` + d.jsonStrings("$1")),
+		// Succeeded payments and refunds created in [$1, $2), a page of $5
+		// after ($3, $4) in (created_at, id) order.
+		succeededPayments: d.sql(`
+SELECT ` + paymentColumns + ` FROM payments
+WHERE state = 'succeeded' AND created_at >= $1 AND created_at < $2 AND (created_at, id) > ($3, $4)
+ORDER BY created_at, id LIMIT $5`),
+		succeededRefunds: d.sql(`
+SELECT ` + refundColumns + ` FROM refunds
+WHERE state = 'succeeded' AND created_at >= $1 AND created_at < $2 AND (created_at, id) > ($3, $4)
+ORDER BY created_at, id LIMIT $5`),
+		holdByKey:       holdByKeySQL(d, "payments"),
+		holdRefundByKey: holdByKeySQL(d, "refunds"),
+		// A mismatch found again keeps when it was first found, unless it
+		// had been resolved meanwhile.
 		recordMismatch: d.sql(`
-INSERT INTO reconciliation_mismatches (id, kind, payment_id, provider_charge_id, detail, subject_at, found_at)
-VALUES ($1, $2, $3, $4, $5, $6, {{now}})
-ON CONFLICT (kind, payment_id, provider_charge_id) DO UPDATE SET detail = excluded.detail, resolved_at = NULL`),
+INSERT INTO reconciliation_mismatches (id, kind, provider_key, account_id, payment_id, refund_id, provider_id, detail, subject_at, found_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {{now}})
+ON CONFLICT (kind, provider_key) DO UPDATE SET
+	account_id = excluded.account_id, payment_id = excluded.payment_id, refund_id = excluded.refund_id,
+	provider_id = excluded.provider_id, detail = excluded.detail,
+	found_at = CASE WHEN reconciliation_mismatches.resolved_at IS NULL THEN reconciliation_mismatches.found_at ELSE excluded.found_at END,
+	resolved_at = NULL`),
 		resolveMismatch: d.sql(`
 UPDATE reconciliation_mismatches SET resolved_at = {{now}}
-WHERE kind = $1 AND payment_id = $2 AND provider_charge_id = $3 AND resolved_at IS NULL`),
+WHERE kind = $1 AND provider_key = $2 AND resolved_at IS NULL`),
 		openMismatches: d.sql(`
-SELECT kind, payment_id, provider_charge_id, detail, subject_at, found_at
+SELECT ` + mismatchColumns + `
 FROM reconciliation_mismatches WHERE resolved_at IS NULL ORDER BY found_at, id`),
+		mismatchByID: d.sql(`SELECT ` + mismatchColumns + ` FROM reconciliation_mismatches WHERE id = $1`),
+
+		// An operator's correction of $1, if it is still in state $2: to $3,
+		// with $4 provider id and $5, $6 failure; a hold is lifted and the
+		// fence bumped, so a worker still calling the provider is refused.
+		correctPayment: correctSQL(d, "payments", "provider_charge_id"),
+		correctRefund:  correctSQL(d, "refunds", "provider_refund_id"),
+		adjustRefunded: d.sql(`
+UPDATE payments SET amount_refunded = amount_refunded + $2, updated_at = {{now}}
+WHERE id = $1 AND amount_refunded + $2 >= 0 AND amount_refunded + $2 <= amount
+RETURNING id`),
+		postedTxn: d.sql(`SELECT count(*) FROM ledger_transactions WHERE kind = $1 AND ref = $2`),
 		insertRun: d.sql(`
-INSERT INTO reconciliation_runs (id, started_at, finished_at, window_from, window_to, provider_charges, matched, fixed, mismatches)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`),
+INSERT INTO reconciliation_runs (id, started_at, finished_at, window_from, window_to, provider_charges, provider_refunds, matched, fixed, mismatches)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`),
 		lastRun: d.sql(`
-SELECT id, started_at, finished_at, window_from, window_to, provider_charges, matched, fixed, mismatches
+SELECT id, started_at, finished_at, window_from, window_to, provider_charges, provider_refunds, matched, fixed, mismatches
 FROM reconciliation_runs ORDER BY finished_at DESC, id LIMIT 1`),
 	}
 }
@@ -333,7 +406,7 @@ func scanPayment(row scanner, extra ...any) (*Payment, error) {
 	)
 	dest := append([]any{&p.ID, &p.AccountID, &p.Amount, &p.Currency, &p.Reference, &p.Description, &metadata,
 		&p.State, &p.Fence, &p.Attempts, &p.ProviderKey, &p.ProviderChargeID, &p.FailureCode, &p.FailureMessage,
-		&p.AmountRefunded, &created, &updated}, extra...)
+		&p.AmountRefunded, &p.Hold, &created, &updated}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -343,13 +416,23 @@ func scanPayment(row scanner, extra ...any) (*Payment, error) {
 }
 
 // Claim is a payment a worker holds: its fence, the state it was claimed
-// from, its age when claimed, by the database's clock, and whether other
-// payments were due then too.
+// from, its age when claimed, by the database's clock, the time since a
+// request under its key may last have been sent (negative if none can
+// have been), and whether other payments were due then too.
 type Claim struct {
 	*Payment
-	From    string
-	Age     time.Duration
-	MoreDue bool
+	From      string
+	Age       time.Duration
+	SinceSent time.Duration
+	MoreDue   bool
+}
+
+// sinceSent converts a claim's ms since sent_at, -1 for none.
+func sinceSent(ms int64) time.Duration {
+	if ms < 0 {
+		return -1
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 // ClaimPending claims payment id for lease if it is still pending, as a
@@ -367,13 +450,13 @@ func (s *Store) ClaimDue(ctx context.Context, lease time.Duration) (*Claim, erro
 
 func (s *Store) claimPayment(ctx context.Context, stmt string, args ...any) (*Claim, error) {
 	var (
-		from  string
-		ageMs int64
-		more  bool
+		from           string
+		ageMs, sinceMs int64
+		more           bool
 	)
 	var p *Payment
 	err := s.write(ctx, func(ctx context.Context) (err error) {
-		p, err = scanPayment(s.pool.queryRow(ctx, stmt, args...), &from, &ageMs, &more)
+		p, err = scanPayment(s.pool.queryRow(ctx, stmt, args...), &from, &ageMs, &sinceMs, &more)
 		return err
 	})
 	if errors.Is(err, errNoRows) {
@@ -382,5 +465,5 @@ func (s *Store) claimPayment(ctx context.Context, stmt string, args ...any) (*Cl
 	if err != nil {
 		return nil, wrap("claim a due payment", err)
 	}
-	return &Claim{Payment: p, From: from, Age: time.Duration(ageMs) * time.Millisecond, MoreDue: more}, nil
+	return &Claim{Payment: p, From: from, Age: time.Duration(ageMs) * time.Millisecond, SinceSent: sinceSent(sinceMs), MoreDue: more}, nil
 }

@@ -19,9 +19,27 @@ type Outcome struct {
 	// Due is how long until a retry_scheduled or unknown payment is due
 	// again.
 	Due time.Duration
+	// Sent says the attempt may have left a request under the provider
+	// key at the provider, still to be acted on: the row's sent_at moves
+	// to now. An attempt refused before it was sent, or answered with a
+	// provider error that says it did nothing, leaves it as it was.
+	Sent bool
+	// Hold, if set, is the mismatch that holds the payment or refund: the
+	// provider's record under its key is not the one payd asked for. The
+	// row stays unknown, is never claimed again, and the mismatch is
+	// recorded with it.
+	Hold *Mismatch
 }
 
 func (o Outcome) final() bool { return o.State == StateSucceeded || o.State == StateFailed }
+
+// holdKind is the hold column's value for o.
+func (o Outcome) holdKind() any {
+	if o.Hold == nil {
+		return nil
+	}
+	return o.Hold.Kind
+}
 
 // ErrFenced is returned by Settle when the caller's fence is no longer the
 // payment's: another worker has claimed it since, or a webhook or
@@ -30,10 +48,12 @@ var ErrFenced = errors.New("payments: lease lost: a newer claim holds the paymen
 
 // Settle records o for c if c's fence is still current, and posts the
 // ledger's charge transaction in the same database transaction if o is
-// success. It returns the payment as settled.
+// success, or records the mismatch that holds it. It returns the payment
+// as settled.
 func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) (*Payment, error) {
-	args := []any{c.ID, c.Fence, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage), o.Due.Milliseconds()}
-	if s.sql.settleAndPost != "" {
+	args := []any{c.ID, c.Fence, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage),
+		o.Due.Milliseconds(), o.Sent, o.holdKind()}
+	if s.sql.settleAndPost != "" && o.Hold == nil {
 		args = append(args, newID("txn_"), rand.IntN(balanceSlots))
 		p, err := scanPayment(s.pool.queryRow(ctx, s.sql.settleAndPost, args...))
 		if errors.Is(err, errNoRows) {
@@ -45,11 +65,15 @@ func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) (*Payment, erro
 	err := s.inTx(ctx, func(q querier) error {
 		var err error
 		p, err = scanPayment(q.queryRow(ctx, s.sql.settle, args...))
-		if errors.Is(err, errNoRows) {
+		switch {
+		case errors.Is(err, errNoRows):
 			return ErrFenced
-		}
-		if err != nil || o.State != StateSucceeded {
+		case err != nil:
 			return err
+		case o.Hold != nil:
+			return s.recordMismatch(ctx, q, o.Hold)
+		case o.State != StateSucceeded:
+			return nil
 		}
 		return s.postCharge(ctx, q, p.ID, p.AccountID, p.Currency, p.Amount)
 	})
@@ -65,11 +89,12 @@ func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) (*Payment, erro
 // SettleByKey records the final outcome o for the payment with the
 // provider key, unless the payment is final already; it reports whether it
 // did. It bumps the fence, so a worker still calling the provider for the
-// payment is refused when it reports (ErrFenced). The settlement, its
-// ledger transaction and an audit entry naming actor and why commit
-// together.
+// payment is refused when it reports (ErrFenced), and lifts a hold: the
+// caller has checked the provider's record against the payment. The
+// settlement, its ledger transaction, an audit entry naming actor and why,
+// and the resolution of an escalated unknown outcome commit together.
 func (s *Store) SettleByKey(ctx context.Context, providerKey string, o Outcome, actor, why string) (bool, error) {
-	if !o.final() {
+	if !o.final() || o.Hold != nil {
 		return false, fmt.Errorf("payments: settle by key: %s is not a final state", o.State)
 	}
 	var settled bool
@@ -93,9 +118,42 @@ func (s *Store) SettleByKey(ctx context.Context, providerKey string, o Outcome, 
 				return err
 			}
 		}
+		if err := s.resolveMismatches(ctx, q, providerKey, []string{MismatchUnresolved}, ""); err != nil {
+			return err
+		}
 		return s.audit(ctx, q, actor, "settle_payment", id, fmt.Sprintf("%s: %s as %s", why, id, o.State))
 	})
 	return settled, wrap("settle payment by key", err)
+}
+
+// HoldByKey holds the payment with m's provider key, unless it is final:
+// it stays unknown, is claimed by no worker and settled by no webhook or
+// reconciliation until a look at its key finds the provider agreeing, and
+// its fence is bumped so a worker still calling the provider is refused.
+// It records m, and an audit entry, in the same transaction, and reports
+// whether the payment was held.
+func (s *Store) HoldByKey(ctx context.Context, m *Mismatch, actor, why string) (bool, error) {
+	return s.holdByKey(ctx, s.sql.holdByKey, m, actor, why)
+}
+
+func (s *Store) holdByKey(ctx context.Context, stmt string, m *Mismatch, actor, why string) (bool, error) {
+	var held bool
+	err := s.inTx(ctx, func(q querier) error {
+		var id string
+		switch err := q.queryRow(ctx, stmt, m.ProviderKey, m.Kind).Scan(&id); {
+		case errors.Is(err, errNoRows):
+			held = false
+		case err != nil:
+			return err
+		default:
+			held = true
+			if err := s.audit(ctx, q, actor, "hold", m.PaymentID, fmt.Sprintf("%s: %s held: %s", why, id, m.Detail)); err != nil {
+				return err
+			}
+		}
+		return s.recordMismatch(ctx, q, m)
+	})
+	return held, wrap("hold by key", err)
 }
 
 // audit appends to the audit log.

@@ -24,6 +24,12 @@ func newPaymentOf(t *testing.T, s *Store, amount int64) *Payment {
 	return p
 }
 
+// chargeRequest is the provider request payd's worker sends for p.
+func chargeRequest(p *Payment) provider.ChargeRequest {
+	return provider.ChargeRequest{IdempotencyKey: p.ProviderKey, Amount: p.Amount, Currency: p.Currency,
+		Metadata: map[string]string{"payment_id": p.ID, "reference": p.Reference}}
+}
+
 // awaitRefund polls the payment's refunds until refund id is final.
 func awaitRefund(t *testing.T, s *Store, paymentID, id string) *Refund {
 	t.Helper()
@@ -97,8 +103,12 @@ func TestRefundLifecycle(t *testing.T) {
 		}
 
 		_, err = s.CreateRefund(t.Context(), "acct_test", p.ID, 1500)
-		if refused, ok := errors.AsType[*RefundRefused](err); !ok || refused.Code != "amount_too_large" {
-			t.Fatalf("refunding 1500 of the 1499 left: %v, want amount_too_large", err)
+		if refused, ok := errors.AsType[*RefundRefused](err); !ok || refused.Code != "amount_exceeds_refundable" || refused.Final() {
+			t.Fatalf("refunding 1500 of the 1499 left: %v, want amount_exceeds_refundable, which may pass later", err)
+		}
+		_, err = s.CreateRefund(t.Context(), "acct_test", p.ID, 2000)
+		if refused, ok := errors.AsType[*RefundRefused](err); !ok || refused.Code != "amount_too_large" || !refused.Final() {
+			t.Fatalf("refunding 2000 of a charge of 1999: %v, want amount_too_large, final", err)
 		}
 		if _, err := s.CreateRefund(t.Context(), "acct_other", p.ID, 1); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("refunding another account's charge: %v, want ErrNotFound", err)
@@ -135,7 +145,7 @@ func TestConcurrentRefundsNeverExceedTheCharge(t *testing.T) {
 			wg.Go(func() {
 				store := []*Store{s, other}[i%2]
 				r, err := store.CreateRefund(t.Context(), "acct_test", p.ID, 150)
-				if refused, ok := errors.AsType[*RefundRefused](err); ok && refused.Code == "amount_too_large" {
+				if refused, ok := errors.AsType[*RefundRefused](err); ok && refused.Code == "amount_exceeds_refundable" {
 					return
 				}
 				if err != nil {
@@ -242,7 +252,7 @@ func TestWebhookSettlesBeforeTheWorker(t *testing.T) {
 		if err != nil || claim == nil {
 			t.Fatalf("claim: %v %v", claim, err)
 		}
-		ch, err := prov.Charge(t.Context(), provider.ChargeRequest{IdempotencyKey: claim.ProviderKey, Amount: claim.Amount, Currency: claim.Currency})
+		ch, err := prov.Charge(t.Context(), chargeRequest(claim.Payment))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -309,7 +319,7 @@ func TestReconciliation(t *testing.T) {
 		// One recorded succeeded, which the provider never charged.
 		phantom := newPaymentOf(t, s, 4000)
 		for _, p := range []*Payment{kept, deleted, orphan} {
-			if _, err := prov.Charge(ctx, provider.ChargeRequest{IdempotencyKey: p.ProviderKey, Amount: p.Amount, Currency: p.Currency}); err != nil {
+			if _, err := prov.Charge(ctx, chargeRequest(p)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -319,7 +329,7 @@ func TestReconciliation(t *testing.T) {
 			}
 		}
 		for _, q := range []string{
-			`UPDATE payments SET state = 'succeeded', provider_charge_id = 'ch_never' WHERE id = $1`,
+			`UPDATE payments SET state = 'succeeded' WHERE id = $1`,
 			`DELETE FROM payments WHERE id = $1`,
 		} {
 			id := phantom.ID
@@ -355,7 +365,7 @@ func TestReconciliation(t *testing.T) {
 			kinds[m.Kind] = m
 		}
 		lost, missing := kinds[MismatchLostCharge], kinds[MismatchMissingCharge]
-		if len(open) != 2 || lost.ProviderChargeID != chargesFor(sim, deleted.ProviderKey)[0].ID || missing.PaymentID != phantom.ID {
+		if len(open) != 2 || lost.ProviderID != chargesFor(sim, deleted.ProviderKey)[0].ID || missing.PaymentID != phantom.ID {
 			t.Fatalf("open mismatches %+v, want the deleted payment's charge and the phantom payment", open)
 		}
 		if last, err := s.LastRun(ctx); err != nil || last == nil || last.ID != run.ID {
@@ -363,7 +373,7 @@ func TestReconciliation(t *testing.T) {
 		}
 
 		// The provider charges the phantom's key after all: its mismatch is resolved.
-		if _, err := prov.Charge(ctx, provider.ChargeRequest{IdempotencyKey: phantom.ProviderKey, Amount: phantom.Amount, Currency: phantom.Currency}); err != nil {
+		if _, err := prov.Charge(ctx, chargeRequest(phantom)); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(5 * time.Millisecond)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"strings"
 	"time"
 
 	"github.com/idemhq/idem/internal/provider"
@@ -36,8 +37,12 @@ func (c *Check) add(format string, args ...any) {
 	}
 }
 
-// Report is what Verify found: every check, passed or not.
-type Report struct{ Checks []*Check }
+// Report is what Verify found: every check, passed or not, and notes
+// that are not violations (open mismatches, which payd shows already).
+type Report struct {
+	Checks []*Check
+	Notes  []string
+}
 
 // OK reports whether every check passed.
 func (r *Report) OK() bool {
@@ -65,6 +70,16 @@ func (r *Report) Print(w io.Writer) {
 		}
 		if c.Count > len(c.Violations) {
 			fmt.Fprintf(w, "        … and %d more\n", c.Count-len(c.Violations))
+		}
+	}
+	if len(r.Notes) > 0 {
+		fmt.Fprintf(w, "\n%d open mismatch(es), known to payd and shown at GET /v1/reconciliation:\n", len(r.Notes))
+		for i, n := range r.Notes {
+			if i == maxShown {
+				fmt.Fprintf(w, "        … and %d more\n", len(r.Notes)-maxShown)
+				break
+			}
+			fmt.Fprintf(w, "        %s\n", n)
 		}
 	}
 	if failed == 0 {
@@ -103,34 +118,29 @@ SELECT 'postings to ' || e.account || ' sum to ' || CAST(e.total AS text) || ' '
 FROM (SELECT account, currency, sum(amount) AS total FROM ledger_entries GROUP BY account, currency) e
 LEFT JOIN ledger_balances b ON b.account = e.account AND b.currency = e.currency
 WHERE b.account IS NULL AND e.total <> 0`}},
-	{"one journal transaction per succeeded charge and refund, for its amount", []string{`
-SELECT 'payment ' || p.id || ' succeeded and has no charge journal transaction'
-FROM payments p LEFT JOIN ledger_transactions t ON t.kind = 'charge' AND t.ref = p.id
-WHERE p.state = 'succeeded' AND t.id IS NULL`, `
-SELECT 'charge journal transaction for ' || t.ref || ', which is ' || coalesce(p.state, 'not a payment')
+	{"every payment's and refund's postings net to what its state says", []string{
+		netsQuery("payment", "payments", []string{txnCharge, txnChargeReversal}, [][2]string{
+			{"provider_clearing", "CASE WHEN x.state = 'succeeded' THEN x.amount ELSE 0 END"},
+			{"merchant", "CASE WHEN x.state = 'succeeded' THEN -x.amount ELSE 0 END"},
+		}),
+		netsQuery("refund", "refunds", []string{txnRefundReserve, txnRefund, txnRefundReversal, txnRefundCorrection, txnRefundCorrectionReversal}, [][2]string{
+			{"provider_clearing", "CASE WHEN x.state = 'succeeded' THEN -x.amount ELSE 0 END"},
+			{"refunds_payable", "CASE WHEN x.state IN ('succeeded', 'failed') THEN 0 ELSE -x.amount END"},
+			{"merchant", "CASE WHEN x.state = 'failed' THEN 0 ELSE x.amount END"},
+		}), `
+SELECT t.kind || ' journal transaction for ' || t.ref || ', which is not a payment'
 FROM ledger_transactions t LEFT JOIN payments p ON p.id = t.ref
-WHERE t.kind = 'charge' AND (p.id IS NULL OR p.state <> 'succeeded')`, `
-SELECT 'charge journal transaction for ' || p.id || ' moves ' || CAST(e.amount AS text) || ' to clearing; the payment is ' || CAST(p.amount AS text)
-FROM payments p
-JOIN ledger_transactions t ON t.kind = 'charge' AND t.ref = p.id
-JOIN ledger_entries e ON e.txn_id = t.id AND e.account = 'provider_clearing'
-WHERE e.amount <> p.amount`, `
-SELECT 'refund ' || r.id || ' (' || r.state || ') has no ' || k.kind || ' journal transaction'
-FROM refunds r
-JOIN (SELECT 'refund_reserve' AS kind UNION ALL SELECT 'refund' UNION ALL SELECT 'refund_reversal') k
-	ON k.kind = 'refund_reserve' OR (k.kind = 'refund' AND r.state = 'succeeded') OR (k.kind = 'refund_reversal' AND r.state = 'failed')
-LEFT JOIN ledger_transactions t ON t.kind = k.kind AND t.ref = r.id
-WHERE t.id IS NULL`, `
-SELECT t.kind || ' journal transaction for ' || t.ref || ', which is ' || coalesce(r.state, 'not a refund')
+WHERE t.kind IN ('charge', 'charge_reversal') AND p.id IS NULL`, `
+SELECT t.kind || ' journal transaction for ' || t.ref || ', which is not a refund'
 FROM ledger_transactions t LEFT JOIN refunds r ON r.id = t.ref
-WHERE (t.kind = 'refund' AND (r.id IS NULL OR r.state <> 'succeeded'))
-	OR (t.kind = 'refund_reversal' AND (r.id IS NULL OR r.state <> 'failed'))
-	OR (t.kind = 'refund_reserve' AND r.id IS NULL)`, `
-SELECT t.kind || ' journal transaction for refund ' || r.id || ' moves ' || CAST(e.amount AS text) || '; the refund is ' || CAST(r.amount AS text)
-FROM refunds r
-JOIN ledger_transactions t ON t.kind IN ('refund_reserve', 'refund', 'refund_reversal') AND t.ref = r.id
-JOIN ledger_entries e ON e.txn_id = t.id AND e.account LIKE 'refunds_payable:%'
-WHERE abs(e.amount) <> r.amount`}},
+WHERE t.kind IN ('refund_reserve', 'refund', 'refund_reversal', 'refund_correction', 'refund_correction_reversal') AND r.id IS NULL`}},
+	{"every held payment and refund has its open mismatch", []string{`
+SELECT 'payment ' || p.id || ' is held (' || p.hold || ') with no open mismatch about its key'
+FROM payments p WHERE p.hold IS NOT NULL AND NOT EXISTS (
+	SELECT 1 FROM reconciliation_mismatches m WHERE m.provider_key = p.provider_key AND m.kind = p.hold AND m.resolved_at IS NULL)`, `
+SELECT 'refund ' || r.id || ' is held (' || r.hold || ') with no open mismatch about its key'
+FROM refunds r WHERE r.hold IS NOT NULL AND NOT EXISTS (
+	SELECT 1 FROM reconciliation_mismatches m WHERE m.provider_key = r.provider_key AND m.kind = r.hold AND m.resolved_at IS NULL)`}},
 	{"refunded ≤ captured per charge", []string{`
 SELECT 'payment ' || id || ' has ' || CAST(amount_refunded AS text) || ' refunded of ' || CAST(amount AS text)
 FROM payments WHERE amount_refunded > amount`, `
@@ -140,14 +150,51 @@ LEFT JOIN (SELECT payment_id, sum(amount) AS total FROM refunds WHERE state <> '
 WHERE p.amount_refunded <> coalesce(r.total, 0)`}},
 }
 
+// netsQuery is a query of the payments or refunds (table) whose postings
+// of the journal transaction kinds, summed per account, are not what
+// their states say: want maps each account (provider_clearing, or the
+// subject's own merchant or refunds_payable account) to an SQL
+// expression of the row x. A posting to any other account is a violation
+// too.
+func netsQuery(subject, table string, kinds []string, want [][2]string) string {
+	account := func(a string) string {
+		if a == "provider_clearing" {
+			return "'provider_clearing'"
+		}
+		return "'" + a + ":' || q.account_id"
+	}
+	var sums, got, wants, differs, accounts []string
+	for _, w := range want {
+		col := strings.ReplaceAll(w[0], "_", "")
+		sums = append(sums, fmt.Sprintf("sum(CASE WHEN e.account = %s THEN e.amount ELSE 0 END) AS %s", account(w[0]), col))
+		got = append(got, fmt.Sprintf("CAST(coalesce(n.%s, 0) AS text) || ' to %s'", col, w[0]))
+		wants = append(wants, fmt.Sprintf("CAST(%s AS text)", w[1]))
+		differs = append(differs, fmt.Sprintf("coalesce(n.%s, 0) <> %s", col, w[1]))
+		accounts = append(accounts, account(w[0]))
+	}
+	return `
+SELECT '` + subject + ` ' || x.id || ' is ' || x.state || '; its postings move ' || ` + strings.Join(got, ` || ', ' || `) + ` ||
+	'; want ' || ` + strings.Join(wants, ` || ', ' || `) + ` || (CASE WHEN coalesce(n.other, 0) > 0 THEN ', and nothing to other accounts' ELSE '' END)
+FROM ` + table + ` x LEFT JOIN (
+	SELECT t.ref, ` + strings.Join(sums, ", ") + `,
+		sum(CASE WHEN e.account NOT IN (` + strings.Join(accounts, ", ") + `) THEN 1 ELSE 0 END) AS other
+	FROM ledger_transactions t JOIN ledger_entries e ON e.txn_id = t.id JOIN ` + table + ` q ON q.id = t.ref
+	WHERE t.kind IN ('` + strings.Join(kinds, "', '") + `') GROUP BY t.ref) n ON n.ref = x.id
+WHERE ` + strings.Join(differs, " OR ") + ` OR coalesce(n.other, 0) > 0`
+}
+
 // Verify checks payd's invariants against the database and the provider:
 // the ledger balances, per transaction and overall; balances are the sums
-// of their postings; every succeeded charge and refund has its journal
-// transaction; refunds never exceed the charge; the provider's charges and
-// refunds and payd's succeeded ones match one to one by key, id, amount and
-// currency; and nothing due has been left undone for more than stuckAfter.
-// It reads everything, so run it against a quiet system for a clean
-// report: work in flight shows as a mismatch with the provider.
+// of their postings; every payment's and refund's postings net to what its
+// state says (corrections included); refunds never exceed the charge;
+// every hold has its open mismatch; the provider's charges and refunds and
+// payd's succeeded ones match one to one by key, id, amount and currency,
+// except where an open mismatch already says they do not; and nothing due
+// has been left undone for more than stuckAfter. Open mismatches are
+// listed in the report's notes: they are disagreements payd knows of and
+// shows (GET /v1/reconciliation), not silent ones. It reads everything,
+// so run it against a quiet system for a clean report: work in flight
+// shows as a mismatch with the provider.
 func (s *Store) Verify(ctx context.Context, prov ProviderRecords, stuckAfter time.Duration) (*Report, error) {
 	r := &Report{}
 	for _, sc := range ledgerChecks {
@@ -165,13 +212,22 @@ func (s *Store) Verify(ctx context.Context, prov ProviderRecords, stuckAfter tim
 	}
 	r.Checks = append(r.Checks, c)
 
-	c = &Check{Name: "provider charges and succeeded payments match 1:1 by key, id, amount and currency"}
-	if err := s.checkCharges(ctx, c, prov); err != nil {
+	open, err := s.OpenMismatches(ctx)
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]bool{} // keys an open mismatch is about
+	for _, m := range open {
+		known[m.ProviderKey] = true
+		r.Notes = append(r.Notes, fmt.Sprintf("open mismatch %s (%s) about key %s: %s", m.ID, m.Kind, m.ProviderKey, m.Detail))
+	}
+	c = &Check{Name: "provider charges and succeeded payments match 1:1 by key, id, amount and currency, or an open mismatch says why not"}
+	if err := s.checkCharges(ctx, c, prov, known); err != nil {
 		return nil, err
 	}
 	r.Checks = append(r.Checks, c)
-	c = &Check{Name: "provider refunds and succeeded refunds match 1:1 by key, id, charge and amount"}
-	if err := s.checkRefunds(ctx, c, prov); err != nil {
+	c = &Check{Name: "provider refunds and succeeded refunds match 1:1 by key, id, charge and amount, or an open mismatch says why not"}
+	if err := s.checkRefunds(ctx, c, prov, known); err != nil {
 		return nil, err
 	}
 	r.Checks = append(r.Checks, c)
@@ -179,7 +235,7 @@ func (s *Store) Verify(ctx context.Context, prov ProviderRecords, stuckAfter tim
 	c = &Check{Name: fmt.Sprintf("no payment or refund left undone for more than %s past due", stuckAfter)}
 	for _, table := range []string{"payments", "refunds"} {
 		q := `SELECT '` + table[:len(table)-1] + ` ' || id || ' is ' || state || ', due ' || CAST(({{now}} - next_attempt_at) / 1000 AS text) || 's ago'
-FROM ` + table + ` WHERE state IN ('pending', 'processing', 'retry_scheduled', 'unknown') AND next_attempt_at < {{now}} - $1`
+FROM ` + table + ` WHERE state IN ('pending', 'processing', 'retry_scheduled', 'unknown') AND hold IS NULL AND next_attempt_at < {{now}} - $1`
 		if err := s.collect(ctx, c, q, stuckAfter.Milliseconds()); err != nil {
 			return nil, fmt.Errorf("payments: verify stuck %s: %w", table, err)
 		}
@@ -265,7 +321,7 @@ func (s *Store) records(ctx context.Context, q string) (map[string]record, error
 	return out, rs.Err()
 }
 
-func (s *Store) checkCharges(ctx context.Context, c *Check, prov ProviderRecords) error {
+func (s *Store) checkCharges(ctx context.Context, c *Check, prov ProviderRecords, known map[string]bool) error {
 	charges, err := provider.Collect(prov.Charges(ctx, time.Time{}, time.Time{}))
 	if err != nil {
 		return fmt.Errorf("payments: verify: list the provider's charges: %w", err)
@@ -276,7 +332,7 @@ func (s *Store) checkCharges(ctx context.Context, c *Check, prov ProviderRecords
 	}
 	succeeded := map[string]provider.Charge{}
 	for _, ch := range charges {
-		if ch.Status != provider.StatusSucceeded {
+		if ch.Status != provider.StatusSucceeded || known[ch.IdempotencyKey] {
 			continue
 		}
 		if prev, ok := succeeded[ch.IdempotencyKey]; ok {
@@ -295,14 +351,14 @@ func (s *Store) checkCharges(ctx context.Context, c *Check, prov ProviderRecords
 		}
 	}
 	for key, p := range ours {
-		if _, ok := succeeded[key]; !ok && p.state == StateSucceeded {
+		if _, ok := succeeded[key]; !ok && p.state == StateSucceeded && !known[key] {
 			c.add("payment %s succeeded; the provider has no succeeded charge under key %s", p.id, key)
 		}
 	}
 	return nil
 }
 
-func (s *Store) checkRefunds(ctx context.Context, c *Check, prov ProviderRecords) error {
+func (s *Store) checkRefunds(ctx context.Context, c *Check, prov ProviderRecords, known map[string]bool) error {
 	refunds, err := provider.Collect(prov.Refunds(ctx, time.Time{}, time.Time{}))
 	if err != nil {
 		return fmt.Errorf("payments: verify: list the provider's refunds: %w", err)
@@ -313,7 +369,7 @@ func (s *Store) checkRefunds(ctx context.Context, c *Check, prov ProviderRecords
 	}
 	seen := map[string]bool{}
 	for _, pr := range refunds {
-		if pr.Status != provider.StatusSucceeded {
+		if pr.Status != provider.StatusSucceeded || known[pr.IdempotencyKey] {
 			continue
 		}
 		if seen[pr.IdempotencyKey] {
@@ -332,7 +388,7 @@ func (s *Store) checkRefunds(ctx context.Context, c *Check, prov ProviderRecords
 		}
 	}
 	for key, r := range ours {
-		if !seen[key] && r.state == StateSucceeded {
+		if !seen[key] && r.state == StateSucceeded && !known[key] {
 			c.add("refund %s succeeded; the provider has no refund under key %s", r.id, key)
 		}
 	}
