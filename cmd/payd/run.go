@@ -19,6 +19,8 @@ var commands = []struct {
 	{"serve", "run the API, the workers, or both (the default command)", runServe},
 	{"migrate", "apply the database schema and exit", runMigrate},
 	{"verify", "check every money invariant against the database and the provider; non-zero exit on a violation", runVerify},
+	{"mismatches", "list the open mismatches with the provider, which need an operator", runMismatches},
+	{"correct", "correct an open mismatch by the provider's record, audited, with its ledger transaction", runCorrect},
 	{"provider-sim", "run the provider simulator as its own server", runProviderSim},
 	{"chaos", "prove payd: kill, pause and cut it off under retrying clients, then check the money", runChaos},
 }

@@ -30,8 +30,9 @@ type serveConfig struct {
 	addr, databaseURL, apiKey, providerURL, simAddr, role, logFormat, failpoints string
 	webhookSecret                                                                string
 	workers                                                                      int
-	lease, shutdownGrace, providerTimeout, retryBase                             time.Duration
+	lease, shutdownGrace, providerTimeout, retryBase, providerMaxDelay           time.Duration
 	reconcileInterval, reconcileWindow                                           time.Duration
+	reconcileStaleAfter                                                          int
 	migrate                                                                      bool
 	seed                                                                         uint64
 }
@@ -47,10 +48,12 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.lease, "lease", payments.DefaultLease, "how long a worker's claim on a payment lasts; longer than --provider-timeout")
 	fs.DurationVar(&c.providerTimeout, "provider-timeout", 10*time.Second, "how long one provider call may take")
 	fs.DurationVar(&c.retryBase, "retry-base", payments.DefaultRetryBase, "the first backoff after a retryable provider error; it doubles, with full jitter")
+	fs.DurationVar(&c.providerMaxDelay, "provider-max-delay", payments.DefaultMaxProviderDelay, "the longest the provider may take to act on a request it received: a charge or refund the provider has no record of is failed only this long after the last request that may have reached it")
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 20*time.Second, "on SIGTERM, how long in-flight provider calls may take to finish")
 	fs.StringVar(&c.webhookSecret, "webhook-secret", "", "the secret the provider signs its webhooks with, at POST /v1/provider/webhooks; during a rotation, new,old (default with the built-in simulator: a new random secret)")
 	fs.DurationVar(&c.reconcileInterval, "reconcile-interval", payments.DefaultReconcileInterval, "time between reconciliation runs against the provider (0: none)")
 	fs.DurationVar(&c.reconcileWindow, "reconcile-window", payments.DefaultReconcileWindow, "how far back each reconciliation run looks")
+	fs.IntVar(&c.reconcileStaleAfter, "reconcile-stale-after", payments.DefaultReconcileStaleAfter, "reconciliation intervals without a run that succeeded before payd logs an error and sets payd_reconciliation_stale")
 	fs.BoolVar(&c.migrate, "migrate", true, "apply the database schema at start (use payd migrate and --migrate=false to do it once, ahead of many replicas)")
 	fs.StringVar(&c.logFormat, "log-format", "auto", "json, text, or auto: json unless stderr is a terminal")
 	fs.StringVar(&c.failpoints, "failpoints", "", "crash testing only: kill the process at named points with a probability each, e.g. after-claim=0.01,after-send=0.01 (points: "+strings.Join(failpoint.Points, ", ")+")")
@@ -66,8 +69,11 @@ func (c *serveConfig) check() error {
 	if c.workers < 1 {
 		return fmt.Errorf("--workers must be at least 1, not %d", c.workers)
 	}
-	if c.reconcileInterval < 0 || c.reconcileWindow <= 0 {
-		return fmt.Errorf("--reconcile-interval must not be negative and --reconcile-window must be positive")
+	if c.reconcileInterval < 0 || c.reconcileWindow <= 0 || c.reconcileStaleAfter < 1 {
+		return fmt.Errorf("--reconcile-interval must not be negative, --reconcile-window must be positive and --reconcile-stale-after at least 1")
+	}
+	if c.providerMaxDelay <= 0 {
+		return fmt.Errorf("--provider-max-delay must be positive, not %s", c.providerMaxDelay)
 	}
 	if c.lease <= c.providerTimeout {
 		return fmt.Errorf("--lease (%s) must outlast --provider-timeout (%s): a worker must not lose its claim while the provider is still answering", c.lease, c.providerTimeout)
@@ -178,17 +184,19 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	var proc *payments.Processor
 	if cfg.runsWorker() {
 		proc = payments.NewProcessor(store, prov, &payments.ProcessorConfig{
-			Workers:    cfg.workers,
-			Lease:      cfg.lease,
-			RetryBase:  cfg.retryBase,
-			Failpoints: fps,
-			Logger:     log,
-			Metrics:    payments.NewMetrics(reg, store),
+			Workers:          cfg.workers,
+			Lease:            cfg.lease,
+			RetryBase:        cfg.retryBase,
+			MaxProviderDelay: cfg.providerMaxDelay,
+			Failpoints:       fps,
+			Logger:           log,
+			Metrics:          payments.NewMetrics(reg, store),
 		})
 		proc.Start(ctx)
 	}
 	if cfg.reconcileInterval > 0 {
-		rec := payments.NewReconciler(store, prov, &payments.ReconcilerConfig{Interval: cfg.reconcileInterval, Window: cfg.reconcileWindow, Logger: log})
+		rec := payments.NewReconciler(store, prov, &payments.ReconcilerConfig{Interval: cfg.reconcileInterval, Window: cfg.reconcileWindow,
+			StaleAfter: cfg.reconcileStaleAfter, Logger: log, Registerer: reg})
 		rec.Start(ctx)
 		defer rec.Stop()
 	}

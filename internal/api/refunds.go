@@ -29,8 +29,13 @@ func checkRefund(body []byte) error {
 
 // createRefund accepts a refund of part or all of a succeeded charge,
 // under the idempotency middleware: 201 and the refund, in the same
-// transaction as the response. A charge not succeeded gets 409, an amount
-// over what is left to refund 400, and neither changes anything.
+// transaction as the response. An amount over the whole charge gets 400,
+// recorded like any answer: it can never pass. A refusal that depends on
+// the charge's state, which can change, gets 409, which the middleware
+// never records (Config.RetryStatuses): a charge not succeeded yet
+// (charge_not_succeeded), an amount over what is left to refund while
+// other refunds are still pending (amount_exceeds_refundable). A retry
+// with the same key is then judged afresh (TestStateRefusalsAreNotRecorded).
 func (s *server) createRefund() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
@@ -49,8 +54,10 @@ func (s *server) createRefund() http.Handler {
 		switch {
 		case errors.Is(err, payments.ErrNotFound):
 			fail(w, http.StatusNotFound, "not_found", "id", "no such charge")
-		case isRefused && refused.Code == "amount_too_large":
+		case isRefused && refused.Final():
 			fail(w, http.StatusBadRequest, refused.Code, "amount", refused.Detail)
+		case isRefused && refused.Code == "amount_exceeds_refundable":
+			fail(w, http.StatusConflict, refused.Code, "amount", refused.Detail)
 		case isRefused:
 			fail(w, http.StatusConflict, refused.Code, "", refused.Detail)
 		case err != nil:

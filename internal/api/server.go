@@ -48,6 +48,16 @@ type Config struct {
 	Provider provider.Provider
 }
 
+// retryStatuses are the answers payd never records under an
+// Idempotency-Key: the request's writes roll back with the key, and a
+// retry with the same key runs again. Each is an answer whose cause can
+// change: 409 for a refusal that depends on state (a charge not succeeded
+// yet), 429 and 503 for load, 500 for a failure of payd's own (a database
+// error). Whatever payd records is therefore never a 409, the status the
+// middleware answers a request in flight with: a client that retries a
+// 409 with the same key, as both ask, is never stuck with an old answer.
+var retryStatuses = []int{http.StatusConflict, http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusServiceUnavailable}
+
 type server struct {
 	store     *payments.Store
 	processor *payments.Processor
@@ -88,9 +98,10 @@ func NewServer(cfg Config) (http.Handler, error) {
 		s.idemWait = DefaultIdempotencyWait
 	}
 	mw, err := cfg.Store.Middleware(cfg.Engine, principal, &idemhttp.Config{
-		Methods: []string{http.MethodPost},
-		Wait:    s.idemWait,
-		Logger:  s.log,
+		Methods:       []string{http.MethodPost},
+		RetryStatuses: retryStatuses,
+		Wait:          s.idemWait,
+		Logger:        s.log,
 	})
 	if err != nil {
 		return nil, err

@@ -98,8 +98,9 @@ func (f *fixture) verify(t *testing.T) {
 
 // TestConcurrentRefunds: 20 concurrent partial refunds of one charge, each
 // with its own Idempotency-Key, summing to more than the charge. The
-// accepted ones sum to at most the charge, the rest are refused 400, and
-// the provider sees exactly the accepted ones.
+// accepted ones sum to at most the charge, the rest are refused 409 (the
+// amount left may grow again if a refund fails), and the provider sees
+// exactly the accepted ones.
 func TestConcurrentRefunds(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, url string) {
 		f := newFixtureOn(t, url, &fastWorkers)
@@ -115,7 +116,7 @@ func TestConcurrentRefunds(t *testing.T) {
 				switch {
 				case r.status == http.StatusCreated:
 					accepted.Add(1)
-				case r.status == http.StatusBadRequest && strings.Contains(r.body, `"amount_too_large"`):
+				case r.status == http.StatusConflict && strings.Contains(r.body, `"amount_exceeds_refundable"`):
 					refused.Add(1)
 				default:
 					t.Errorf("refund %d = %d %s", i, r.status, r.body)
@@ -185,6 +186,12 @@ func TestRefundRequests(t *testing.T) {
 	f.verify(t)
 }
 
+// providerCharge is the provider request payd's worker sends for c.
+func providerCharge(c payments.Charge) provider.ChargeRequest {
+	return provider.ChargeRequest{IdempotencyKey: "payd_" + c.ID, Amount: c.Amount, Currency: c.Currency,
+		Metadata: map[string]string{"payment_id": c.ID, "reference": c.Reference}}
+}
+
 // eventCapture receives the simulator's webhooks and keeps their bodies.
 type eventCapture struct {
 	mu     sync.Mutex
@@ -252,7 +259,7 @@ func TestWebhooksDuplicatedAndShuffled(t *testing.T) {
 			wg.Go(func() {
 				for i := w; i < n; i += 8 {
 					c := created[i]
-					_, err := a.prov.Charge(t.Context(), provider.ChargeRequest{IdempotencyKey: "payd_" + c.ID, Amount: c.Amount, Currency: c.Currency})
+					_, err := a.prov.Charge(t.Context(), providerCharge(c))
 					if provider.KindOf(err) != 0 && provider.KindOf(err) != provider.KindDeclined {
 						t.Error(err)
 					}
@@ -317,7 +324,7 @@ func TestForgedWebhook(t *testing.T) {
 	r := f.do(t, http.MethodPost, "/v1/charges", key, "c1", `{"amount":1999,"currency":"usd","reference":"order"}`)
 	var c payments.Charge
 	json.Unmarshal([]byte(r.body), &c)
-	ch, err := f.prov.Charge(t.Context(), provider.ChargeRequest{IdempotencyKey: "payd_" + c.ID, Amount: c.Amount, Currency: c.Currency})
+	ch, err := f.prov.Charge(t.Context(), providerCharge(c))
 	if err != nil {
 		t.Fatal(err)
 	}

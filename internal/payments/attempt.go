@@ -35,7 +35,8 @@ import (
 //     with an error that says the provider did nothing), or the last one
 //     that may have did so longer ago than MaxProviderDelay, the longest
 //     the provider takes to act on what it received. Otherwise it stays
-//     unknown and is looked up again once that time has passed
+//     unknown and is looked up again, with backoff, until the provider has
+//     it or that time has passed
 //     (TestNotFoundFailsOnlyWhenNothingCanBeOutstanding). A refund's
 //     reservation is released only on such a failure or on the provider's
 //     refusal (TestLateRefundKeepsItsReservation).
@@ -228,10 +229,12 @@ func (p *Processor) notFound(t *task, log *slog.Logger) Outcome {
 		return Outcome{State: StateFailed, FailureCode: "provider_no_record",
 			FailureMessage: "the provider has nothing under the key, and the last request under it is older than the provider's longest processing time"}
 	}
-	wait := p.cfg.MaxProviderDelay - t.sinceSent
+	// Looked up again with backoff, and once more just past the bound.
+	n := min(max(t.attempts-p.cfg.MaxAttempts, 0), 16)
+	due := min(p.cfg.MaxProviderDelay-t.sinceSent+time.Millisecond, max(p.cfg.UnknownDelay, min(p.cfg.RetryMax, p.cfg.UnknownDelay<<n)))
 	log.Info("payd: the provider has nothing under the key yet, and a request under it may still be in flight; it stays unknown and is looked up again",
-		slog.Duration("since_sent", t.sinceSent), slog.Duration("in", wait))
-	return Outcome{State: StateUnknown, Due: max(wait, p.cfg.UnknownDelay)}
+		slog.Duration("since_sent", t.sinceSent), slog.Duration("in", due))
+	return Outcome{State: StateUnknown, Due: due}
 }
 
 // escalate records that t's outcome is still unknown near the end of the
