@@ -287,3 +287,59 @@ func TestClosed(t *testing.T) {
 	}
 	sim.Close() // again: nothing
 }
+
+// TestReproducibleWithLateInFlightAndOtherAmounts: with the newer faults
+// on, the same seed and the same requests still give the same run, late
+// executions included; and a rate that changes nothing for these
+// requests (InFlightRate, with one request at a time) shifts no other
+// decision, as every request takes the same draws whatever the rates.
+func TestReproducibleWithLateInFlightAndOtherAmounts(t *testing.T) {
+	faults := simulator.Faults{
+		ErrorRate: 0.1, DeclineRate: 0.2, DropAfterChargeRate: 0.1,
+		LateRate: 0.3, LateMin: time.Second, LateMax: 3 * time.Second,
+		InFlightRate: 0.5, OtherAmountRate: 0.3,
+	}
+	run := func(seed uint64, f simulator.Faults) []string {
+		var out []string
+		synctest.Test(t, func(t *testing.T) {
+			sim, a := startMem(t, &simulator.Config{Seed: seed, Faults: f})
+			start := time.Now()
+			for i := range 80 {
+				// Each key twice in a row: a retry, of a late one pending.
+				ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+				r, err := a.try(ctx, "POST", "/charges", fmt.Sprint("key-", i/2), chargeReq{Amount: 1000, Currency: "usd"})
+				cancel()
+				switch {
+				case err != nil:
+					out = append(out, "lost")
+				case r.status == 200 || r.status == 402:
+					ch := as[provider.Charge](t, r)
+					out = append(out, fmt.Sprint(r.status, ch.ID, ch.Amount, ch.DeclineCode))
+				default:
+					out = append(out, fmt.Sprint(r.status, errorCode(r)))
+				}
+			}
+			time.Sleep(time.Minute) // every late execution is due
+			for _, ch := range sim.Charges() {
+				out = append(out, fmt.Sprint(ch.ID, ch.IdempotencyKey, ch.Amount, ch.DeclineCode, ch.Created.Sub(start)))
+			}
+			s := sim.Stats()
+			out = append(out, fmt.Sprintf("late %d, conflicts %d, other %d", s.LateExecutions, s.InFlightConflicts, s.OtherAmounts))
+			if s.LateExecutions == 0 || s.InFlightConflicts == 0 || s.OtherAmounts == 0 || s.Errors == 0 || s.Drops == 0 {
+				t.Errorf("stats %+v: a fault never hit, so the run proves little", s)
+			}
+		})
+		return out
+	}
+	a, b, c := run(7, faults), run(7, faults), run(8, faults)
+	if !slices.Equal(a, b) {
+		t.Errorf("seed 7 twice:\n%v\n%v", a, b)
+	}
+	if slices.Equal(a, c) {
+		t.Errorf("seeds 7 and 8 gave the same run: %v", a)
+	}
+	faults.InFlightRate = 0
+	if d := run(7, faults); !slices.Equal(a, d) {
+		t.Errorf("InFlightRate 0.5 and 0 gave other runs:\n%v\n%v", a, d)
+	}
+}
