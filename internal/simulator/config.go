@@ -14,13 +14,15 @@ import (
 const (
 	DefaultKeyWindow          = 24 * time.Hour
 	DefaultHangFor            = time.Minute
+	DefaultLateFor            = 2 * time.Second
 	DefaultWebhookMaxAttempts = 8
 )
 
 // Faults are the failures the simulator injects. The zero value injects
 // none. Every API request (not /_faults or /_stats) draws its faults once,
-// on arrival; when several hit, the first of 500, 429, drop and hang in
-// that order wins.
+// on arrival; when several hit, the first in this order wins: 500, 429,
+// the in-flight 409, late execution, and then, once the request is acted
+// on, drop and hang.
 type Faults struct {
 	// LatencyMin and LatencyMax bound the latency added to every API
 	// request before it is acted on, drawn uniformly from [LatencyMin,
@@ -58,6 +60,40 @@ type Faults struct {
 	// it past the client's timeout. Default DefaultHangFor (1m).
 	HangFor time.Duration
 
+	// LateRate is the probability that a new charge or refund (a POST
+	// whose key has no result and nothing pending) is executed late. It is
+	// validated on arrival, and refused at once if it would be; otherwise
+	// it is held pending under its key and executed only after a delay
+	// drawn uniformly from [LateMin, LateMax), as if it had just arrived
+	// then. Its own response is lost: the connection is closed unanswered
+	// when the execution comes due, or earlier if the client gives up.
+	// While it is pending, a lookup of its key answers 404, listings leave
+	// it out, and any other POST under its key is answered 409
+	// idempotency_key_in_use. A pending execution is abandoned by Close.
+	// Default 0.
+	LateRate float64
+
+	// LateMin and LateMax bound the delay of a late execution. A LateMax
+	// at or below LateMin means LateMin exactly; both zero mean
+	// DefaultLateFor (2s).
+	LateMin time.Duration
+	LateMax time.Duration
+
+	// InFlightRate is the probability that a POST whose idempotency key is
+	// in use by an earlier request, received and not yet answered or
+	// dropped, is answered 409 idempotency_key_in_use at once, without
+	// being acted on. Otherwise it is served as usual, and replays what
+	// the earlier one made. A POST under a key pending a late execution is
+	// answered 409 whatever the rate. Default 0.
+	InFlightRate float64
+
+	// OtherAmountRate is the probability that a new charge or refund is
+	// made for another amount than the one asked: one minor unit less, or
+	// one more if 1 was asked. A refund whose other amount would exceed
+	// what is left of its charge is made as asked. The decline rule still
+	// reads the amount asked. Default 0.
+	OtherAmountRate float64
+
 	// WebhookDuplicateRate is the probability that an event is delivered
 	// twice, each copy with its own delay. Default 0.
 	WebhookDuplicateRate float64
@@ -86,6 +122,9 @@ func (f Faults) Validate() error {
 		{"DeclineRate", f.DeclineRate},
 		{"DropAfterChargeRate", f.DropAfterChargeRate},
 		{"HangRate", f.HangRate},
+		{"LateRate", f.LateRate},
+		{"InFlightRate", f.InFlightRate},
+		{"OtherAmountRate", f.OtherAmountRate},
 		{"WebhookDuplicateRate", f.WebhookDuplicateRate},
 	} {
 		if !(r.v >= 0 && r.v <= 1) { // NaN fails both
@@ -99,6 +138,8 @@ func (f Faults) Validate() error {
 		{"LatencyMin", f.LatencyMin},
 		{"LatencyMax", f.LatencyMax},
 		{"HangFor", f.HangFor},
+		{"LateMin", f.LateMin},
+		{"LateMax", f.LateMax},
 		{"WebhookReorder", f.WebhookReorder},
 		{"WebhookDelayMax", f.WebhookDelayMax},
 	} {
@@ -180,6 +221,7 @@ func (c *Config) Validate() error {
 //	-seed -key-window -webhook-url -webhook-secret -webhook-max-attempts
 //	-latency-min -latency-max -error-rate -rate-limit-rate -decline-rate
 //	-drop-after-charge-rate -hang-rate -hang-for
+//	-late-rate -late-min -late-max -in-flight-rate -other-amount-rate
 //	-webhook-duplicate-rate -webhook-reorder -webhook-delay-max
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of every random fault: the same seed and requests give the same run")
@@ -197,6 +239,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&f.DropAfterChargeRate, "drop-after-charge-rate", f.DropAfterChargeRate, "probability of acting, then closing the connection unanswered")
 	fs.Float64Var(&f.HangRate, "hang-rate", f.HangRate, "probability of acting, then answering after -hang-for")
 	fs.DurationVar(&f.HangFor, "hang-for", or(f.HangFor, DefaultHangFor), "how long a hanging request waits to answer")
+	fs.Float64Var(&f.LateRate, "late-rate", f.LateRate, "probability that a new charge or refund is executed late, its response lost")
+	fs.DurationVar(&f.LateMin, "late-min", f.LateMin, "least delay of a late execution (with -late-max 0 as well: 2s)")
+	fs.DurationVar(&f.LateMax, "late-max", f.LateMax, "most delay of a late execution")
+	fs.Float64Var(&f.InFlightRate, "in-flight-rate", f.InFlightRate, "probability of a 409 for a request whose key an earlier one is processing")
+	fs.Float64Var(&f.OtherAmountRate, "other-amount-rate", f.OtherAmountRate, "probability that a new charge or refund is made for another amount")
 	fs.Float64Var(&f.WebhookDuplicateRate, "webhook-duplicate-rate", f.WebhookDuplicateRate, "probability that an event is delivered twice")
 	fs.DurationVar(&f.WebhookReorder, "webhook-reorder", f.WebhookReorder, "hold events in windows this long and deliver each shuffled (0: in order)")
 	fs.DurationVar(&f.WebhookDelayMax, "webhook-delay-max", f.WebhookDelayMax, "most delay added to each delivery")

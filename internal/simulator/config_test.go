@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"reflect"
@@ -42,6 +43,7 @@ func TestRegisterFlags(t *testing.T) {
 	err := fs.Parse(strings.Fields(`-seed 42 -key-window 1h -webhook-url http://localhost:8080/webhooks
 		-webhook-secret s3 -webhook-max-attempts 3 -latency-min 10ms -latency-max 20ms -error-rate 0.1
 		-rate-limit-rate 0.2 -decline-rate 0.3 -drop-after-charge-rate 0.4 -hang-rate 0.5 -hang-for 30s
+		-late-rate 0.7 -late-min 4s -late-max 5s -in-flight-rate 0.8 -other-amount-rate 0.9
 		-webhook-duplicate-rate 0.6 -webhook-reorder 2s -webhook-delay-max 3s`))
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +53,7 @@ func TestRegisterFlags(t *testing.T) {
 		Faults: simulator.Faults{
 			LatencyMin: 10 * time.Millisecond, LatencyMax: 20 * time.Millisecond, ErrorRate: 0.1, RateLimitRate: 0.2,
 			DeclineRate: 0.3, DropAfterChargeRate: 0.4, HangRate: 0.5, HangFor: 30 * time.Second,
+			LateRate: 0.7, LateMin: 4 * time.Second, LateMax: 5 * time.Second, InFlightRate: 0.8, OtherAmountRate: 0.9,
 			WebhookDuplicateRate: 0.6, WebhookReorder: 2 * time.Second, WebhookDelayMax: 3 * time.Second,
 		},
 	}
@@ -73,6 +76,11 @@ func TestValidate(t *testing.T) {
 		{"rate above 1", simulator.Config{Faults: simulator.Faults{DeclineRate: 1.01}}, "DeclineRate"},
 		{"negative rate", simulator.Config{Faults: simulator.Faults{WebhookDuplicateRate: -0.5}}, "WebhookDuplicateRate"},
 		{"negative duration", simulator.Config{Faults: simulator.Faults{HangFor: -time.Second}}, "HangFor"},
+		{"late rate above 1", simulator.Config{Faults: simulator.Faults{LateRate: 1.5}}, "LateRate"},
+		{"negative in-flight rate", simulator.Config{Faults: simulator.Faults{InFlightRate: -0.1}}, "InFlightRate"},
+		{"NaN other-amount rate", simulator.Config{Faults: simulator.Faults{OtherAmountRate: math.NaN()}}, "OtherAmountRate"},
+		{"negative late min", simulator.Config{Faults: simulator.Faults{LateMin: -time.Second}}, "LateMin"},
+		{"negative late max", simulator.Config{Faults: simulator.Faults{LateMax: -time.Second}}, "LateMax"},
 		{"negative key window", simulator.Config{KeyWindow: -1}, "KeyWindow"},
 		{"negative attempts", simulator.Config{WebhookMaxAttempts: -1}, "WebhookMaxAttempts"},
 		{"relative webhook URL", simulator.Config{WebhookURL: "/webhooks", WebhookSecret: "s"}, "WebhookURL"},

@@ -44,6 +44,20 @@ func TestFaults(t *testing.T) {
 			status: 0, charged: true, declineCode: "insufficient_funds", stats: simulator.Stats{Requests: 1, Drops: 1}},
 		{name: "429 wins over a drop", faults: simulator.Faults{RateLimitRate: 1, DropAfterChargeRate: 1}, amount: 1000,
 			status: 429, code: "rate_limited", header: [2]string{"Retry-After", "1"}, stats: simulator.Stats{Requests: 1, RateLimited: 1}},
+		{name: "late: no response, charged when due", faults: simulator.Faults{LateRate: 1, LateMin: 10 * time.Millisecond}, amount: 1000,
+			status: 0, charged: true, stats: simulator.Stats{Requests: 1, LateExecutions: 1}},
+		{name: "500 wins over late", faults: simulator.Faults{ErrorRate: 1, LateRate: 1}, amount: 1000,
+			status: 500, code: "server_error", stats: simulator.Stats{Requests: 1, Errors: 1}},
+		{name: "429 wins over late", faults: simulator.Faults{RateLimitRate: 1, LateRate: 1}, amount: 1000,
+			status: 429, code: "rate_limited", header: [2]string{"Retry-After", "1"}, stats: simulator.Stats{Requests: 1, RateLimited: 1}},
+		{name: "late wins over a drop and a hang", faults: simulator.Faults{LateRate: 1, LateMin: 10 * time.Millisecond, DropAfterChargeRate: 1, HangRate: 1},
+			amount: 1000, status: 0, charged: true, stats: simulator.Stats{Requests: 1, LateExecutions: 1}},
+		{name: "a late charge declined when due", faults: simulator.Faults{LateRate: 1, LateMin: 10 * time.Millisecond, DeclineRate: 1}, amount: 1000,
+			status: 0, charged: true, declineCode: "generic_decline", stats: simulator.Stats{Requests: 1, LateExecutions: 1}},
+		{name: "other amount", faults: simulator.Faults{OtherAmountRate: 1}, amount: 1000,
+			status: 200, charged: true, stats: simulator.Stats{Requests: 1, OtherAmounts: 1}},
+		{name: "in flight with nothing else in flight", faults: simulator.Faults{InFlightRate: 1}, amount: 1000,
+			status: 200, charged: true, stats: simulator.Stats{Requests: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,12 +198,14 @@ func TestFaultsEndpoint(t *testing.T) {
 	set := map[string]any{
 		"latency_min": "1ms", "latency_max": "2ms", "rate_limit_rate": 0.25, "decline_rate": 0.5,
 		"drop_after_charge_rate": 0.125, "hang_rate": 0.0625, "hang_for": "1m30s",
+		"late_rate": 0.375, "late_min": "4s", "late_max": "5s", "in_flight_rate": 0.625, "other_amount_rate": 0.875,
 		"webhook_duplicate_rate": 0.75, "webhook_reorder": "2s", "webhook_delay_max": "3s",
 	}
 	a.setFaults(set) // replaces: error_rate is now 0
 	want := simulator.Faults{
 		LatencyMin: time.Millisecond, LatencyMax: 2 * time.Millisecond, RateLimitRate: 0.25, DeclineRate: 0.5,
 		DropAfterChargeRate: 0.125, HangRate: 0.0625, HangFor: 90 * time.Second,
+		LateRate: 0.375, LateMin: 4 * time.Second, LateMax: 5 * time.Second, InFlightRate: 0.625, OtherAmountRate: 0.875,
 		WebhookDuplicateRate: 0.75, WebhookReorder: 2 * time.Second, WebhookDelayMax: 3 * time.Second,
 	}
 	if got := sim.Faults(); got != want {
@@ -205,6 +221,7 @@ func TestFaultsEndpoint(t *testing.T) {
 
 	for _, bad := range []string{
 		`{"error_rate":1.5}`, `{"hang_rate":-0.1}`, `{"latency_min":"-1s"}`,
+		`{"late_rate":2}`, `{"in_flight_rate":-1}`, `{"other_amount_rate":1.1}`, `{"late_max":"-2s"}`,
 		`{"latency_min":"soon"}`, `{"latency_min":5}`, `{"eror_rate":1}`, `[]`,
 	} {
 		if r := a.do("POST", "/_faults", "", []byte(bad)); r.status != 400 || errorCode(r) != "invalid_request" {
@@ -269,4 +286,60 @@ func TestClosed(t *testing.T) {
 		t.Errorf("after Close: %d %s, want 503 unavailable", r.status, r.body)
 	}
 	sim.Close() // again: nothing
+}
+
+// TestReproducibleWithLateInFlightAndOtherAmounts: with the newer faults
+// on, the same seed and the same requests still give the same run, late
+// executions included; and a rate that changes nothing for these
+// requests (InFlightRate, with one request at a time) shifts no other
+// decision, as every request takes the same draws whatever the rates.
+func TestReproducibleWithLateInFlightAndOtherAmounts(t *testing.T) {
+	faults := simulator.Faults{
+		ErrorRate: 0.1, DeclineRate: 0.2, DropAfterChargeRate: 0.1,
+		LateRate: 0.3, LateMin: time.Second, LateMax: 3 * time.Second,
+		InFlightRate: 0.5, OtherAmountRate: 0.3,
+	}
+	run := func(seed uint64, f simulator.Faults) []string {
+		var out []string
+		synctest.Test(t, func(t *testing.T) {
+			sim, a := startMem(t, &simulator.Config{Seed: seed, Faults: f})
+			start := time.Now()
+			for i := range 80 {
+				// Each key twice in a row: a retry, of a late one pending.
+				ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+				r, err := a.try(ctx, "POST", "/charges", fmt.Sprint("key-", i/2), chargeReq{Amount: 1000, Currency: "usd"})
+				cancel()
+				switch {
+				case err != nil:
+					out = append(out, "lost")
+				case r.status == 200 || r.status == 402:
+					ch := as[provider.Charge](t, r)
+					out = append(out, fmt.Sprint(r.status, ch.ID, ch.Amount, ch.DeclineCode))
+				default:
+					out = append(out, fmt.Sprint(r.status, errorCode(r)))
+				}
+			}
+			time.Sleep(time.Minute) // every late execution is due
+			for _, ch := range sim.Charges() {
+				out = append(out, fmt.Sprint(ch.ID, ch.IdempotencyKey, ch.Amount, ch.DeclineCode, ch.Created.Sub(start)))
+			}
+			s := sim.Stats()
+			out = append(out, fmt.Sprintf("late %d, conflicts %d, other %d", s.LateExecutions, s.InFlightConflicts, s.OtherAmounts))
+			if s.LateExecutions == 0 || s.InFlightConflicts == 0 || s.OtherAmounts == 0 || s.Errors == 0 || s.Drops == 0 {
+				t.Errorf("stats %+v: a fault never hit, so the run proves little", s)
+			}
+		})
+		return out
+	}
+	a, b, c := run(7, faults), run(7, faults), run(8, faults)
+	if !slices.Equal(a, b) {
+		t.Errorf("seed 7 twice:\n%v\n%v", a, b)
+	}
+	if slices.Equal(a, c) {
+		t.Errorf("seeds 7 and 8 gave the same run: %v", a)
+	}
+	faults.InFlightRate = 0
+	if d := run(7, faults); !slices.Equal(a, d) {
+		t.Errorf("InFlightRate 0.5 and 0 gave other runs:\n%v\n%v", a, d)
+	}
 }

@@ -43,12 +43,14 @@ func handleCreateCharge(s *Sim) http.Handler {
 			writeError(w, invalid("currency must be a three-letter ISO 4217 code"))
 			return
 		}
-		ch, replayed, aerr := s.charge(key, req.Amount, currency, req.Metadata, decisionFrom(r.Context()).decline)
-		if aerr != nil {
+		ch, out, aerr := s.charge(chargeArgs{key: key, amount: req.Amount, currency: currency, metadata: req.Metadata}, callFrom(r.Context()))
+		switch {
+		case aerr != nil:
 			writeError(w, aerr)
 			return
-		}
-		if replayed {
+		case out == deferred:
+			return // the response is lost
+		case out == replayed:
 			w.Header().Set("Idempotent-Replayed", "true")
 		}
 		status := http.StatusOK
@@ -71,14 +73,16 @@ func handleListCharges(s *Sim) http.Handler {
 			encode(w, http.StatusOK, ch)
 			return
 		}
-		from, to, aerr := timeRange(q)
+		pq, aerr := readPageQuery(q)
 		if aerr != nil {
 			writeError(w, aerr)
 			return
 		}
-		s.mu.Lock()
-		l := list[provider.Charge]{Data: s.chargesIn(from, to)}
-		s.mu.Unlock()
+		l, aerr := s.chargePage(pq)
+		if aerr != nil {
+			writeError(w, aerr)
+			return
+		}
 		encode(w, http.StatusOK, l)
 	})
 }
@@ -96,8 +100,9 @@ func handleGetCharge(s *Sim) http.Handler {
 
 func handleCreateRefund(s *Sim) http.Handler {
 	type request struct {
-		Charge string `json:"charge"`
-		Amount int64  `json:"amount"`
+		Charge   string            `json:"charge"`
+		Amount   int64             `json:"amount"`
+		Metadata map[string]string `json:"metadata"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, aerr := idempotencyKey(r)
@@ -118,12 +123,14 @@ func handleCreateRefund(s *Sim) http.Handler {
 			writeError(w, invalid("amount must be a positive number of minor units"))
 			return
 		}
-		ref, replayed, aerr := s.refund(key, req.Charge, req.Amount)
-		if aerr != nil {
+		ref, out, aerr := s.refund(refundArgs{key: key, chargeID: req.Charge, amount: req.Amount, metadata: req.Metadata}, callFrom(r.Context()))
+		switch {
+		case aerr != nil:
 			writeError(w, aerr)
 			return
-		}
-		if replayed {
+		case out == deferred:
+			return // the response is lost
+		case out == replayed:
 			w.Header().Set("Idempotent-Replayed", "true")
 		}
 		encode(w, http.StatusOK, ref)
@@ -142,14 +149,16 @@ func handleListRefunds(s *Sim) http.Handler {
 			encode(w, http.StatusOK, ref)
 			return
 		}
-		from, to, aerr := timeRange(q)
+		pq, aerr := readPageQuery(q)
 		if aerr != nil {
 			writeError(w, aerr)
 			return
 		}
-		s.mu.Lock()
-		l := list[provider.Refund]{Data: s.refundsIn(from, to)}
-		s.mu.Unlock()
+		l, aerr := s.refundPage(pq)
+		if aerr != nil {
+			writeError(w, aerr)
+			return
+		}
 		encode(w, http.StatusOK, l)
 	})
 }
@@ -187,10 +196,6 @@ func handleNoRoute() http.Handler {
 	})
 }
 
-type list[T any] struct {
-	Data []T `json:"data"`
-}
-
 // faultsWire is Faults as JSON, durations in Go's syntax ("250ms").
 type faultsWire struct {
 	LatencyMin           duration `json:"latency_min"`
@@ -201,6 +206,11 @@ type faultsWire struct {
 	DropAfterChargeRate  float64  `json:"drop_after_charge_rate"`
 	HangRate             float64  `json:"hang_rate"`
 	HangFor              duration `json:"hang_for"`
+	LateRate             float64  `json:"late_rate"`
+	LateMin              duration `json:"late_min"`
+	LateMax              duration `json:"late_max"`
+	InFlightRate         float64  `json:"in_flight_rate"`
+	OtherAmountRate      float64  `json:"other_amount_rate"`
 	WebhookDuplicateRate float64  `json:"webhook_duplicate_rate"`
 	WebhookReorder       duration `json:"webhook_reorder"`
 	WebhookDelayMax      duration `json:"webhook_delay_max"`
@@ -216,6 +226,11 @@ func toWire(f Faults) faultsWire {
 		DropAfterChargeRate:  f.DropAfterChargeRate,
 		HangRate:             f.HangRate,
 		HangFor:              duration(f.HangFor),
+		LateRate:             f.LateRate,
+		LateMin:              duration(f.LateMin),
+		LateMax:              duration(f.LateMax),
+		InFlightRate:         f.InFlightRate,
+		OtherAmountRate:      f.OtherAmountRate,
 		WebhookDuplicateRate: f.WebhookDuplicateRate,
 		WebhookReorder:       duration(f.WebhookReorder),
 		WebhookDelayMax:      duration(f.WebhookDelayMax),
@@ -232,6 +247,11 @@ func (fw faultsWire) faults() Faults {
 		DropAfterChargeRate:  fw.DropAfterChargeRate,
 		HangRate:             fw.HangRate,
 		HangFor:              time.Duration(fw.HangFor),
+		LateRate:             fw.LateRate,
+		LateMin:              time.Duration(fw.LateMin),
+		LateMax:              time.Duration(fw.LateMax),
+		InFlightRate:         fw.InFlightRate,
+		OtherAmountRate:      fw.OtherAmountRate,
 		WebhookDuplicateRate: fw.WebhookDuplicateRate,
 		WebhookReorder:       time.Duration(fw.WebhookReorder),
 		WebhookDelayMax:      time.Duration(fw.WebhookDelayMax),

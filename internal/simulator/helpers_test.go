@@ -173,8 +173,9 @@ type chargeReq struct {
 }
 
 type refundReq struct {
-	Charge string `json:"charge"`
-	Amount int64  `json:"amount"`
+	Charge   string            `json:"charge"`
+	Amount   int64             `json:"amount"`
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 func (a *api) charge(key string, amount int64) reply {
