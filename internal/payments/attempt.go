@@ -253,6 +253,7 @@ func (p *Processor) escalate(ctx context.Context, t *task, log *slog.Logger) {
 }
 
 func (p *Processor) settle(ctx context.Context, t *task, o Outcome, closing bool, log *slog.Logger) {
+	o.endsEscalation = closing && o.final()
 	err := t.settle(ctx, o)
 	switch {
 	case errors.Is(err, ErrFenced):
@@ -271,14 +272,6 @@ func (p *Processor) settle(ctx context.Context, t *task, o Outcome, closing bool
 		p.cfg.Metrics.settledAs(t.kind, o.State)
 		t.settled()
 		log.Info("payd: settled", slog.String("state", o.State), slog.Int("attempts", t.attempts))
-		if closing {
-			err := p.store.write(ctx, func(ctx context.Context) error {
-				return p.store.resolveMismatches(ctx, p.store.pool, t.providerKey, []string{MismatchUnresolved}, "")
-			})
-			if err != nil {
-				log.Warn("payd: resolving the escalated outcome failed; reconciliation resolves it", slog.Any("error", err))
-			}
-		}
 	}
 }
 

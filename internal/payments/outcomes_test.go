@@ -133,8 +133,9 @@ func TestLateRefundKeepsItsReservation(t *testing.T) {
 // takes and never acts on within the test. The payment stays unknown, and
 // is only looked up, until MaxProviderDelay has passed since the last
 // request that may have reached the provider; only then does "not found"
-// fail it. A provider that refuses every request before acting (500s)
-// fails it as soon as attempts are spent: nothing can be outstanding.
+// fail it. A provider that refused every request before acting (500s, to
+// lookups too) leaves it unknown while it cannot be asked, and fails it at
+// its first "not found": nothing can be outstanding.
 func TestNotFoundFailsOnlyWhenNothingCanBeOutstanding(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, s *Store) {
 		const bound = 700 * time.Millisecond
@@ -160,9 +161,16 @@ func TestNotFoundFailsOnlyWhenNothingCanBeOutstanding(t *testing.T) {
 			t.Fatal(err)
 		}
 		refused := newPayment(t, s, "order-refused")
+		_, p = statesOf(t, s, refused.ID, func(p *Payment) bool { return p.Attempts > cfg.MaxAttempts+2 })
+		if p.Final() {
+			t.Fatalf("payment %s while the provider refuses every request, lookups included; want still open", p.State)
+		}
+		if err := sim.SetFaults(simulator.Faults{}); err != nil {
+			t.Fatal(err)
+		}
 		_, p = statesOf(t, s, refused.ID, (*Payment).Final)
-		if p.State != StateFailed || p.FailureCode != "provider_unavailable" {
-			t.Fatalf("payment refused by every request: %s %q, want failed provider_unavailable", p.State, p.FailureCode)
+		if p.State != StateFailed || p.FailureCode != "provider_unavailable" || len(chargesFor(sim, p.ProviderKey)) != 0 {
+			t.Fatalf("payment refused by every request: %s %q, want failed provider_unavailable, never charged", p.State, p.FailureCode)
 		}
 	})
 }

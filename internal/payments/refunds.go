@@ -195,6 +195,10 @@ func (s *Store) SettleRefund(ctx context.Context, c *RefundClaim, o Outcome) err
 			return err
 		case o.Hold != nil:
 			return s.recordMismatch(ctx, q, o.Hold)
+		case o.endsEscalation:
+			if err := s.resolveMismatches(ctx, q, c.ProviderKey, []string{MismatchUnresolved}, ""); err != nil {
+				return err
+			}
 		}
 		return s.finishRefund(ctx, q, &r, o.State)
 	})

@@ -29,6 +29,10 @@ type Outcome struct {
 	// row stays unknown, is never claimed again, and the mismatch is
 	// recorded with it.
 	Hold *Mismatch
+	// endsEscalation: a final outcome that also resolves the
+	// outcome_unresolved mismatch its key may have, in the same
+	// transaction (a worker's, near the end of the key window).
+	endsEscalation bool
 }
 
 func (o Outcome) final() bool { return o.State == StateSucceeded || o.State == StateFailed }
@@ -53,7 +57,7 @@ var ErrFenced = errors.New("payments: lease lost: a newer claim holds the paymen
 func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) (*Payment, error) {
 	args := []any{c.ID, c.Fence, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage),
 		o.Due.Milliseconds(), o.Sent, o.holdKind()}
-	if s.sql.settleAndPost != "" && o.Hold == nil {
+	if s.sql.settleAndPost != "" && o.Hold == nil && !o.endsEscalation {
 		args = append(args, newID("txn_"), rand.IntN(balanceSlots))
 		p, err := scanPayment(s.pool.queryRow(ctx, s.sql.settleAndPost, args...))
 		if errors.Is(err, errNoRows) {
@@ -72,7 +76,12 @@ func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) (*Payment, erro
 			return err
 		case o.Hold != nil:
 			return s.recordMismatch(ctx, q, o.Hold)
-		case o.State != StateSucceeded:
+		case o.endsEscalation:
+			if err := s.resolveMismatches(ctx, q, p.ProviderKey, []string{MismatchUnresolved}, ""); err != nil {
+				return err
+			}
+		}
+		if o.State != StateSucceeded {
 			return nil
 		}
 		return s.postCharge(ctx, q, p.ID, p.AccountID, p.Currency, p.Amount)
