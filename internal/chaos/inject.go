@@ -83,7 +83,7 @@ func setSimFaults(ctx context.Context, c *http.Client, url string, f simFaults) 
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("set the simulator's faults: %d %s", resp.StatusCode, b)
+		return fmt.Errorf("set the simulator's faults: %d %s", resp.StatusCode, bytes.TrimSpace(b))
 	}
 	return nil
 }
