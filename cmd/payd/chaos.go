@@ -19,8 +19,12 @@ const chaosSummary = `Prove payd: run it as real processes (1 to 3 replicas, SQL
 with the provider simulator, drive it with clients that time out, retry with
 the same key and double-click, while killing replicas at payd's failpoints and
 at random, pausing them past their lease, and breaking the provider and the
-database. Then drain, and check: no double charge, no lost charge, every 2xx
-matches the final state, no payment stuck, payd verify passes.
+database, and with a provider that executes requests late after "not found",
+answers 409 for keys in flight and charges other amounts than asked. Then
+drain, and check: no double charge, no lost charge, every 2xx matches the
+final state, no payment stuck, refunds map one to one, balances match the
+provider, every hold and open mismatch is explained by a fault, payd verify
+passes.
 
 The same --seed gives the same faults. The naive processor (--target naive
 or both) runs the same workload the way a first payment API does, as the
@@ -32,7 +36,7 @@ func chaosUsage() string {
 	var b strings.Builder
 	b.WriteString(chaosSummary)
 	for _, k := range chaos.Kinds() {
-		fmt.Fprintf(&b, "  %-20s %s\n", k, chaos.Describe(k))
+		fmt.Fprintf(&b, "  %-22s %s\n", k, chaos.Describe(k))
 	}
 	b.WriteString("\nExample: payd chaos --duration 2m --replicas 3 --database-url postgres://localhost/postgres --json report.json")
 	return b.String()
@@ -63,6 +67,7 @@ func runChaos(ctx context.Context, args []string, getenv func(string) string, st
 	fs.DurationVar(&cfg.Lease, "lease", 3*time.Second, "payd's --lease; pauses last longer")
 	fs.DurationVar(&cfg.ProviderTimeout, "provider-timeout", time.Second, "payd's --provider-timeout")
 	fs.IntVar(&cfg.Workers, "workers", 4, "payd's --workers")
+	fs.DurationVar(&cfg.ProviderMaxDelay, "provider-max-delay", chaos.DefaultProviderMaxDelay, "payd's --provider-max-delay, the longest the provider may take to act on a request; provider-late executes requests 500ms to min(8s, half of it) late, and it must be shorter than --drain-timeout")
 	fs.StringVar(&cfg.Refunds, "refunds", chaos.ModeAuto, "refund some charges: auto (if payd has refunds), on or off")
 	fs.StringVar(&cfg.Webhooks, "webhooks", chaos.ModeAuto, "have the provider send webhooks: auto (if payd serve has --webhook-secret), on or off")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 3*time.Minute, "how long the drain may take")

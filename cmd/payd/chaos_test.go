@@ -129,7 +129,8 @@ func TestChaosHelp(t *testing.T) {
 	if err := run(context.Background(), []string{"payd", "chaos", "--help"}, func(string) string { return "" }, nil, &out, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"--seed", "PAYD_SEED", "--replicas", "--database-url", "--json", "kill-after-send", "provider-drop"} {
+	for _, s := range []string{"--seed", "PAYD_SEED", "--replicas", "--database-url", "--json", "--provider-max-delay", "kill-after-send", "provider-drop",
+		"provider-late", "provider-in-flight", "provider-other-amount"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("payd chaos --help lacks %q:\n%s", s, out.String())
 		}

@@ -180,7 +180,7 @@ func TestClientCutShortIsStillWaiting(t *testing.T) {
 	if recs[0].phase != "accept" || len(recs[0].seen) != 0 {
 		t.Fatalf("a client cut short while retrying 503s: phase %q, %d 2xx seen; want accept and none", recs[0].phase, len(recs[0].seen))
 	}
-	if c := clientsDone(recs); c.Status != Fail {
+	if c := clientsDone(recs, nil); c.Status != Fail {
 		t.Errorf("clientsDone = %s %s, want a failure naming the waiting client", c.Status, c.Detail)
 	}
 }
@@ -333,7 +333,10 @@ func TestNaiveChargesAgainOnRetry(t *testing.T) {
 
 // TestReportKeys: the JSON report has the keys its readers rely on.
 func TestReportKeys(t *testing.T) {
-	rep := &Report{Seed: 9, FaultKinds: []Kind{KillRandom}, TargetReport: TargetReport{Target: TargetPayd, Faults: map[Kind]int{KillRandom: 2}}, Naive: &TargetReport{Target: TargetNaive}}
+	rep := &Report{Seed: 9, FaultKinds: []Kind{KillRandom}, Naive: &TargetReport{Target: TargetNaive},
+		TargetReport: TargetReport{Target: TargetPayd, Faults: map[Kind]int{KillRandom: 2}, HeldPayments: 1, MismatchesExplained: 1,
+			Held: []HeldItem{{Subject: "payment", ID: "pay_7", ProviderKey: "pk_7", Amount: 1000, ProviderAmount: 999, Hold: "amount_mismatch", Mismatch: "mm_7"}}},
+		Provider: ProviderStats{LateExecutions: 12, InFlightConflicts: 34, OtherAmounts: 1}}
 	var buf bytes.Buffer
 	if err := rep.WriteJSON(&buf); err != nil {
 		t.Fatal(err)
@@ -342,9 +345,16 @@ func TestReportKeys(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"seed", "requests", "payments", "provider_charges", "double_charges", "lost_charges", "stuck_payments", "faults", "latency_ms", "naive", "passed"} {
+	for _, k := range []string{"seed", "requests", "payments", "provider_charges", "double_charges", "lost_charges", "stuck_payments", "faults", "latency_ms", "naive", "passed",
+		"held_payments", "held_refunds", "mismatches_explained", "held"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("the JSON report has no %q", k)
+		}
+	}
+	prov, _ := m["provider"].(map[string]any)
+	for _, k := range []string{"late_executions", "in_flight_conflicts", "other_amounts"} {
+		if _, ok := prov[k]; !ok {
+			t.Errorf("the JSON report's provider has no %q: %v", k, prov)
 		}
 	}
 	lat, _ := m["latency_ms"].(map[string]any)
@@ -357,7 +367,8 @@ func TestReportKeys(t *testing.T) {
 	if err := rep.WriteText(&buf); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"seed 9", "double charges", "naive (unsafe baseline)", "kill-random"} {
+	for _, s := range []string{"seed 9", "double charges", "naive (unsafe baseline)", "kill-random", "held payments (explained)", "open mismatches (explained)",
+		"executed 12 requests late", "34 409s for keys in flight", "1 charges or refunds for another amount", "payment pay_7: 1000 asked, the provider 999; mismatch mm_7"} {
 		if !strings.Contains(buf.String(), s) {
 			t.Errorf("the text report lacks %q:\n%s", s, buf.String())
 		}
@@ -454,4 +465,150 @@ func TestEveryFailpointFiresFirst(t *testing.T) {
 
 	s.draining = true
 	next("", "")
+}
+
+// TestScheduleDrawsTheHostileProvider: the late, in-flight and
+// other-amount windows are drawn, with their documented parameters.
+func TestScheduleDrawsTheHostileProvider(t *testing.T) {
+	cfg := scheduleConfig()
+	cfg.Faults = []Kind{ProviderLate, ProviderInFlight, ProviderOtherAmount}
+	s := NewSchedule(42, cfg)
+	counts := s.Count()
+	for _, k := range cfg.Faults {
+		if counts[k] < 100 {
+			t.Errorf("%d %s in 10 minutes of three kinds, want about 200", counts[k], k)
+		}
+	}
+	for _, e := range s.Events {
+		var forMin, forMax time.Duration
+		var rateMin, rateMax float64
+		switch e.Kind {
+		case ProviderLate:
+			forMin, forMax, rateMin, rateMax = time.Second, 4*time.Second, 0.2, 0.5
+		case ProviderInFlight:
+			forMin, forMax, rateMin, rateMax = time.Second, 4*time.Second, 1, 1
+		case ProviderOtherAmount:
+			forMin, forMax, rateMin, rateMax = time.Second, 3*time.Second, 0.05, 0.15
+		}
+		if e.For < forMin || e.For > forMax || e.Rate < rateMin || e.Rate > rateMax {
+			t.Fatalf("%s for %s at rate %g; want %s–%s at %g–%g", e.Kind, e.For, e.Rate, forMin, forMax, rateMin, rateMax)
+		}
+	}
+}
+
+// TestScheduleOfOtherKindsUnchanged: adding kinds moved none of the
+// others' draws: a schedule of the kinds that came before them is the one
+// they gave (its digest recorded before the late, in-flight and
+// other-amount kinds were added).
+func TestScheduleOfOtherKindsUnchanged(t *testing.T) {
+	cfg := scheduleConfig()
+	cfg.Faults = []Kind{KillRandom, Pause, Provider5xx, Provider429, ProviderDrop, ProviderHang, ProviderReset, ProviderLatency,
+		DBReset, DBLatency, WebhookDuplicate, WebhookReorder}
+	if got, want := NewSchedule(42, cfg).Digest(), "1de61d205328b62c"; got != want {
+		t.Fatalf("schedule of seed 42 without the new kinds: digest %s, want %s", got, want)
+	}
+}
+
+// TestInjectorComposesTheHostileProvider: open late, in-flight and
+// other-amount windows reach the simulators as POST /_faults fields, the
+// strongest of each kind, with the run's late range; once they close, the
+// fields are gone, so a simulator that predates them takes the rest.
+func TestInjectorComposesTheHostileProvider(t *testing.T) {
+	var bodies []map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			t.Errorf("POST /_faults body: %v", err)
+		}
+		bodies = append(bodies, m)
+	}))
+	defer srv.Close()
+	c, err := (&Config{Command: []string{"payd"}, ProviderMaxDelay: 12 * time.Second}).resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched := Schedule{Events: []Event{
+		{Kind: ProviderLate, For: 2 * time.Second, Rate: 0.3},
+		{Kind: ProviderLate, For: time.Second, Rate: 0.45},
+		{Kind: ProviderInFlight, For: time.Second, Rate: 1},
+		{Kind: ProviderOtherAmount, For: time.Second, Rate: 0.1},
+	}}
+	in := newInjector(&http.Client{}, sched, baseFaults(&c), []string{srv.URL}, nil, nil, nil, nil)
+	for i := range sched.Events {
+		in.apply(t.Context(), step{event: i})
+	}
+	want := map[string]any{"late_rate": 0.45, "late_min": "500ms", "late_max": "6s", "in_flight_rate": 1.0, "other_amount_rate": 0.1, "hang_for": "3s"}
+	last := bodies[len(bodies)-1]
+	for k, v := range want {
+		if last[k] != v {
+			t.Errorf("with every window open, %s = %v; want %v (body %v)", k, last[k], v, last)
+		}
+	}
+	for i := range sched.Events {
+		in.apply(t.Context(), step{event: i, end: true})
+	}
+	last = bodies[len(bodies)-1]
+	for _, k := range []string{"late_rate", "late_min", "late_max", "in_flight_rate", "other_amount_rate"} {
+		if _, ok := last[k]; ok {
+			t.Errorf("with every window closed, the body still sets %s: %v", k, last)
+		}
+	}
+	if _, _, _, errs := in.counts(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+
+	// The simulator of this tree takes the faults outside those windows.
+	sim := simulator.New(nil)
+	defer sim.Close()
+	simSrv := httptest.NewServer(sim.Handler())
+	defer simSrv.Close()
+	if err := setSimFaults(t.Context(), &http.Client{}, simSrv.URL, baseFaults(&c)); err != nil {
+		t.Errorf("the run's faults outside every window: %v", err)
+	}
+}
+
+// TestProviderMaxDelay: late executions stay under half payd's bound and
+// under 8s, and a bound the drain cannot outlast is refused.
+func TestProviderMaxDelay(t *testing.T) {
+	for _, tc := range []struct {
+		bound, drain time.Duration
+		lateMax      time.Duration
+		ok           bool
+	}{
+		{0, 0, 7500 * time.Millisecond, true}, // the defaults: 15s and 3m
+		{30 * time.Second, 0, 8 * time.Second, true},
+		{4 * time.Second, 0, 2 * time.Second, true},
+		{time.Second, 0, 0, false},
+		{time.Minute, time.Minute, 0, false},
+	} {
+		c, err := (&Config{Command: []string{"payd"}, ProviderMaxDelay: tc.bound, DrainTimeout: tc.drain}).resolve()
+		if (err == nil) != tc.ok {
+			t.Errorf("provider max delay %s, drain %s: error %v; want ok %t", tc.bound, tc.drain, err, tc.ok)
+			continue
+		}
+		if f := baseFaults(&c); tc.ok && (f.LateMin != 500*time.Millisecond || f.LateMax != tc.lateMax) {
+			t.Errorf("provider max delay %s: late %s–%s; want 500ms–%s", c.ProviderMaxDelay, f.LateMin, f.LateMax, tc.lateMax)
+		}
+	}
+}
+
+// TestLateNeedsABound: provider-late is left out, with the reason, when
+// payd serve takes no --provider-max-delay; the naive processor alone gets
+// it whatever payd has.
+func TestLateNeedsABound(t *testing.T) {
+	all := setting{postgres: true, webhooks: true, payd: true}
+	kinds, skipped := applicable(Kinds(), all)
+	if slices.Contains(kinds, ProviderLate) || !slices.Contains(kinds, ProviderOtherAmount) || !slices.Contains(kinds, ProviderInFlight) {
+		t.Errorf("without --provider-max-delay: %v; want every kind but provider-late", kinds)
+	}
+	if len(skipped) != 1 || !strings.Contains(skipped[0], "provider-late") || !strings.Contains(skipped[0], "--provider-max-delay") {
+		t.Errorf("without --provider-max-delay, skipped %q; want provider-late, saying why", skipped)
+	}
+	all.maxDelay = true
+	if kinds, skipped := applicable(Kinds(), all); !slices.Equal(kinds, Kinds()) || len(skipped) != 0 {
+		t.Errorf("with --provider-max-delay: %v, skipped %q; want every kind", kinds, skipped)
+	}
+	if kinds, _ := applicable(Kinds(), setting{}); !slices.Contains(kinds, ProviderLate) {
+		t.Errorf("the naive processor alone: %v; want provider-late among them", kinds)
+	}
 }

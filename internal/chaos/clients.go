@@ -148,6 +148,19 @@ func (r *record) note(s string) {
 	r.unexpected = append(r.unexpected, s)
 }
 
+// waitingOn is the id of the payment or refund the client waits to see
+// final, or "" when it waits for an answer to a POST. The caller holds
+// r.mu.
+func (r *record) waitingOn() string {
+	switch {
+	case r.phase == "settle" && len(r.seen) > 0:
+		return r.seen[0].ID
+	case r.phase == "refund" && r.refund != nil:
+		return r.refund.ID
+	}
+	return ""
+}
+
 func isFinal(state string) bool { return state == "succeeded" || state == "failed" }
 
 // target is a system under test as the clients see it.
@@ -173,6 +186,20 @@ func newTarget(name string, naive bool, seed uint64, apiKey string, concurrency 
 		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxIdleConns: 4 * concurrency}},
 		sem:  make(chan struct{}, concurrency),
 	}
+}
+
+// waitingOn counts the clients not done that wait on a payment or
+// refund in ids.
+func (t *target) waitingOn(ids map[string]bool) int {
+	n := 0
+	for _, r := range t.snapshot() {
+		r.mu.Lock()
+		if r.phase != "done" && ids[r.waitingOn()] {
+			n++
+		}
+		r.mu.Unlock()
+	}
+	return n
 }
 
 func (t *target) snapshot() []*record {

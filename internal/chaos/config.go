@@ -15,21 +15,24 @@ type Kind string
 // The faults. The failpoint kills are payd's own (each process draws them
 // per hit with Config.FailpointRate); the others are on the schedule.
 const (
-	KillAfterClaim    Kind = "kill-after-claim"    // SIGKILL after a claim is committed, before the provider call
-	KillAfterSend     Kind = "kill-after-send"     // SIGKILL after the provider request is written
-	KillAfterResponse Kind = "kill-after-response" // SIGKILL after the provider answered, before the outcome is recorded
-	KillRandom        Kind = "kill-random"         // SIGKILL at a random time
-	Pause             Kind = "pause"               // SIGSTOP past the lease, then SIGCONT
-	Provider5xx       Kind = "provider-5xx"        // a burst of 500s from the provider, nothing done
-	Provider429       Kind = "provider-429"        // a burst of 429s from the provider, nothing done
-	ProviderDrop      Kind = "provider-drop"       // the provider charges, then drops the response
-	ProviderHang      Kind = "provider-hang"       // the provider charges, then answers after payd gave up
-	ProviderReset     Kind = "provider-reset"      // the link to the provider resets every connection
-	ProviderLatency   Kind = "provider-latency"    // the link to the provider is slow
-	DBReset           Kind = "db-reset"            // the link to PostgreSQL resets every connection
-	DBLatency         Kind = "db-latency"          // the link to PostgreSQL is slow
-	WebhookDuplicate  Kind = "webhook-duplicate"   // the provider delivers webhooks twice
-	WebhookReorder    Kind = "webhook-reorder"     // the provider delivers webhooks out of order
+	KillAfterClaim      Kind = "kill-after-claim"      // SIGKILL after a claim is committed, before the provider call
+	KillAfterSend       Kind = "kill-after-send"       // SIGKILL after the provider request is written
+	KillAfterResponse   Kind = "kill-after-response"   // SIGKILL after the provider answered, before the outcome is recorded
+	KillRandom          Kind = "kill-random"           // SIGKILL at a random time
+	Pause               Kind = "pause"                 // SIGSTOP past the lease, then SIGCONT
+	Provider5xx         Kind = "provider-5xx"          // a burst of 500s from the provider, nothing done
+	Provider429         Kind = "provider-429"          // a burst of 429s from the provider, nothing done
+	ProviderDrop        Kind = "provider-drop"         // the provider charges, then drops the response
+	ProviderHang        Kind = "provider-hang"         // the provider charges, then answers after payd gave up
+	ProviderReset       Kind = "provider-reset"        // the link to the provider resets every connection
+	ProviderLatency     Kind = "provider-latency"      // the link to the provider is slow
+	ProviderLate        Kind = "provider-late"         // the provider drops the response, says "not found", then executes the request late
+	ProviderInFlight    Kind = "provider-in-flight"    // the provider answers 409 to a request whose key is still in flight
+	ProviderOtherAmount Kind = "provider-other-amount" // the provider charges or refunds another amount than asked
+	DBReset             Kind = "db-reset"              // the link to PostgreSQL resets every connection
+	DBLatency           Kind = "db-latency"            // the link to PostgreSQL is slow
+	WebhookDuplicate    Kind = "webhook-duplicate"     // the provider delivers webhooks twice
+	WebhookReorder      Kind = "webhook-reorder"       // the provider delivers webhooks out of order
 )
 
 // kindInfo describes a kind for help texts and for deciding where it
@@ -41,6 +44,7 @@ type kindInfo struct {
 	postgres  bool   // needs the network hop to PostgreSQL
 	webhooks  bool   // needs payd to take webhooks
 	process   bool   // a signal to a payd process
+	late      bool   // needs payd to bound how late the provider may act (--provider-max-delay)
 }
 
 var kindInfos = []kindInfo{
@@ -55,6 +59,9 @@ var kindInfos = []kindInfo{
 	{kind: ProviderHang, summary: "the provider charges, then answers only after payd's timeout"},
 	{kind: ProviderReset, summary: "every connection to the provider is reset (proxy)"},
 	{kind: ProviderLatency, summary: "the link to the provider is slower than payd's timeout (proxy)"},
+	{kind: ProviderLate, late: true, summary: "the provider loses the response, says \"not found\", then charges or refunds seconds later"},
+	{kind: ProviderInFlight, summary: "the provider answers 409 to a request whose key an earlier one is still processing"},
+	{kind: ProviderOtherAmount, summary: "the provider charges or refunds one minor unit off the amount asked"},
 	{kind: DBReset, postgres: true, summary: "every connection to PostgreSQL is reset (proxy)"},
 	{kind: DBLatency, postgres: true, summary: "the link to PostgreSQL gets a latency spike (proxy)"},
 	{kind: WebhookDuplicate, webhooks: true, summary: "the provider delivers each webhook twice"},
@@ -152,6 +159,24 @@ const (
 	DefaultClientTimeoutMax = 600 * time.Millisecond
 )
 
+// DefaultProviderMaxDelay is the default of Config.ProviderMaxDelay.
+const DefaultProviderMaxDelay = 15 * time.Second
+
+// The range of a provider-late execution's delay, one per run: from
+// lateMin to lateDelayMax(Config.ProviderMaxDelay).
+const (
+	lateMin     = 500 * time.Millisecond
+	lateCeiling = 8 * time.Second
+)
+
+// lateDelayMax is the longest a late execution waits: half payd's bound on
+// the provider's delay, so that the bound holds however the provider's
+// own latency adds up, and at most lateCeiling, so that the drain stays
+// short.
+func lateDelayMax(providerMaxDelay time.Duration) time.Duration {
+	return min(lateCeiling, providerMaxDelay/2)
+}
+
 // Modes of an optional part of payd (refunds, webhooks).
 const (
 	ModeAuto = "auto" // use it if this payd has it
@@ -217,6 +242,13 @@ type Config struct {
 	Lease, ProviderTimeout, RetryBase time.Duration
 	// Workers is payd serve's --workers. Default 4.
 	Workers int
+	// ProviderMaxDelay is passed to payd serve as --provider-max-delay:
+	// the longest the provider may take to act on a request it received.
+	// The provider-late kind executes requests from 500ms to
+	// min(8s, ProviderMaxDelay/2) after they arrive, so payd's bound holds
+	// with room to spare, and the drain outlasts it. Default 15s; it must
+	// be over 1s and shorter than DrainTimeout.
+	ProviderMaxDelay time.Duration
 
 	// Refunds and Webhooks are ModeAuto, ModeOn or ModeOff. Auto uses
 	// refunds when POST /v1/charges/{id}/refunds exists, and webhooks when
@@ -258,6 +290,7 @@ func (c *Config) resolve() (Config, error) {
 	def(&r.ProviderTimeout, time.Second)
 	def(&r.RetryBase, 100*time.Millisecond)
 	def(&r.DrainTimeout, 3*time.Minute)
+	def(&r.ProviderMaxDelay, DefaultProviderMaxDelay)
 	if r.Target == "" {
 		r.Target = TargetBoth
 	}
@@ -314,6 +347,9 @@ func (c *Config) resolve() (Config, error) {
 	}
 	if r.ClientTimeoutMin <= 0 || r.ClientTimeoutMax < r.ClientTimeoutMin {
 		errs = append(errs, fmt.Errorf("client timeouts must be positive, the maximum (%s) at least the minimum (%s)", r.ClientTimeoutMax, r.ClientTimeoutMin))
+	}
+	if r.ProviderMaxDelay <= 2*lateMin || r.ProviderMaxDelay >= r.DrainTimeout {
+		errs = append(errs, fmt.Errorf("the provider's max delay (%s) must be over %s, so that late executions fit under half of it, and shorter than the drain (%s), which waits them out", r.ProviderMaxDelay, 2*lateMin, r.DrainTimeout))
 	}
 	if r.Lease <= r.ProviderTimeout {
 		errs = append(errs, fmt.Errorf("lease (%s) must outlast the provider timeout (%s)", r.Lease, r.ProviderTimeout))

@@ -25,25 +25,37 @@
 // outcome is recorded) and at random times, and SIGSTOP past the lease
 // followed by SIGCONT; a killed replica is restarted after a short seeded
 // delay. Provider faults come from the simulator (500 and 429 bursts,
-// charges whose response is dropped, hangs, duplicated and reordered
-// webhooks) and from the proxy (resets and latency on the link). Database
+// charges whose response is dropped, hangs, requests executed late after
+// lookups said "not found", 409s for keys in flight, charges and refunds
+// for another amount than asked, duplicated and reordered webhooks) and
+// from the proxy (resets and latency on the link). Database
 // faults (resets and latency spikes) need PostgreSQL: SQLite has no network
 // hop to break.
 //
 // # Oracles
 //
 // After the drain (faults stopped and healed, every replica restarted
-// without failpoints, every payment given time to settle) Run checks, from
-// the simulator's list of charges, payd's database and the record of what
-// each client was told:
+// without failpoints, every payment and refund not held given time to
+// settle) Run checks, from the simulator's charges, refunds and counts,
+// payd's database and the record of what each client was told:
 //
 //   - at most one provider charge per payment key (no double charge);
 //   - every provider charge belongs to exactly one succeeded payment (no
-//     lost charge), and every succeeded payment to a provider charge;
+//     lost charge), and every succeeded payment to a provider charge for
+//     its amount;
 //   - every 2xx a client got matches the payment's final state;
-//   - no payment is left non-terminal;
-//   - payd verify passes (the ledger sums to zero, one ledger transaction
-//     per charge), when this payd has it; the report says when it does not.
+//   - no payment or refund is left non-terminal;
+//   - provider refunds and payd's refunds map one to one, each posted once;
+//   - per merchant and currency, the ledger's balance equals what the
+//     provider charged less what it refunded;
+//   - every payment and refund payd holds, and every mismatch it has open,
+//     is explained by a fault the run injected (a charge or refund the
+//     provider made for another amount); the other checks excuse those;
+//   - the ledger sums to zero, one ledger transaction per charge, and payd
+//     verify passes.
+//
+// A check whose subject this payd lacks (refunds, the ledger, holds, payd
+// verify) is reported as skipped, never as passed.
 //
 // # The contrast
 //

@@ -24,10 +24,23 @@ type simFaults struct {
 	HangFor                time.Duration
 	WebhookDuplicateRate   float64
 	WebhookReorder         time.Duration
+
+	// LateRate of new charges and refunds are accepted, their response
+	// lost, looked up as "not found" and executed LateMin to LateMax
+	// later. LateMin and LateMax are the run's, set outside the windows
+	// too; they are sent only with a LateRate.
+	LateRate         float64
+	LateMin, LateMax time.Duration
+	InFlightRate     float64 // of requests whose key is still in flight get 409
+	OtherAmountRate  float64 // of new charges and refunds are made for another amount
 }
 
+// MarshalJSON writes f as POST /_faults takes it. The late, in-flight
+// and other-amount faults are written only when set: a simulator that
+// predates them refuses a field it does not know, and so still takes
+// every other fault outside their windows.
 func (f simFaults) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]any{
+	m := map[string]any{
 		"latency_min":            f.LatencyMin.String(),
 		"latency_max":            f.LatencyMax.String(),
 		"error_rate":             f.ErrorRate,
@@ -37,7 +50,17 @@ func (f simFaults) MarshalJSON() ([]byte, error) {
 		"hang_for":               f.HangFor.String(),
 		"webhook_duplicate_rate": f.WebhookDuplicateRate,
 		"webhook_reorder":        f.WebhookReorder.String(),
-	})
+	}
+	if f.LateRate > 0 {
+		m["late_rate"], m["late_min"], m["late_max"] = f.LateRate, f.LateMin.String(), f.LateMax.String()
+	}
+	if f.InFlightRate > 0 {
+		m["in_flight_rate"] = f.InFlightRate
+	}
+	if f.OtherAmountRate > 0 {
+		m["other_amount_rate"] = f.OtherAmountRate
+	}
+	return json.Marshal(m)
 }
 
 // setSimFaults replaces the faults of the simulator at url.
@@ -60,7 +83,7 @@ func setSimFaults(ctx context.Context, c *http.Client, url string, f simFaults) 
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("set the simulator's faults: %d %s", resp.StatusCode, b)
+		return fmt.Errorf("set the simulator's faults: %d %s", resp.StatusCode, bytes.TrimSpace(b))
 	}
 	return nil
 }
@@ -240,6 +263,12 @@ func (in *injector) composed() simFaults {
 			f.DropRate = max(f.DropRate, e.Rate)
 		case ProviderHang:
 			f.HangRate = max(f.HangRate, e.Rate)
+		case ProviderLate:
+			f.LateRate = max(f.LateRate, e.Rate)
+		case ProviderInFlight:
+			f.InFlightRate = max(f.InFlightRate, e.Rate)
+		case ProviderOtherAmount:
+			f.OtherAmountRate = max(f.OtherAmountRate, e.Rate)
 		case WebhookDuplicate:
 			f.WebhookDuplicateRate = max(f.WebhookDuplicateRate, e.Rate)
 		case WebhookReorder:

@@ -42,20 +42,41 @@ type Report struct {
 
 // TargetReport is the result for one system under test.
 type TargetReport struct {
-	Target          string       `json:"target"`
-	Requests        int64        `json:"requests"` // HTTP requests clients sent
-	Payments        int          `json:"payments"`
-	ProviderCharges int          `json:"provider_charges"` // every charge the provider made, declines included
-	MoneyCharges    int          `json:"provider_charges_succeeded"`
-	DoubleCharges   int          `json:"double_charges"` // provider charges beyond the first for one payment key
-	LostCharges     int          `json:"lost_charges"`   // succeeded provider charges no succeeded payment records
-	StuckPayments   int          `json:"stuck_payments"` // payments not final after the drain
-	Mismatched2xx   int          `json:"mismatched_2xx"` // 2xx answers that disagree with the final state
-	Faults          map[Kind]int `json:"faults"`         // injected, per kind
-	FailpointKills  int          `json:"failpoint_kills"`
-	LatencyMS       Latency      `json:"latency_ms"`
-	Clients         ClientStats  `json:"clients"`
-	Checks          []Check      `json:"checks"`
+	Target          string `json:"target"`
+	Requests        int64  `json:"requests"` // HTTP requests clients sent
+	Payments        int    `json:"payments"`
+	ProviderCharges int    `json:"provider_charges"` // every charge the provider made, declines included
+	MoneyCharges    int    `json:"provider_charges_succeeded"`
+	DoubleCharges   int    `json:"double_charges"` // provider charges beyond the first for one payment key
+	LostCharges     int    `json:"lost_charges"`   // succeeded provider charges no succeeded payment records
+	StuckPayments   int    `json:"stuck_payments"` // payments not final after the drain
+	Mismatched2xx   int    `json:"mismatched_2xx"` // 2xx answers that disagree with the final state
+	// HeldPayments and HeldRefunds are those payd holds after the drain
+	// with their hold explained by an injected fault (listed in Held);
+	// they are neither stuck nor lost. MismatchesExplained counts the open
+	// mismatches that explain them.
+	HeldPayments        int          `json:"held_payments"`
+	HeldRefunds         int          `json:"held_refunds"`
+	MismatchesExplained int          `json:"mismatches_explained"`
+	Held                []HeldItem   `json:"held,omitempty"`
+	Faults              map[Kind]int `json:"faults"` // injected, per kind
+	FailpointKills      int          `json:"failpoint_kills"`
+	LatencyMS           Latency      `json:"latency_ms"`
+	Clients             ClientStats  `json:"clients"`
+	Checks              []Check      `json:"checks"`
+}
+
+// HeldItem is a payment or refund payd holds after the drain, explained:
+// the provider made it for another amount (provider-other-amount), and
+// payd opened a mismatch and stopped, for an operator to correct it.
+type HeldItem struct {
+	Subject        string `json:"subject"` // "payment" or "refund"
+	ID             string `json:"id"`
+	ProviderKey    string `json:"provider_key"`
+	Amount         int64  `json:"amount"`          // payd's
+	ProviderAmount int64  `json:"provider_amount"` // the provider's, under the same key
+	Hold           string `json:"hold"`            // payd's reason
+	Mismatch       string `json:"mismatch"`        // the open mismatch's id
 }
 
 // Latency are percentiles in milliseconds from a charge's first request:
@@ -123,6 +144,9 @@ type ProviderStats struct {
 	RateLimited       int64 `json:"rate_limited"`
 	Drops             int64 `json:"drops"`
 	Hangs             int64 `json:"hangs"`
+	LateExecutions    int64 `json:"late_executions"`     // requests executed late, after their response was lost
+	InFlightConflicts int64 `json:"in_flight_conflicts"` // answered 409 while their key was in flight
+	OtherAmounts      int64 `json:"other_amounts"`       // charges and refunds made for another amount than asked
 	WebhookAttempts   int64 `json:"webhook_attempts"`
 	WebhooksDelivered int64 `json:"webhooks_delivered"`
 	WebhooksAbandoned int64 `json:"webhooks_abandoned"`
@@ -193,6 +217,19 @@ func (r *Report) WriteText(w io.Writer) error {
 	row("lost charges", func(c *TargetReport) string { return itoa(c.LostCharges) })
 	row("stuck payments", func(c *TargetReport) string { return itoa(c.StuckPayments) })
 	row("2xx not matching the final state", func(c *TargetReport) string { return itoa(c.Mismatched2xx) })
+	if r.Target != TargetNaive {
+		held := func(f func(*TargetReport) int) func(*TargetReport) string {
+			return func(c *TargetReport) string {
+				if c.Target == TargetNaive {
+					return "-" // it holds nothing
+				}
+				return itoa(f(c))
+			}
+		}
+		row("held payments (explained)", held(func(c *TargetReport) int { return c.HeldPayments }))
+		row("held refunds (explained)", held(func(c *TargetReport) int { return c.HeldRefunds }))
+		row("open mismatches (explained)", held(func(c *TargetReport) int { return c.MismatchesExplained }))
+	}
 	row("failpoint kills", func(c *TargetReport) string { return itoa(c.FailpointKills) })
 	row("accept ms p50 / p90 / p99", func(c *TargetReport) string { return pct(c.LatencyMS.Accept) })
 	row("settle ms p50 / p90 / p99", func(c *TargetReport) string { return pct(c.LatencyMS.Settle) })
@@ -215,11 +252,24 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	tw.Flush()
 	if r.Target != TargetNaive {
+		p := r.Provider
 		fmt.Fprintf(&b, "  The provider answered %s 500s and %s 429s, dropped %s responses after charging, held %s; webhooks: %s delivered, %s abandoned.\n",
-			itoa(int(r.Provider.Errors)), itoa(int(r.Provider.RateLimited)), itoa(int(r.Provider.Drops)), itoa(int(r.Provider.Hangs)),
-			itoa(int(r.Provider.WebhooksDelivered)), itoa(int(r.Provider.WebhooksAbandoned)))
+			itoa(int(p.Errors)), itoa(int(p.RateLimited)), itoa(int(p.Drops)), itoa(int(p.Hangs)),
+			itoa(int(p.WebhooksDelivered)), itoa(int(p.WebhooksAbandoned)))
+		fmt.Fprintf(&b, "  It executed %s requests late (their responses lost), answered %s 409s for keys in flight, and made %s charges or refunds for another amount.\n",
+			itoa(int(p.LateExecutions)), itoa(int(p.InFlightConflicts)), itoa(int(p.OtherAmounts)))
 		fmt.Fprintf(&b, "  payd processes: %s restarts, %s died before they were ready, %s process faults missed their replica (down at the time).\n",
 			itoa(r.Processes.Restarts), itoa(r.Processes.StartFailures), itoa(r.Processes.MissedFaults))
+		if len(r.Held) > 0 {
+			fmt.Fprintf(&b, "  Held by payd for an operator, each explained by a provider-other-amount fault (%s):\n", itoa(len(r.Held)))
+			for i, h := range r.Held {
+				if i == maxExamples {
+					fmt.Fprintf(&b, "    … and %d more (the JSON report lists them all)\n", len(r.Held)-maxExamples)
+					break
+				}
+				fmt.Fprintf(&b, "    %s %s: %d asked, the provider %d; mismatch %s\n", h.Subject, h.ID, h.Amount, h.ProviderAmount, h.Mismatch)
+			}
+		}
 	}
 
 	for _, c := range cols {

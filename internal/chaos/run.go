@@ -31,9 +31,13 @@ const (
 
 // The simulators' faults outside every window: latency that client
 // timeouts (150–600ms by default) often lose to when they wait for the
-// outcome, and hangs that outlast payd's provider timeout.
+// outcome, hangs that outlast payd's provider timeout, and the run's range
+// of late executions, well under payd's bound on the provider's delay.
 func baseFaults(c *Config) simFaults {
-	return simFaults{LatencyMin: 20 * time.Millisecond, LatencyMax: 250 * time.Millisecond, HangFor: 3 * c.ProviderTimeout}
+	return simFaults{
+		LatencyMin: 20 * time.Millisecond, LatencyMax: 250 * time.Millisecond, HangFor: 3 * c.ProviderTimeout,
+		LateMin: lateMin, LateMax: lateDelayMax(c.ProviderMaxDelay),
+	}
 }
 
 // Run runs chaos with cfg: it starts the processes, plays the schedule
@@ -118,13 +122,18 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 	}
 	l := newLauncher(c.Command, c.Env)
 
-	// What this payd has: webhooks, and payd verify.
-	webhooks := false
-	if c.Webhooks != ModeOff {
-		help, err := l.output(ctx, 30*time.Second, "serve", "--help")
-		if err != nil {
+	// What this payd has: webhooks, a bound on the provider's delay, and
+	// payd verify.
+	var help string
+	if paydOn || c.Webhooks != ModeOff {
+		var err error
+		if help, err = l.output(ctx, 30*time.Second, "serve", "--help"); err != nil {
 			return nil, fmt.Errorf("chaos: payd serve --help failed (%v): %s", err, help)
 		}
+	}
+	maxDelay := strings.Contains(help, "--provider-max-delay")
+	webhooks := false
+	if c.Webhooks != ModeOff {
 		webhooks = strings.Contains(help, "--webhook-secret")
 		if !webhooks && c.Webhooks == ModeOn {
 			return nil, errors.New("chaos: --webhooks on, but payd serve --help lists no --webhook-secret: this payd takes no webhooks")
@@ -150,33 +159,8 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 	}
 
 	// The faults that apply here.
-	// Not nil even when none applies: a nil Faults means every kind.
-	kinds := []Kind{}
-	var noDB, noHooks, off []Kind
-	for _, k := range Kinds() {
-		switch {
-		case !c.enabled(k):
-			off = append(off, k)
-		case info(k).postgres && !postgres:
-			noDB = append(noDB, k)
-		case info(k).webhooks && !webhooks:
-			noHooks = append(noHooks, k)
-		default:
-			kinds = append(kinds, k)
-		}
-	}
-	for _, s := range []struct {
-		kinds []Kind
-		why   string
-	}{
-		{noDB, "SQLite has no network hop between payd and its database to break"},
-		{noHooks, "payd takes no webhooks"},
-		{off, "not enabled (--faults)"},
-	} {
-		if len(s.kinds) > 0 {
-			rep.Skipped = append(rep.Skipped, fmt.Sprintf("%s: %s", joinKinds(s.kinds), s.why))
-		}
-	}
+	kinds, skipped := applicable(c.Faults, setting{postgres: postgres, webhooks: webhooks, payd: paydOn, maxDelay: maxDelay})
+	rep.Skipped = append(rep.Skipped, skipped...)
 	c.Faults = kinds
 	rep.FaultKinds = kinds
 	sched := NewSchedule(c.Seed, c)
@@ -318,6 +302,9 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 		if webhooks {
 			args = append(args, "--webhook-secret", secret)
 		}
+		if maxDelay {
+			args = append(args, "--provider-max-delay", c.ProviderMaxDelay.String())
+		}
 		var fps []string
 		for _, k := range kinds {
 			if p := info(k).failpoint; p != "" {
@@ -422,6 +409,15 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 		for _, t := range r.targets {
 			inFlight += t.inFlight.Load()
 		}
+		held := map[string]bool{}
+		if r.db != nil {
+			// A held payment or refund waits for an operator, and so does
+			// its client: the drain waits for neither. An error only
+			// makes the drain wait longer.
+			if held, _ = r.db.held(ctx); len(held) > 0 {
+				inFlight -= int64(paydT.waitingOn(held))
+			}
+		}
 		if notFinal == 0 && settledAt.IsZero() {
 			settledAt = time.Now()
 		}
@@ -431,6 +427,9 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 			break
 		}
 		line := fmt.Sprintf("drain %s | payments and refunds not final %s (of %s payments) | clients in flight %d", clock(time.Since(drainStart)), itoa(notFinal), itoa(all), inFlight)
+		if len(held) > 0 {
+			line += fmt.Sprintf(" | held %d (not waited for)", len(held))
+		}
 		if r.sup != nil {
 			line += fmt.Sprintf(" | replicas up %d/%d", r.sup.upCount(), c.Replicas)
 		}
@@ -449,16 +448,24 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 	// The oracles.
 	paydFaults, naiveFaults, missed, injErrs := r.injector.counts()
 	if paydOn {
+		// The simulator's counts first: they explain what the oracles
+		// find held.
+		st, err := simStats(ctx, paydSim)
+		if err != nil {
+			return nil, fmt.Errorf("chaos: read the simulator's counts: %w", err)
+		}
+		rep.Provider = st
 		ev, err := r.paydEvidence(ctx, paydSim, paydT)
 		if err != nil {
 			return nil, err
 		}
+		ev.otherAmounts = st.OtherAmounts
 		tr := &rep.TargetReport
 		tr.Target = TargetPayd
 		tr.Requests = paydT.requests.Load()
 		tr.Clients.Timeouts, tr.Clients.Retries = paydT.timeouts.Load(), paydT.retries.Load()
 		ev.judge(tr)
-		tr.Checks = append(tr.Checks, served(tr), unexpectedAnswers(ev.records), clientsDone(ev.records), injected(injErrs))
+		tr.Checks = append(tr.Checks, served(tr), unexpectedAnswers(ev.records), clientsDone(ev.records, ev.explain().ids()), injected(injErrs))
 		ps := r.sup.stats()
 		tr.Faults = map[Kind]int{}
 		for _, k := range kinds {
@@ -476,15 +483,8 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 			exits.Status, exits.Detail, exits.Examples = Fail, fmt.Sprintf("%d payd processes exited without being killed", len(ps.unexpected)), examples(ps.unexpected)
 		}
 		tr.Checks = append(tr.Checks, exits, startedAgain(ps.startFailures, slices.Contains(kinds, DBReset) || slices.Contains(kinds, DBLatency)))
-		sc, err := storeChecks(ctx, r.db, ev.charges)
-		if err != nil {
-			return nil, fmt.Errorf("chaos: %w", err)
-		}
-		tr.Checks = append(tr.Checks, sc...)
+		tr.Checks = append(tr.Checks, ev.storeChecks(tr)...)
 		tr.Checks = append(tr.Checks, r.verify(ctx, l, verify, databaseURL, paydSim))
-		if st, err := simStats(ctx, paydSim); err == nil {
-			rep.Provider = st
-		}
 		for _, ch := range tr.Checks {
 			if ch.Status == Fail {
 				rep.Violations = append(rep.Violations, ch.Name+": "+ch.Detail)
@@ -506,7 +506,7 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 		tr.Requests = naiveT.requests.Load()
 		tr.Clients.Timeouts, tr.Clients.Retries = naiveT.timeouts.Load(), naiveT.retries.Load()
 		ev.judge(tr)
-		tr.Checks = append(tr.Checks, clientsDone(ev.records))
+		tr.Checks = append(tr.Checks, clientsDone(ev.records, nil))
 		crashes, _ := r.naive.stats()
 		tr.Faults = map[Kind]int{}
 		for _, k := range kinds {
@@ -521,6 +521,53 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 	}
 	rep.Passed = len(rep.Violations) == 0
 	return rep, nil
+}
+
+// setting is what a run has for faults to break.
+type setting struct {
+	postgres bool // a network hop to the database
+	webhooks bool // payd takes webhooks
+	payd     bool // payd is a target
+	maxDelay bool // payd serve takes --provider-max-delay
+}
+
+// applicable returns the kinds of enabled that apply in setting s, never
+// nil (a nil Config.Faults means every kind), and a line for the report
+// per reason others do not.
+func applicable(enabled []Kind, s setting) (kinds []Kind, skipped []string) {
+	kinds = []Kind{}
+	var noDB, noHooks, noDelay, off []Kind
+	for _, k := range Kinds() {
+		switch {
+		case !slices.Contains(enabled, k):
+			off = append(off, k)
+		case info(k).postgres && !s.postgres:
+			noDB = append(noDB, k)
+		case info(k).webhooks && !s.webhooks:
+			noHooks = append(noHooks, k)
+		case info(k).late && s.payd && !s.maxDelay:
+			noDelay = append(noDelay, k)
+		default:
+			kinds = append(kinds, k)
+		}
+	}
+	for _, r := range []struct {
+		kinds []Kind
+		why   string
+	}{
+		{noDB, "SQLite has no network hop between payd and its database to break"},
+		{noHooks, "payd takes no webhooks"},
+		// A payd that cannot be told how late the provider may act has
+		// no rule for when a "not found" is final: a late execution would
+		// test a guarantee it does not claim.
+		{noDelay, "payd serve --help lists no --provider-max-delay: this payd cannot be told how late the provider may act on a request"},
+		{off, "not enabled (--faults)"},
+	} {
+		if len(r.kinds) > 0 {
+			skipped = append(skipped, fmt.Sprintf("%s: %s", joinKinds(r.kinds), r.why))
+		}
+	}
+	return kinds, skipped
 }
 
 // status is the progress line while faults run.
@@ -596,6 +643,9 @@ func (r *run) paydEvidence(ctx context.Context, simURL string, t *target) (*evid
 		return nil, err
 	}
 	if ev.payments, err = r.db.payments(ctx); err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	if ev.store, err = r.db.store(ctx); err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
 	return ev, nil

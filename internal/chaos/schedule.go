@@ -45,7 +45,7 @@ type Event struct {
 }
 
 func (e Event) String() string {
-	s := fmt.Sprintf("%8s %-17s", e.At.Round(time.Millisecond), e.Kind)
+	s := fmt.Sprintf("%8s %-21s", e.At.Round(time.Millisecond), e.Kind)
 	if info(e.Kind).process {
 		s += fmt.Sprintf(" replica %d", e.Replica)
 	}
@@ -114,6 +114,15 @@ func NewSchedule(seed uint64, cfg *Config) Schedule {
 		case ProviderHang:
 			e.For = span(u[2], time.Second, 3*time.Second)
 			e.Rate = 0.2 + u[3]*0.3
+		case ProviderLate:
+			e.For = span(u[2], time.Second, 4*time.Second)
+			e.Rate = 0.2 + u[3]*0.3
+		case ProviderInFlight:
+			e.For = span(u[2], time.Second, 4*time.Second)
+			e.Rate = 1 // every request that finds its key in flight
+		case ProviderOtherAmount:
+			e.For = span(u[2], time.Second, 3*time.Second)
+			e.Rate = 0.05 + u[3]*0.1 // rare: each one leaves a payment or refund held for an operator
 		case ProviderReset, DBReset:
 			e.For = span(u[2], 100*time.Millisecond, 800*time.Millisecond)
 		case ProviderLatency:
