@@ -1,6 +1,7 @@
 package payments
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -18,30 +19,10 @@ func TestBalanceSlotsMigration(t *testing.T) {
 		ctx := t.Context()
 		// The schema as it stood at 0002, with balances in it.
 		err := s.inTx(ctx, func(q querier) error {
-			if _, err := q.exec(ctx, `CREATE TABLE payd_migrations (name text PRIMARY KEY, applied_at bigint NOT NULL)`); err != nil {
+			if err := s.migrateBefore(ctx, q, "0003"); err != nil {
 				return err
 			}
-			names, err := s.migrationNames()
-			if err != nil {
-				return err
-			}
-			for _, name := range names {
-				base := name[strings.LastIndex(name, "/")+1:]
-				if base >= "0003" {
-					break
-				}
-				body, err := migrations.ReadFile(name)
-				if err != nil {
-					return err
-				}
-				if _, err := q.exec(ctx, string(body)); err != nil {
-					return err
-				}
-				if _, err := q.exec(ctx, s.dialect.sql(`INSERT INTO payd_migrations (name, applied_at) VALUES ($1, 0)`), base); err != nil {
-					return err
-				}
-			}
-			_, err = q.exec(ctx, `INSERT INTO ledger_balances (account, currency, balance) VALUES
+			_, err := q.exec(ctx, `INSERT INTO ledger_balances (account, currency, balance) VALUES
 					('merchant:acct_test', 'usd', -5000), ('refunds_payable:acct_test', 'usd', -700), ('merchant:acct_test', 'eur', -1200)`)
 			return err
 		})
@@ -99,6 +80,95 @@ func TestReadyNamesWhatIsMissing(t *testing.T) {
 		}
 		if err := s.Ready(t.Context()); err != nil {
 			t.Fatalf("Ready after Migrate = %v", err)
+		}
+	})
+}
+
+// migrateBefore applies, in q's transaction, the migrations before the
+// one named first (a name's prefix, such as "0004"), as a database of
+// that age would have them.
+func (s *Store) migrateBefore(ctx context.Context, q querier, first string) error {
+	if _, err := q.exec(ctx, `CREATE TABLE payd_migrations (name text PRIMARY KEY, applied_at bigint NOT NULL)`); err != nil {
+		return err
+	}
+	names, err := s.migrationNames()
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		base := name[strings.LastIndex(name, "/")+1:]
+		if base >= first {
+			break
+		}
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if _, err := q.exec(ctx, string(body)); err != nil {
+			return err
+		}
+		if _, err := q.exec(ctx, s.dialect.sql(`INSERT INTO payd_migrations (name, applied_at) VALUES ($1, 0)`), base); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestOutcomesMigration: a database at 0003 with postings and an open
+// mismatch keeps them through 0004, which on SQLite builds the ledger's
+// tables again: every row, the append-only triggers, postings after it,
+// and the mismatch, now keyed by its payment's provider key.
+func TestOutcomesMigration(t *testing.T) {
+	eachUnmigrated(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		err := s.inTx(ctx, func(q querier) error {
+			if err := s.migrateBefore(ctx, q, "0004"); err != nil {
+				return err
+			}
+			for _, stmt := range []string{
+				`INSERT INTO accounts (id, name, api_key_hash, created_at) VALUES ('acct_test', 'test', 'h', 0)`,
+				`INSERT INTO payments (id, account_id, amount, currency, reference, state, next_attempt_at, provider_key, created_at, updated_at)
+					VALUES ('ch_old', 'acct_test', 700, 'usd', 'r', 'succeeded', 0, 'payd_ch_old', 5, 5)`,
+				`INSERT INTO reconciliation_mismatches (id, kind, payment_id, provider_charge_id, detail, subject_at, found_at)
+					VALUES ('mm_old', 'amount_mismatch', 'ch_old', 'ch_000001', 'old', 5, 6)`,
+			} {
+				if _, err := q.exec(ctx, stmt); err != nil {
+					return err
+				}
+			}
+			return s.postCharge(ctx, q, "ch_old", "acct_test", "usd", 700)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := mustBalances(t, s); len(got) != 1 || got[0].Available != 700 {
+			t.Fatalf("balances after 0004: %+v, want the 700 posted before it", got)
+		}
+		var entries int
+		if err := s.pool.queryRow(ctx, `SELECT count(*) FROM ledger_entries`).Scan(&entries); err != nil || entries != 2 {
+			t.Fatalf("%d ledger entries (%v), want the 2 posted before 0004", entries, err)
+		}
+		if _, err := s.pool.exec(ctx, `UPDATE ledger_entries SET amount = amount + 1`); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Fatalf("updating an entry after 0004: %v, want refused as append-only", err)
+		}
+		if _, err := s.pool.exec(ctx, `DELETE FROM ledger_transactions`); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Fatalf("deleting a transaction after 0004: %v, want refused as append-only", err)
+		}
+		err = s.inTx(ctx, func(q querier) error {
+			return s.post(ctx, q, txnChargeReversal, "ch_old", "usd", merchantAccount("acct_test"), clearingAccount, 700)
+		})
+		if err != nil {
+			t.Fatalf("posting a correction kind after 0004: %v", err)
+		}
+		if got := mustBalances(t, s); got[0].Available != 0 {
+			t.Fatalf("balances after a reversal: %+v, want 0", got)
+		}
+		open, err := s.OpenMismatches(ctx)
+		if err != nil || len(open) != 1 || open[0].ID != "mm_old" || open[0].ProviderKey != "payd_ch_old" || open[0].AccountID != "acct_test" || open[0].ProviderID != "ch_000001" {
+			t.Fatalf("mismatches after 0004: %+v (%v), want mm_old keyed by payd_ch_old", open, err)
 		}
 	})
 }
