@@ -484,7 +484,7 @@ func TestScheduleDrawsTheHostileProvider(t *testing.T) {
 		var rateMin, rateMax float64
 		switch e.Kind {
 		case ProviderLate:
-			forMin, forMax, rateMin, rateMax = time.Second, 4*time.Second, 0.2, 0.5
+			forMin, forMax, rateMin, rateMax = 2*time.Second, 5*time.Second, 0.3, 0.6
 		case ProviderInFlight:
 			forMin, forMax, rateMin, rateMax = time.Second, 4*time.Second, 1, 1
 		case ProviderOtherAmount:

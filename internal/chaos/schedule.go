@@ -115,8 +115,8 @@ func NewSchedule(seed uint64, cfg *Config) Schedule {
 			e.For = span(u[2], time.Second, 3*time.Second)
 			e.Rate = 0.2 + u[3]*0.3
 		case ProviderLate:
-			e.For = span(u[2], time.Second, 4*time.Second)
-			e.Rate = 0.2 + u[3]*0.3
+			e.For = span(u[2], 2*time.Second, 5*time.Second)
+			e.Rate = 0.3 + u[3]*0.3
 		case ProviderInFlight:
 			e.For = span(u[2], time.Second, 4*time.Second)
 			e.Rate = 1 // every request that finds its key in flight

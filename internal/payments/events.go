@@ -90,6 +90,9 @@ func (s *Store) reckonCharge(ctx context.Context, prov provider.Provider, ch pro
 	}
 	if !p.Final() {
 		if m := chargeDiffers(p, ch); m != nil {
+			if p.Hold == m.Kind { // held already: the mismatch stands
+				return reckonHeld, m, s.record(ctx, m)
+			}
 			held, err := s.HoldByKey(ctx, m, actor, why)
 			if err != nil || held {
 				return reckonHeld, m, err
@@ -161,6 +164,9 @@ func (s *Store) reckonRefund(ctx context.Context, prov provider.Provider, pr pro
 	}
 	if !r.final() {
 		if m := refundDiffers(r, pr); m != nil {
+			if r.Hold == m.Kind {
+				return reckonHeld, m, s.record(ctx, m)
+			}
 			held, err := s.HoldRefundByKey(ctx, m, actor, why)
 			if err != nil || held {
 				return reckonHeld, m, err

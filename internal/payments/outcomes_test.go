@@ -329,8 +329,11 @@ func TestWebhookOfAnotherAmountHolds(t *testing.T) {
 			t.Fatalf("run %+v, open %+v: want the payment still held, its mismatch open", run, open)
 		}
 		audit, _ := s.Audit(t.Context(), p.ID)
-		if len(audit) == 0 || audit[0].Action != "hold" || audit[0].Actor != "webhook" {
-			t.Fatalf("audit log %+v, want the hold by the webhook", audit)
+		if len(audit) != 1 || audit[0].Action != "hold" || audit[0].Actor != "webhook" {
+			t.Fatalf("audit log %+v, want the one hold, by the webhook: a run that finds it held already holds nothing again", audit)
+		}
+		if again, _ := s.Get(t.Context(), "acct_test", p.ID); again.Fence != got.Fence {
+			t.Fatalf("fence %d → %d across a reconciliation run of a payment held already", got.Fence, again.Fence)
 		}
 	})
 }
