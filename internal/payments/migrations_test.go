@@ -1,7 +1,6 @@
 package payments
 
 import (
-	"context"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,7 +18,7 @@ func TestBalanceSlotsMigration(t *testing.T) {
 		ctx := t.Context()
 		// The schema as it stood at 0002, with balances in it.
 		err := s.inTx(ctx, func(q querier) error {
-			if err := s.migrateBefore(ctx, q, "0003"); err != nil {
+			if err := s.applyMigrations(ctx, q, "0003"); err != nil {
 				return err
 			}
 			_, err := q.exec(ctx, `INSERT INTO ledger_balances (account, currency, balance) VALUES
@@ -84,36 +83,6 @@ func TestReadyNamesWhatIsMissing(t *testing.T) {
 	})
 }
 
-// migrateBefore applies, in q's transaction, the migrations before the
-// one named first (a name's prefix, such as "0004"), as a database of
-// that age would have them.
-func (s *Store) migrateBefore(ctx context.Context, q querier, first string) error {
-	if _, err := q.exec(ctx, `CREATE TABLE payd_migrations (name text PRIMARY KEY, applied_at bigint NOT NULL)`); err != nil {
-		return err
-	}
-	names, err := s.migrationNames()
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		base := name[strings.LastIndex(name, "/")+1:]
-		if base >= first {
-			break
-		}
-		body, err := migrations.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		if _, err := q.exec(ctx, string(body)); err != nil {
-			return err
-		}
-		if _, err := q.exec(ctx, s.dialect.sql(`INSERT INTO payd_migrations (name, applied_at) VALUES ($1, 0)`), base); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // TestOutcomesMigration: a database at 0003 with postings and an open
 // mismatch keeps them through 0004, which on SQLite builds the ledger's
 // tables again: every row, the append-only triggers, postings after it,
@@ -122,7 +91,7 @@ func TestOutcomesMigration(t *testing.T) {
 	eachUnmigrated(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		err := s.inTx(ctx, func(q querier) error {
-			if err := s.migrateBefore(ctx, q, "0004"); err != nil {
+			if err := s.applyMigrations(ctx, q, "0004"); err != nil {
 				return err
 			}
 			for _, stmt := range []string{

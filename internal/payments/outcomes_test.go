@@ -1,13 +1,11 @@
 package payments
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 
 	"github.com/idemhq/idem/internal/provider"
 	"github.com/idemhq/idem/internal/simulator"
+	"github.com/idemhq/idem/internal/testenv"
 )
 
 // The tests here are the provider that acts after payd stopped waiting:
@@ -670,7 +669,7 @@ func TestReconciliationPages(t *testing.T) {
 // failing for longer than StaleAfter intervals set payd_reconciliation_stale
 // and log at error level, until a run succeeds again.
 func TestReconcilerSaysWhenItIsStale(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	reg := prometheus.NewRegistry()
 	r := NewReconciler(nil, nil, &ReconcilerConfig{Interval: time.Minute, StaleAfter: 3,
 		Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Registerer: reg})
@@ -692,22 +691,4 @@ func TestReconcilerSaysWhenItIsStale(t *testing.T) {
 	if n := testutil.ToFloat64(r.metrics.runs.WithLabelValues("failed")); n != 2 {
 		t.Fatalf("%v failed runs counted, want 2", n)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
