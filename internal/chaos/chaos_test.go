@@ -185,6 +185,43 @@ func TestClientCutShortIsStillWaiting(t *testing.T) {
 	}
 }
 
+// TestClientStopsFollowingAHeldCharge: a client follows an acknowledged
+// charge for settlePatience, then stops, freeing its slot for the
+// workload (before this bound, the clients of held payments kept every
+// slot of a long run busy). It has not seen its outcome: excused only if
+// payd holds the payment, a failure otherwise.
+func TestClientStopsFollowingAHeldCharge(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status := http.StatusOK
+		if r.Method == http.MethodPost {
+			status = http.StatusAccepted
+		}
+		w.WriteHeader(status)
+		w.Write([]byte(`{"id":"ch_held","status":"processing"}`))
+	}))
+	defer srv.Close()
+	tg := newTarget("payd", false, 1, "key", 1, func(*rand.Rand) (string, bool) { return srv.URL, true })
+	defer tg.close()
+	tg.settlePatience = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	tg.drive(ctx, plan{key: "k", reference: "r", amount: 1000, timeout: time.Second})
+	if ctx.Err() != nil || time.Since(start) > 10*time.Second {
+		t.Fatalf("the client followed a charge that never settles for %s, want it to stop after its patience", time.Since(start))
+	}
+	recs := tg.snapshot()
+	if len(recs) != 1 || recs[0].phase != "settle" || tg.inFlight.Load() != 0 {
+		t.Fatalf("records %d, phase %q, in flight %d; want one client stopped in settle, its slot free", len(recs), recs[0].phase, tg.inFlight.Load())
+	}
+	if c := clientsDone(recs, nil); c.Status != Fail {
+		t.Errorf("clientsDone of a payment not held = %s %s, want a failure", c.Status, c.Detail)
+	}
+	if c := clientsDone(recs, map[string]bool{"ch_held": true}); c.Status != Pass {
+		t.Errorf("clientsDone of a held payment = %s %s, want it excused", c.Status, c.Detail)
+	}
+}
+
 // TestInjectorFinishesAStepAtTheEnd: a fault set just before the run's
 // end is set, even when the simulator answers after the end.
 func TestInjectorFinishesAStepAtTheEnd(t *testing.T) {

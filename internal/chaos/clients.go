@@ -17,13 +17,20 @@ import (
 
 // Client behaviour.
 const (
-	patience       = 30 * time.Second // how long a click, or a refund, is retried before its client gives up
-	waitAttempts   = 3                // the first attempts ask to wait for the outcome; later ones do not
-	doubleClickPct = 0.1              // charges sent twice at once
-	waitPct        = 0.3              // charges that ask Prefer: wait
-	refundPct      = 0.2              // succeeded charges refunded in part, when payd has refunds
-	declinePct     = 0.04
-	pollTimeout    = 2 * time.Second
+	patience = 30 * time.Second // how long a click, or a refund, is retried before its client gives up
+	// defaultSettlePatience is how long a client follows an acknowledged charge or
+	// refund to its final state. It outlasts any settlement the run's
+	// faults explain; one it does not see in time fails "every client saw
+	// its outcome", unless payd holds the payment or refund for an
+	// operator, which no client can wait out (and which would otherwise
+	// keep its in-flight slot for the whole run).
+	defaultSettlePatience = 2 * time.Minute
+	waitAttempts          = 3   // the first attempts ask to wait for the outcome; later ones do not
+	doubleClickPct        = 0.1 // charges sent twice at once
+	waitPct               = 0.3 // charges that ask Prefer: wait
+	refundPct             = 0.2 // succeeded charges refunded in part, when payd has refunds
+	declinePct            = 0.04
+	pollTimeout           = 2 * time.Second
 )
 
 // plan is what the client of charge i does, drawn from the seed alone.
@@ -173,6 +180,9 @@ type target struct {
 	refunds bool
 	http    *http.Client
 	sem     chan struct{}
+	// settlePatience bounds how long a client follows an acknowledged
+	// charge or refund (defaultSettlePatience).
+	settlePatience time.Duration
 
 	requests, inFlight, timeouts, retries, noReplica atomic.Int64
 
@@ -183,8 +193,9 @@ type target struct {
 func newTarget(name string, naive bool, seed uint64, apiKey string, concurrency int, pick func(*rand.Rand) (string, bool)) *target {
 	return &target{
 		name: name, naive: naive, seed: seed, apiKey: apiKey, pick: pick,
-		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxIdleConns: 4 * concurrency}},
-		sem:  make(chan struct{}, concurrency),
+		http:           &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxIdleConns: 4 * concurrency}},
+		sem:            make(chan struct{}, concurrency),
+		settlePatience: defaultSettlePatience,
 	}
 }
 
@@ -291,9 +302,11 @@ func (t *target) accept(ctx context.Context, rec *record, click int) {
 }
 
 // poll reads the charge until it is final; it returns its final state, or
-// "" if ctx ended first.
+// "" if ctx ended or settlePatience ran out first.
 func (t *target) poll(ctx context.Context, rec *record, id string) string {
 	rng := stream(t.seed, "poll", rec.plan.i)
+	ctx, cancel := context.WithTimeout(ctx, t.settlePatience)
+	defer cancel()
 	for n := 0; ; n++ {
 		if !sleepCtx(ctx, pollDelay(n)) {
 			return ""
@@ -351,6 +364,8 @@ func (t *target) refund(ctx context.Context, rec *record, chargeID string) bool 
 	rec.mu.Lock()
 	rec.refund = &got
 	rec.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, t.settlePatience)
+	defer cancel()
 	for n := 0; !got.Final; n++ {
 		if !sleepCtx(ctx, pollDelay(n)) {
 			return false

@@ -254,6 +254,16 @@ func (ev *evidence) refundsMatch() Check {
 			atProvider[r.ChargeID] += r.Amount
 		}
 	}
+	// A held refund keeps its amount reserved on its payment, which payd's
+	// amount_refunded counts; the provider's other amount is not counted.
+	reserved := map[string]int64{} // by payment id
+	if ev.store != nil {
+		for _, r := range ev.store.refunds {
+			if x.refunds[r.ID] {
+				reserved[r.PaymentID] += r.Amount
+			}
+		}
+	}
 	acked := map[string]int64{} // by payment id: refunds clients saw succeed
 	n := 0
 	for _, r := range ev.records {
@@ -270,8 +280,9 @@ func (ev *evidence) refundsMatch() Check {
 		switch {
 		case got > p.Amount:
 			ex = append(ex, fmt.Sprintf("payment %s: the provider refunded %d of a charge of %d", p.ID, got, p.Amount))
-		case got != p.AmountRefunded:
-			ex = append(ex, fmt.Sprintf("payment %s: payd says %d refunded, the provider %d", p.ID, p.AmountRefunded, got))
+		case got+reserved[p.ID] != p.AmountRefunded:
+			ex = append(ex, fmt.Sprintf("payment %s: payd says %d refunded (%d of it reserved by held refunds), the provider %d",
+				p.ID, p.AmountRefunded, reserved[p.ID], got))
 		case got < acked[p.ID]:
 			ex = append(ex, fmt.Sprintf("payment %s: clients were told %d was refunded, the provider has %d", p.ID, acked[p.ID], got))
 		}

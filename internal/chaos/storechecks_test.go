@@ -50,7 +50,7 @@ func heldEvidence() *evidence {
 			payment("p1", "succeeded", "ch_1", 1000, 0, ""),
 			payment("p2", "succeeded", "ch_2", 2000, 500, ""),
 			payment("p3", "processing", "", 3000, 0, "amount_mismatch"),
-			payment("p4", "succeeded", "ch_4", 1000, 0, ""),
+			payment("p4", "succeeded", "ch_4", 1000, 300, ""), // r4 reserved, as payd reserves it
 		},
 		records: []*record{
 			rec("done", seen{Status: 200, ID: "p1", State: "succeeded"}, nil),
@@ -225,7 +225,7 @@ func TestHoldsAreExplained(t *testing.T) {
 			"no payment stuck": "p3",
 			"no refund stuck":  "refund r4 is processing",
 			"one ledger transaction per provider charge": "ch_3 (payment p3): 0 charge transactions",
-			"refunds match the provider":                 "payment p4: payd says 0 refunded, the provider 299",
+			"refunds match the provider":                 "payment p4: payd says 300 refunded (0 of it reserved by held refunds), the provider 299",
 			"refunds map one to one":                     "payd refund r4 is processing",
 			"every client saw its outcome":               "key-p3",
 		}},
