@@ -60,6 +60,7 @@ func runCorrect(ctx context.Context, args []string, getenv func(string) string, 
 	mismatch := fs.String("mismatch", "", "the open mismatch to correct (payd mismatches lists them)")
 	operator := fs.String("operator", "", "who makes the correction, for the audit log")
 	reason := fs.String("reason", "", "why, for the audit log")
+	maxDelay := fs.Duration("provider-max-delay", payments.DefaultMaxProviderDelay, "payd serve's: a payment or refund not final is never failed while a request under its key was sent within this, or a worker's lease is live")
 	summary := `Correct an open mismatch by the provider's record, looked up again now: the payment or
 refund under its key takes the provider's state, even a final one, and the ledger gets the
 transaction that change means (a charge, or its reversal; a refund paid, or reversed). The
@@ -88,7 +89,8 @@ reference is refused: correct it at the provider first.`
 		return err
 	}
 	defer prov.CloseIdleConnections()
-	c, err := store.Correct(ctx, prov, *mismatch, "operator "+*operator, *reason)
+	c, err := store.Correct(ctx, prov, payments.CorrectParams{MismatchID: *mismatch, Actor: "operator " + *operator, Reason: *reason,
+		MaxProviderDelay: *maxDelay})
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"time"
 
 	"github.com/idemhq/idem/internal/failpoint"
@@ -32,7 +33,8 @@ import (
 //     again: the payment is only looked up. A lookup that finds nothing
 //     fails it only if no request under its key can have reached the
 //     provider (every attempt was refused before it was sent, or answered
-//     with an error that says the provider did nothing), or the last one
+//     with an error that says the provider did nothing: a 429, a 503, a
+//     refusal with nothing recorded under the key), or the last one
 //     that may have did so longer ago than MaxProviderDelay, the longest
 //     the provider takes to act on what it received. Otherwise it stays
 //     unknown and is looked up again, with backoff, until the provider has
@@ -170,29 +172,56 @@ func (p *Processor) process(ctx context.Context, t *task) {
 	kind := provider.KindOf(err)
 	m.providerCall(t.kind, kind, o.State)
 	switch kind {
-	case 0, provider.KindDeclined:
-		if o.State == "" && kind == provider.KindDeclined { // refused, with nothing recorded under the key
-			pe, _ := errors.AsType[*provider.Error](err)
-			o = Outcome{State: StateFailed, FailureCode: pe.Code, FailureMessage: pe.Message}
-		}
+	case 0:
 		if o.State == "" { // an answer that decides nothing
 			o = Outcome{State: StateUnknown, Due: p.cfg.UnknownDelay}
 		}
 		o.Sent = true
+	case provider.KindDeclined:
+		if o.State != "" { // a decline the provider recorded under the key: final
+			o.Sent = true
+			break
+		}
+		// Refused with nothing recorded under the key: this request was not
+		// acted on, which says nothing of an earlier one under the key, still
+		// perhaps outstanding (TestResendRefusalWaitsForTheFirst).
+		pe, _ := errors.AsType[*provider.Error](err)
+		refused := Outcome{State: StateFailed, FailureCode: pe.Code, FailureMessage: pe.Message}
+		if o = p.notFound(t, log); o.final() {
+			o = refused
+		} else {
+			log.Warn("payd: the provider refused the request again while an earlier one under the key may still be outstanding; it stays unknown",
+				slog.Any("error", err))
+		}
 	case provider.KindRetryable:
+		acted := mayHaveActed(err)
+		if acted {
+			t.sinceSent = 0 // this request may be outstanding itself
+		}
 		if t.attempts >= p.cfg.MaxAttempts {
 			lo, lerr := t.lookup(ctx)
 			o = p.lookedUp(ctx, t, lo, lerr, closing, log)
+			o.Sent = acted
 			break
 		}
 		m.retry()
-		o = Outcome{State: StateRetryScheduled, Due: backoff(t.attempts, p.cfg.RetryBase, p.cfg.RetryMax)}
+		o = Outcome{State: StateRetryScheduled, Due: backoff(t.attempts, p.cfg.RetryBase, p.cfg.RetryMax), Sent: acted}
 		log.Info("payd: provider call failed and will be retried", slog.Int("attempt", t.attempts), slog.Duration("in", o.Due), slog.Any("error", err))
 	default: // unknown: the provider may have acted, or may yet
 		o = Outcome{State: StateUnknown, Due: p.cfg.UnknownDelay, Sent: true}
 		log.Warn("payd: provider outcome unknown; it will be looked up, and the request sent again under the same key while attempts remain", slog.Any("error", err))
 	}
 	p.settle(ctx, t, o, closing, log)
+}
+
+// mayHaveActed reports whether a retryable answer can have come after the
+// provider acted on the request: a 5xx but 503 can (Stripe, for one,
+// records its 500s under the key), so the request counts as one that may
+// be outstanding (TestFiveHundredsCountAsSent). A 429, a 503, a 408 and a
+// connection never made say the provider did not act.
+func mayHaveActed(err error) bool {
+	pe, ok := errors.AsType[*provider.Error](err)
+	return ok && pe.Status >= 500 && pe.Status != http.StatusServiceUnavailable
 }
 
 // lookedUp is the outcome of a lookup of t's key made to settle it, with

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/idemhq/idem/internal/provider"
 )
@@ -18,6 +19,19 @@ type Correction struct {
 	// Posted is the kind of journal transaction the correction posted, or
 	// "" if it posted none.
 	Posted string `json:"posted,omitempty"`
+}
+
+// CorrectParams says which mismatch to correct, and who and why, for the
+// audit log.
+type CorrectParams struct {
+	MismatchID string
+	Actor      string
+	Reason     string
+	// MaxProviderDelay is ProcessorConfig's: a payment or refund not final
+	// is never corrected to failed while a request under its key may be
+	// outstanding at the provider, one sent within it or a worker's lease
+	// still live. Default DefaultMaxProviderDelay.
+	MaxProviderDelay time.Duration
 }
 
 // ErrNotCorrectable is wrapped by Correct's error for a mismatch it cannot
@@ -38,14 +52,19 @@ var ErrNotCorrectable = errors.New("payments: not correctable by payd")
 // a state cannot fix: a provider record of another amount, currency or
 // reference (correct it at the provider first), a key payd has no payment
 // or refund under, a subject corrected before, and a succeeded charge with
-// refunds.
-func (s *Store) Correct(ctx context.Context, prov provider.Provider, mismatchID, actor, reason string) (*Correction, error) {
-	if reason == "" {
-		return nil, errors.New("payments: a correction needs a reason, for the audit log")
+// refunds; and it refuses to fail a payment or refund not final while a
+// request under its key may still be outstanding
+// (TestCorrectionWaitsForOutstandingRequests).
+func (s *Store) Correct(ctx context.Context, prov provider.Provider, cp CorrectParams) (*Correction, error) {
+	if cp.Reason == "" || cp.Actor == "" {
+		return nil, errors.New("payments: a correction needs an actor and a reason, for the audit log")
 	}
-	m, err := s.MismatchByID(ctx, mismatchID)
+	if cp.MaxProviderDelay <= 0 {
+		cp.MaxProviderDelay = DefaultMaxProviderDelay
+	}
+	m, err := s.MismatchByID(ctx, cp.MismatchID)
 	if err != nil {
-		return nil, fmt.Errorf("payments: correct %s: %w", mismatchID, err)
+		return nil, fmt.Errorf("payments: correct %s: %w", cp.MismatchID, err)
 	}
 	if m.ResolvedAt != nil {
 		return nil, fmt.Errorf("payments: correct %s: it was resolved at %s", m.ID, m.ResolvedAt.Format("2006-01-02 15:04:05"))
@@ -54,14 +73,14 @@ func (s *Store) Correct(ctx context.Context, prov provider.Provider, mismatchID,
 	p, err := s.byProviderKey(ctx, m.ProviderKey)
 	switch {
 	case err == nil:
-		return c, s.correctPayment(ctx, prov, c, p, actor, reason)
+		return c, s.correctPayment(ctx, prov, c, p, cp)
 	case !errors.Is(err, ErrNotFound):
 		return nil, err
 	}
 	r, err := s.refundByKey(ctx, m.ProviderKey)
 	switch {
 	case err == nil:
-		return c, s.correctRefund(ctx, prov, c, r, actor, reason)
+		return c, s.correctRefund(ctx, prov, c, r, cp)
 	case !errors.Is(err, ErrNotFound):
 		return nil, err
 	}
@@ -69,7 +88,7 @@ func (s *Store) Correct(ctx context.Context, prov provider.Provider, mismatchID,
 		"settle it with the provider (refund the charge or reverse the refund there)", ErrNotCorrectable, m.ProviderKey)
 }
 
-func (s *Store) correctPayment(ctx context.Context, prov provider.Provider, c *Correction, p *Payment, actor, reason string) error {
+func (s *Store) correctPayment(ctx context.Context, prov provider.Provider, c *Correction, p *Payment, cp CorrectParams) error {
 	ch, err := prov.ChargeByKey(ctx, p.ProviderKey)
 	if err != nil && !errors.Is(err, provider.ErrNotFound) {
 		return fmt.Errorf("payments: correct: look up the provider's charge: %w", err)
@@ -87,16 +106,33 @@ func (s *Store) correctPayment(ctx context.Context, prov provider.Provider, c *C
 	c.Subject, c.From, c.To = p.ID, p.State, o.State
 	return s.inTx(ctx, func(q querier) error {
 		if p.State != o.State {
-			if err := s.changePayment(ctx, q, c, p, o); err != nil {
+			if err := s.changePayment(ctx, q, c, p, o, outstandingBound(p.Final(), o, cp)); err != nil {
 				return err
 			}
 		}
-		return s.closeCorrection(ctx, q, c, p.ID, actor, reason)
+		return s.closeCorrection(ctx, q, c, p.ID, cp.Actor, cp.Reason)
 	})
 }
 
-// changePayment moves p from its state to o's, posting what that means.
-func (s *Store) changePayment(ctx context.Context, q querier, c *Correction, p *Payment, o Outcome) error {
+// outstandingBound is correctSQL's $7: the provider's longest processing
+// time in ms when a subject not final is to fail, else -1.
+func outstandingBound(final bool, o Outcome, cp CorrectParams) int64 {
+	if final || o.State != StateFailed {
+		return -1
+	}
+	return cp.MaxProviderDelay.Milliseconds()
+}
+
+// errChanged is Correct's error for a subject that changed meanwhile, or
+// may still be acted on by the provider.
+func errChanged(subject string) error {
+	return fmt.Errorf("payments: %s changed while it was being corrected, or a request under its key may still be outstanding at the provider "+
+		"(one sent within its longest processing time, or a worker's lease live): nothing was changed; try again later", subject)
+}
+
+// changePayment moves p from its state to o's, posting what that means;
+// bound is correctSQL's $7.
+func (s *Store) changePayment(ctx context.Context, q querier, c *Correction, p *Payment, o Outcome, bound int64) error {
 	switch {
 	case p.State == StateSucceeded && p.AmountRefunded > 0:
 		return fmt.Errorf("%w: payment %s has %d refunded; its refunds need correcting first", ErrNotCorrectable, p.ID, p.AmountRefunded)
@@ -115,12 +151,12 @@ func (s *Store) changePayment(ctx context.Context, q querier, c *Correction, p *
 				ErrNotCorrectable, p.ID, kind))
 		}
 	}
-	n, err := q.exec(ctx, s.sql.correctPayment, p.ID, p.State, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage))
+	n, err := q.exec(ctx, s.sql.correctPayment, p.ID, p.State, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage), bound)
 	switch {
 	case err != nil:
 		return wrap("correct payment", err)
 	case n == 0:
-		return fmt.Errorf("payments: payment %s changed while it was being corrected; try again", p.ID)
+		return errChanged("payment " + p.ID)
 	case c.Posted == txnCharge:
 		return s.postCharge(ctx, q, p.ID, p.AccountID, p.Currency, p.Amount)
 	case c.Posted == txnChargeReversal:
@@ -129,7 +165,7 @@ func (s *Store) changePayment(ctx context.Context, q querier, c *Correction, p *
 	return nil
 }
 
-func (s *Store) correctRefund(ctx context.Context, prov provider.Provider, c *Correction, r *Refund, actor, reason string) error {
+func (s *Store) correctRefund(ctx context.Context, prov provider.Provider, c *Correction, r *Refund, cp CorrectParams) error {
 	pr, err := prov.RefundByKey(ctx, r.ProviderKey)
 	if err != nil && !errors.Is(err, provider.ErrNotFound) {
 		return fmt.Errorf("payments: correct: look up the provider's refund: %w", err)
@@ -147,22 +183,23 @@ func (s *Store) correctRefund(ctx context.Context, prov provider.Provider, c *Co
 	c.Subject, c.From, c.To = r.ID, r.State, o.State
 	return s.inTx(ctx, func(q querier) error {
 		if r.State != o.State {
-			if err := s.changeRefund(ctx, q, c, r, o); err != nil {
+			if err := s.changeRefund(ctx, q, c, r, o, outstandingBound(r.final(), o, cp)); err != nil {
 				return err
 			}
 		}
-		return s.closeCorrection(ctx, q, c, r.PaymentID, actor, reason)
+		return s.closeCorrection(ctx, q, c, r.PaymentID, cp.Actor, cp.Reason)
 	})
 }
 
 // changeRefund moves r from its state to o's, posting what that means. A
 // refund not final is settled as a worker would have; a final one is
-// corrected, with the payment's refunded amount moved to match.
-func (s *Store) changeRefund(ctx context.Context, q querier, c *Correction, r *Refund, o Outcome) error {
+// corrected, with the payment's refunded amount moved to match; bound is
+// correctSQL's $7.
+func (s *Store) changeRefund(ctx context.Context, q querier, c *Correction, r *Refund, o Outcome, bound int64) error {
 	if !r.final() {
-		n, err := q.exec(ctx, s.sql.correctRefund, r.ID, r.State, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage))
+		n, err := q.exec(ctx, s.sql.correctRefund, r.ID, r.State, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage), bound)
 		if err != nil || n == 0 {
-			return cmpErr(wrap("correct refund", err), fmt.Errorf("payments: refund %s changed while it was being corrected; try again", r.ID))
+			return cmpErr(wrap("correct refund", err), errChanged("refund "+r.ID))
 		}
 		c.Posted = map[string]string{StateSucceeded: txnRefund, StateFailed: txnRefundReversal}[o.State]
 		return s.finishRefund(ctx, q, r, o.State)
@@ -185,9 +222,9 @@ func (s *Store) changeRefund(ctx context.Context, q querier, c *Correction, r *R
 	if err != nil {
 		return wrap("correct refund", err)
 	}
-	n, err := q.exec(ctx, s.sql.correctRefund, r.ID, r.State, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage))
+	n, err := q.exec(ctx, s.sql.correctRefund, r.ID, r.State, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage), bound)
 	if err != nil || n == 0 {
-		return cmpErr(wrap("correct refund", err), fmt.Errorf("payments: refund %s changed while it was being corrected; try again", r.ID))
+		return cmpErr(wrap("correct refund", err), errChanged("refund "+r.ID))
 	}
 	c.Posted = kind
 	return s.post(ctx, q, kind, r.ID, r.Currency, debit, credit, r.Amount)

@@ -88,6 +88,20 @@ func (s *Store) reckonCharge(ctx context.Context, prov provider.Provider, ch pro
 			Detail: fmt.Sprintf("the provider charged %d %s under key %s, and payd has no payment with that key", ch.Amount, ch.Currency, ch.IdempotencyKey)}
 		return reckonMismatch, m, s.record(ctx, m)
 	}
+	if !p.Final() && p.Hold != "" && actor == "webhook" {
+		// A hold is lifted by the provider's record, never by an event's
+		// copy of it (TestWebhookNeverLiftsAHoldOnItsOwn).
+		cur, err := prov.ChargeByKey(ctx, ch.IdempotencyKey)
+		switch {
+		case errors.Is(err, provider.ErrNotFound):
+			return reckonIgnored, nil, nil
+		case err != nil:
+			return 0, nil, fmt.Errorf("payments: re-fetch charge %s: %w", ch.ID, err)
+		}
+		if ch, o = cur, chargeOutcome(cur); !o.final() {
+			return reckonIgnored, nil, nil
+		}
+	}
 	if !p.Final() {
 		if m := chargeDiffers(p, ch); m != nil {
 			if p.Hold == m.Kind { // held already: the mismatch stands
@@ -161,6 +175,18 @@ func (s *Store) reckonRefund(ctx context.Context, prov provider.Provider, pr pro
 		m := &Mismatch{Kind: MismatchLostRefund, ProviderKey: pr.IdempotencyKey, ProviderID: pr.ID, SubjectAt: pr.Created,
 			Detail: fmt.Sprintf("the provider refunded %d of charge %s under key %s, and payd has no refund with that key", pr.Amount, pr.ChargeID, pr.IdempotencyKey)}
 		return reckonMismatch, m, s.record(ctx, m)
+	}
+	if !r.final() && r.Hold != "" && actor == "webhook" {
+		cur, err := prov.RefundByKey(ctx, pr.IdempotencyKey)
+		switch {
+		case errors.Is(err, provider.ErrNotFound):
+			return reckonIgnored, nil, nil
+		case err != nil:
+			return 0, nil, fmt.Errorf("payments: re-fetch refund %s: %w", pr.ID, err)
+		}
+		if pr, o = cur, refundOutcome(cur); !o.final() {
+			return reckonIgnored, nil, nil
+		}
 	}
 	if !r.final() {
 		if m := refundDiffers(r, pr); m != nil {

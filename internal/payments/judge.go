@@ -23,7 +23,7 @@ func chargeDiffers(p *Payment, ch provider.Charge) *Mismatch {
 	case ch.Amount != p.Amount || ch.Currency != p.Currency:
 		what = fmt.Sprintf("payment %s is %d %s; the provider's charge %s under its key is %d %s",
 			p.ID, p.Amount, p.Currency, ch.ID, ch.Amount, ch.Currency)
-	case ch.Metadata["payment_id"] != p.ID || ch.Metadata["reference"] != p.Reference:
+	case differs(ch.Metadata["payment_id"], p.ID) || differs(ch.Metadata["reference"], p.Reference):
 		what = fmt.Sprintf("payment %s (reference %q) does not match the provider's charge %s under its key, made for payment %q (reference %q)",
 			p.ID, p.Reference, ch.ID, ch.Metadata["payment_id"], ch.Metadata["reference"])
 	case p.ProviderChargeID != "" && p.ProviderChargeID != ch.ID:
@@ -35,6 +35,10 @@ func chargeDiffers(p *Payment, ch provider.Charge) *Mismatch {
 		ProviderID: ch.ID, SubjectAt: p.CreatedAt, Detail: what}
 }
 
+// differs reports whether the provider's record states another value than
+// payd's; one it does not state is not another.
+func differs(stated, ours string) bool { return stated != "" && stated != ours }
+
 // refundDiffers is chargeDiffers for a refund.
 func refundDiffers(r *Refund, pr provider.Refund) *Mismatch {
 	var what string
@@ -42,7 +46,7 @@ func refundDiffers(r *Refund, pr provider.Refund) *Mismatch {
 	case pr.Amount != r.Amount || pr.ChargeID != r.ChargeID:
 		what = fmt.Sprintf("refund %s is %d of charge %s; the provider's refund %s under its key is %d of %s",
 			r.ID, r.Amount, r.ChargeID, pr.ID, pr.Amount, pr.ChargeID)
-	case pr.Metadata["refund_id"] != r.ID:
+	case differs(pr.Metadata["refund_id"], r.ID):
 		what = fmt.Sprintf("refund %s does not match the provider's refund %s under its key, made for refund %q",
 			r.ID, pr.ID, pr.Metadata["refund_id"])
 	case r.ProviderRefundID != "" && r.ProviderRefundID != pr.ID:

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/idemhq/idem/internal/testenv"
 )
@@ -86,7 +87,9 @@ func TestReadyNamesWhatIsMissing(t *testing.T) {
 // TestOutcomesMigration: a database at 0003 with postings and an open
 // mismatch keeps them through 0004, which on SQLite builds the ledger's
 // tables again: every row, the append-only triggers, postings after it,
-// and the mismatch, now keyed by its payment's provider key.
+// and the mismatch, now keyed by its payment's provider key (two old rows
+// for one new key keep the open one). A payment the old code may have
+// sent counts as sent, so a "not found" does not fail it at once.
 func TestOutcomesMigration(t *testing.T) {
 	eachUnmigrated(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
@@ -100,6 +103,13 @@ func TestOutcomesMigration(t *testing.T) {
 					VALUES ('ch_old', 'acct_test', 700, 'usd', 'r', 'succeeded', 0, 'payd_ch_old', 5, 5)`,
 				`INSERT INTO reconciliation_mismatches (id, kind, payment_id, provider_charge_id, detail, subject_at, found_at)
 					VALUES ('mm_old', 'amount_mismatch', 'ch_old', 'ch_000001', 'old', 5, 6)`,
+				// Two rows of one kind for one payment, which the new key
+				// makes one: the open one is kept.
+				`INSERT INTO reconciliation_mismatches (id, kind, payment_id, provider_charge_id, detail, subject_at, found_at, resolved_at)
+					VALUES ('mm_gone', 'amount_mismatch', 'ch_old', '', 'resolved', 5, 4, 5)`,
+				// Sent by the code before 0004, its response lost.
+				`INSERT INTO payments (id, account_id, amount, currency, reference, state, next_attempt_at, provider_key, attempts, created_at, updated_at)
+					VALUES ('ch_inflight', 'acct_test', 700, 'usd', 'r', 'unknown', 0, 'payd_ch_inflight', 8, 5, 9)`,
 			} {
 				if _, err := q.exec(ctx, stmt); err != nil {
 					return err
@@ -134,6 +144,10 @@ func TestOutcomesMigration(t *testing.T) {
 		}
 		if got := mustBalances(t, s); got[0].Available != 0 {
 			t.Fatalf("balances after a reversal: %+v, want 0", got)
+		}
+		c, err := s.ClaimDue(ctx, time.Minute)
+		if err != nil || c == nil || c.ID != "ch_inflight" || c.SinceSent < 0 {
+			t.Fatalf("claim after 0004: %+v %v, want ch_inflight, counted as sent", c, err)
 		}
 		open, err := s.OpenMismatches(ctx)
 		if err != nil || len(open) != 1 || open[0].ID != "mm_old" || open[0].ProviderKey != "payd_ch_old" || open[0].AccountID != "acct_test" || open[0].ProviderID != "ch_000001" {

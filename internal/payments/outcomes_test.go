@@ -136,7 +136,7 @@ func TestLateRefundKeepsItsReservation(t *testing.T) {
 // takes and never acts on within the test. The payment stays unknown, and
 // is only looked up, until MaxProviderDelay has passed since the last
 // request that may have reached the provider; only then does "not found"
-// fail it. A provider that refused every request before acting (500s, to
+// fail it. A provider that refused every request before acting (429s, to
 // lookups too) leaves it unknown while it cannot be asked, and fails it at
 // its first "not found": nothing can be outstanding.
 func TestNotFoundFailsOnlyWhenNothingCanBeOutstanding(t *testing.T) {
@@ -160,7 +160,7 @@ func TestNotFoundFailsOnlyWhenNothingCanBeOutstanding(t *testing.T) {
 			t.Fatalf("%d requests, want at most %d: nothing is sent once attempts are spent", len(requests), cfg.MaxAttempts)
 		}
 
-		if err := sim.SetFaults(simulator.Faults{ErrorRate: 1}); err != nil {
+		if err := sim.SetFaults(simulator.Faults{RateLimitRate: 1}); err != nil {
 			t.Fatal(err)
 		}
 		refused := newPayment(t, s, "order-refused")
@@ -387,7 +387,7 @@ func TestLateRefundEventContradicts(t *testing.T) {
 		mustVerify(t, s, prov)
 
 		mm := open[0].ID
-		c, err := s.Correct(t.Context(), prov, mm, "operator test", "the provider paid it late")
+		c, err := s.Correct(t.Context(), prov, CorrectParams{MismatchID: mm, Actor: "operator test", Reason: "the provider paid it late"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -408,7 +408,7 @@ func TestLateRefundEventContradicts(t *testing.T) {
 		if last := audit[len(audit)-1]; last.Action != "correct" || last.Actor != "operator test" {
 			t.Fatalf("audit log %+v, want the correction last", audit)
 		}
-		if _, err := s.Correct(t.Context(), prov, mm, "operator test", "again"); err == nil {
+		if _, err := s.Correct(t.Context(), prov, CorrectParams{MismatchID: mm, Actor: "operator test", Reason: "again"}); err == nil {
 			t.Fatal("correcting a resolved mismatch again succeeded")
 		}
 		mustVerify(t, s, prov)
@@ -458,7 +458,7 @@ func TestCorrectionPostsAndAudits(t *testing.T) {
 		if err := s.ApplyEvent(ctx, prov, chargeEvent(t, "evt_lost", ch)); err != nil {
 			t.Fatal(err)
 		}
-		c, err := s.Correct(ctx, prov, mismatchOf(MismatchLostCharge, lost.ProviderKey), "operator test", "charged late")
+		c, err := s.Correct(ctx, prov, CorrectParams{MismatchID: mismatchOf(MismatchLostCharge, lost.ProviderKey), Actor: "operator test", Reason: "charged late"})
 		if err != nil || c.To != StateSucceeded || c.Posted != txnCharge {
 			t.Fatalf("correct the lost charge: %+v %v", c, err)
 		}
@@ -473,7 +473,7 @@ func TestCorrectionPostsAndAudits(t *testing.T) {
 		if _, err := NewReconciler(s, prov, &ReconcilerConfig{Window: time.Hour, Grace: time.Millisecond}).RunOnce(ctx); err != nil {
 			t.Fatal(err)
 		}
-		c, err = s.Correct(ctx, prov, mismatchOf(MismatchMissingCharge, phantom.ProviderKey), "operator test", "never charged")
+		c, err = s.Correct(ctx, prov, CorrectParams{MismatchID: mismatchOf(MismatchMissingCharge, phantom.ProviderKey), Actor: "operator test", Reason: "never charged"})
 		if err != nil || c.To != StateFailed || c.Posted != txnChargeReversal {
 			t.Fatalf("correct the phantom charge: %+v %v", c, err)
 		}
@@ -494,7 +494,7 @@ func TestCorrectionPostsAndAudits(t *testing.T) {
 		if _, err := NewReconciler(s, prov, &ReconcilerConfig{Window: time.Hour, Grace: time.Millisecond}).RunOnce(ctx); err != nil {
 			t.Fatal(err)
 		}
-		c, err = s.Correct(ctx, prov, mismatchOf(MismatchMissingRefund, r.ProviderKey), "operator test", "never refunded")
+		c, err = s.Correct(ctx, prov, CorrectParams{MismatchID: mismatchOf(MismatchMissingRefund, r.ProviderKey), Actor: "operator test", Reason: "never refunded"})
 		if err != nil || c.To != StateFailed || c.Posted != txnRefundCorrectionReversal {
 			t.Fatalf("correct the phantom refund: %+v %v", c, err)
 		}
@@ -510,14 +510,14 @@ func TestCorrectionPostsAndAudits(t *testing.T) {
 		if err := s.ApplyEvent(ctx, prov, chargeEvent(t, "evt_small", ch)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Correct(ctx, prov, mismatchOf(MismatchAmount, small.ProviderKey), "operator test", "try"); !errors.Is(err, ErrNotCorrectable) {
+		if _, err := s.Correct(ctx, prov, CorrectParams{MismatchID: mismatchOf(MismatchAmount, small.ProviderKey), Actor: "operator test", Reason: "try"}); !errors.Is(err, ErrNotCorrectable) {
 			t.Fatalf("correcting another amount: %v, want ErrNotCorrectable", err)
 		}
 		stranger, _ := prov.Charge(ctx, provider.ChargeRequest{IdempotencyKey: "not_payds", Amount: 5, Currency: "usd"})
 		if err := s.ApplyEvent(ctx, prov, chargeEvent(t, "evt_stranger", stranger)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Correct(ctx, prov, mismatchOf(MismatchLostCharge, "not_payds"), "operator test", "try"); !errors.Is(err, ErrNotCorrectable) {
+		if _, err := s.Correct(ctx, prov, CorrectParams{MismatchID: mismatchOf(MismatchLostCharge, "not_payds"), Actor: "operator test", Reason: "try"}); !errors.Is(err, ErrNotCorrectable) {
 			t.Fatalf("correcting a charge payd never made: %v, want ErrNotCorrectable", err)
 		}
 		mustVerify(t, s, prov)

@@ -288,12 +288,13 @@ func TestCallsEndWithTheLease(t *testing.T) {
 	})
 }
 
-// TestProcessorLooksUpBeforeFailing: with the provider down for good,
-// attempts run out and the payment waits on a lookup; it is failed only
-// once the provider confirms it has no charge.
+// TestProcessorLooksUpBeforeFailing: with the provider refusing every
+// request before acting (429s, lookups too), attempts run out and the
+// payment waits on a lookup; it is failed only once the provider confirms
+// it has no charge.
 func TestProcessorLooksUpBeforeFailing(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, s *Store) {
-		sim := newSim(t, simulator.Faults{ErrorRate: 1})
+		sim := newSim(t, simulator.Faults{RateLimitRate: 1})
 		cfg := fastConfig()
 		cfg.MaxAttempts = 2
 		startProcessor(t, s, sim.client(t, time.Second), cfg)

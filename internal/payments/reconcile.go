@@ -143,7 +143,11 @@ func (r *Reconciler) Start(ctx context.Context) {
 				return
 			case <-t.C:
 			}
-			run, err := r.RunOnce(ctx)
+			// A run that outlasts the staleness bound is cut short: it
+			// would keep the stale signal from firing.
+			runCtx, cancel := context.WithTimeout(ctx, time.Duration(r.cfg.StaleAfter)*r.cfg.Interval)
+			run, err := r.RunOnce(runCtx)
+			cancel()
 			if ctx.Err() != nil {
 				return
 			}

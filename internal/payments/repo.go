@@ -136,21 +136,30 @@ RETURNING ` + returning)
 
 // holdByKeySQL holds the row of table with provider key $1 unless it is
 // final: unknown, held by $2, its fence bumped so the worker holding it is
-// refused.
+// refused. A live lease's end moves into sent_at, as a claim's does: its
+// worker may send until then.
 func holdByKeySQL(d dialect, table string) string {
 	return d.sql(`
 UPDATE ` + table + ` SET
-	state = 'unknown', hold = $2, fence = fence + 1, lease_until = NULL, next_attempt_at = {{now}}, updated_at = {{now}}
+	state = 'unknown', hold = $2, fence = fence + 1,
+	sent_at = CASE WHEN state = 'processing' AND (sent_at IS NULL OR sent_at < lease_until) THEN lease_until ELSE sent_at END,
+	lease_until = NULL, next_attempt_at = {{now}}, updated_at = {{now}}
 WHERE provider_key = $1 AND state NOT IN ('succeeded', 'failed')
 RETURNING id`)
 }
 
-func correctSQL(d dialect, table, providerID string) string {
+// correctSQL is an operator's correction of the row of table: see
+// correctPayment. $7, unless it is negative, is the provider's longest
+// processing time in ms: the row is changed only if no request under its
+// key can be outstanding, none sent within it and no worker's lease live.
+// extra is a further condition.
+func correctSQL(d dialect, table, providerID, extra string) string {
 	return d.sql(`
 UPDATE ` + table + ` SET
 	state = $3, ` + providerID + ` = coalesce($4, ` + providerID + `), failure_code = $5, failure_message = $6,
 	hold = NULL, fence = fence + 1, lease_until = NULL, next_attempt_at = {{now}}, updated_at = {{now}}
-WHERE id = $1 AND state = $2`)
+WHERE id = $1 AND state = $2` + extra + `
+	AND ($7 < 0 OR ((sent_at IS NULL OR sent_at < {{now}} - $7) AND (lease_until IS NULL OR lease_until < {{now}})))`)
 }
 
 const paymentColumns = `id, account_id, amount, currency, reference, description, metadata, state, fence, attempts,
@@ -271,8 +280,10 @@ FROM reconciliation_mismatches WHERE resolved_at IS NULL ORDER BY found_at, id`)
 		// An operator's correction of $1, if it is still in state $2: to $3,
 		// with $4 provider id and $5, $6 failure; a hold is lifted and the
 		// fence bumped, so a worker still calling the provider is refused.
-		correctPayment: correctSQL(d, "payments", "provider_charge_id"),
-		correctRefund:  correctSQL(d, "refunds", "provider_refund_id"),
+		// A succeeded payment is corrected only while it has no refund:
+		// one accepted after Correct looked is caught here.
+		correctPayment: correctSQL(d, "payments", "provider_charge_id", " AND (state <> 'succeeded' OR amount_refunded = 0)"),
+		correctRefund:  correctSQL(d, "refunds", "provider_refund_id", ""),
 		adjustRefunded: d.sql(`
 UPDATE payments SET amount_refunded = amount_refunded + $2, updated_at = {{now}}
 WHERE id = $1 AND amount_refunded + $2 >= 0 AND amount_refunded + $2 <= amount

@@ -154,8 +154,8 @@ WHERE p.amount_refunded <> coalesce(r.total, 0)`}},
 // of the journal transaction kinds, summed per account, are not what
 // their states say: want maps each account (provider_clearing, or the
 // subject's own merchant or refunds_payable account) to an SQL
-// expression of the row x. A posting to any other account is a violation
-// too.
+// expression of the row x. A posting to any other account, or in another
+// currency than the subject's, is a violation too.
 func netsQuery(subject, table string, kinds []string, want [][2]string) string {
 	account := func(a string) string {
 		if a == "provider_clearing" {
@@ -174,10 +174,10 @@ func netsQuery(subject, table string, kinds []string, want [][2]string) string {
 	}
 	return `
 SELECT '` + subject + ` ' || x.id || ' is ' || x.state || '; its postings move ' || ` + strings.Join(got, ` || ', ' || `) + ` ||
-	'; want ' || ` + strings.Join(wants, ` || ', ' || `) + ` || (CASE WHEN coalesce(n.other, 0) > 0 THEN ', and nothing to other accounts' ELSE '' END)
+	'; want ' || ` + strings.Join(wants, ` || ', ' || `) + ` || (CASE WHEN coalesce(n.other, 0) > 0 THEN ', and nothing to other accounts or in another currency' ELSE '' END)
 FROM ` + table + ` x LEFT JOIN (
 	SELECT t.ref, ` + strings.Join(sums, ", ") + `,
-		sum(CASE WHEN e.account NOT IN (` + strings.Join(accounts, ", ") + `) THEN 1 ELSE 0 END) AS other
+		sum(CASE WHEN e.account NOT IN (` + strings.Join(accounts, ", ") + `) OR e.currency <> q.currency THEN 1 ELSE 0 END) AS other
 	FROM ledger_transactions t JOIN ledger_entries e ON e.txn_id = t.id JOIN ` + table + ` q ON q.id = t.ref
 	WHERE t.kind IN ('` + strings.Join(kinds, "', '") + `') GROUP BY t.ref) n ON n.ref = x.id
 WHERE ` + strings.Join(differs, " OR ") + ` OR coalesce(n.other, 0) > 0`
@@ -332,13 +332,16 @@ func (s *Store) checkCharges(ctx context.Context, c *Check, prov ProviderRecords
 	}
 	succeeded := map[string]provider.Charge{}
 	for _, ch := range charges {
-		if ch.Status != provider.StatusSucceeded || known[ch.IdempotencyKey] {
+		if ch.Status != provider.StatusSucceeded {
 			continue
 		}
-		if prev, ok := succeeded[ch.IdempotencyKey]; ok {
+		if prev, ok := succeeded[ch.IdempotencyKey]; ok { // whatever is open about the key
 			c.add("the provider charged key %s twice: %s and %s", ch.IdempotencyKey, prev.ID, ch.ID)
 		}
 		succeeded[ch.IdempotencyKey] = ch
+		if known[ch.IdempotencyKey] {
+			continue
+		}
 		p, ok := ours[ch.IdempotencyKey]
 		switch {
 		case !ok:
@@ -369,13 +372,16 @@ func (s *Store) checkRefunds(ctx context.Context, c *Check, prov ProviderRecords
 	}
 	seen := map[string]bool{}
 	for _, pr := range refunds {
-		if pr.Status != provider.StatusSucceeded || known[pr.IdempotencyKey] {
+		if pr.Status != provider.StatusSucceeded {
 			continue
 		}
-		if seen[pr.IdempotencyKey] {
+		if seen[pr.IdempotencyKey] { // whatever is open about the key
 			c.add("the provider refunded key %s twice", pr.IdempotencyKey)
 		}
 		seen[pr.IdempotencyKey] = true
+		if known[pr.IdempotencyKey] {
+			continue
+		}
 		r, ok := ours[pr.IdempotencyKey]
 		switch {
 		case !ok:

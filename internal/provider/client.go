@@ -253,6 +253,9 @@ func (c *Client) Refunds(ctx context.Context, from, to time.Time) iter.Seq2[Refu
 
 // pages lists path's objects created in [from, to), a page at a time,
 // each page asked for after the id of the last object of the one before.
+// A provider that says it has more but returns no page, or the same one
+// again, ends the listing with an error rather than never ending it
+// (TestListingThatDoesNotAdvance).
 func pages[T any](ctx context.Context, c *Client, path string, from, to time.Time, id func(T) string) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		q := timeRange(from, to)
@@ -269,10 +272,19 @@ func pages[T any](ctx context.Context, c *Client, path string, from, to time.Tim
 					return
 				}
 			}
-			if !l.HasMore || len(l.Data) == 0 {
+			if !l.HasMore {
 				return
 			}
-			q.Set("starting_after", id(l.Data[len(l.Data)-1]))
+			next := ""
+			if len(l.Data) > 0 {
+				next = id(l.Data[len(l.Data)-1])
+			}
+			if next == "" || next == q.Get("starting_after") {
+				var zero T
+				yield(zero, &Error{Kind: KindUnknown, Message: fmt.Sprintf("the %s listing says it has more after %q but does not advance", path, q.Get("starting_after"))})
+				return
+			}
+			q.Set("starting_after", next)
 		}
 	}
 }

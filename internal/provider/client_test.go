@@ -463,3 +463,36 @@ func TestNewClient(t *testing.T) {
 		t.Errorf("NewClient: %v", err)
 	}
 }
+
+// TestListingThatDoesNotAdvance: a provider that says it has more and
+// sends the same page again, or none, ends the listing with an error; it
+// is never read without end (which kept a reconciliation run from ever
+// returning).
+func TestListingThatDoesNotAdvance(t *testing.T) {
+	for name, page := range map[string]string{
+		"the same page": `{"data":[{"id":"ch_1","idempotency_key":"k","amount":1,"currency":"usd","status":"succeeded"}],"has_more":true}`,
+		"no page":       `{"data":[],"has_more":true}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Write([]byte(page))
+			}))
+			defer srv.Close()
+			c := newClient(t, srv.URL, nil)
+			n := 0
+			for _, err := range c.Charges(t.Context(), time.Time{}, time.Time{}) {
+				if err != nil {
+					if provider.KindOf(err) != provider.KindUnknown {
+						t.Fatalf("err %v, want a provider error", err)
+					}
+					return
+				}
+				if n++; n > 10 {
+					t.Fatalf("%d charges from a provider that repeats one page, want the listing ended", n)
+				}
+			}
+			t.Fatal("the listing ended with no error")
+		})
+	}
+}

@@ -15,6 +15,14 @@ ALTER TABLE payments ADD COLUMN sent_at bigint;
 ALTER TABLE payments ADD COLUMN hold text;
 ALTER TABLE refunds ADD COLUMN sent_at bigint;
 ALTER TABLE refunds ADD COLUMN hold text;
+-- A row not final that was claimed before this migration may have had its
+-- request sent, with no record of it: count it as sent when it was last
+-- claimed or changed, so a "not found" cannot fail it before the
+-- provider's longest processing time has passed since.
+UPDATE payments SET sent_at = coalesce(lease_until, updated_at)
+WHERE state IN ('processing', 'retry_scheduled', 'unknown') AND attempts > 0;
+UPDATE refunds SET sent_at = coalesce(lease_until, updated_at)
+WHERE state IN ('processing', 'retry_scheduled', 'unknown') AND attempts > 0;
 
 -- Corrections of a final state post journal transactions of their own:
 --   charge_reversal             merchant +A, clearing −A   a succeeded charge corrected to failed
@@ -42,10 +50,15 @@ CREATE TABLE reconciliation_mismatches_v2 (
 	resolved_at  bigint,
 	UNIQUE (kind, provider_key)
 );
+-- Old rows of one kind for one payment (with different provider charge
+-- ids) become one row per key: an open one if any, else the latest.
 INSERT INTO reconciliation_mismatches_v2 (id, kind, provider_key, account_id, payment_id, provider_id, detail, subject_at, found_at, resolved_at)
 	SELECT m.id, m.kind, coalesce(p.provider_key, 'legacy:' || m.id), coalesce(p.account_id, ''), m.payment_id,
 		m.provider_charge_id, m.detail, m.subject_at, m.found_at, m.resolved_at
-	FROM reconciliation_mismatches m LEFT JOIN payments p ON p.id = m.payment_id;
+	FROM reconciliation_mismatches m LEFT JOIN payments p ON p.id = m.payment_id
+	WHERE true
+	ORDER BY CASE WHEN m.resolved_at IS NULL THEN 0 ELSE 1 END, m.found_at DESC
+ON CONFLICT (kind, provider_key) DO NOTHING;
 DROP TABLE reconciliation_mismatches;
 ALTER TABLE reconciliation_mismatches_v2 RENAME TO reconciliation_mismatches;
 CREATE INDEX reconciliation_mismatches_open ON reconciliation_mismatches (found_at) WHERE resolved_at IS NULL;
