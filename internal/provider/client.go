@@ -67,10 +67,11 @@ type ClientConfig struct {
 //   - 402: KindDeclined, with the decline code in Code. Charge returns the
 //     declined charge, as the provider recorded it, beside the error.
 //   - 429 and 5xx: KindRetryable. The simulator guarantees it did nothing
-//     when it answers them. A real provider's 500 can come after it acted
-//     (Stripe caches 500s under the idempotency key for that reason): a
-//     client for such a provider should make 500 KindUnknown, which costs a
-//     lookup and is always safe.
+//     when it answers them, but a real provider's 500 can come after it
+//     acted (Stripe caches 500s under the idempotency key for that reason),
+//     so payd counts a 5xx other than 503 as a request that may be
+//     outstanding: it retries it, and never fails the charge on a "not
+//     found" until the provider's longest processing time has passed.
 //   - 408: KindRetryable. The provider timed out reading the request and
 //     did not act on it.
 //   - 409: KindUnknown, with the provider's code. Another request under the

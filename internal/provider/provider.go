@@ -8,10 +8,11 @@
 //   - success: the provider has the charge (or refund);
 //   - a *Error of KindDeclined: final, not retried, never
 //     charged;
-//   - KindRetryable: the provider did not act and holds nothing under the
-//     key from this request (a 5xx or 429 it answered, or a connection
-//     refused before the request was sent); retry with backoff and the same
-//     idempotency key;
+//   - KindRetryable: retry with backoff and the same idempotency key. A
+//     429, a 503, a 408 or a connection refused before the request was
+//     sent says the provider did not act; another 5xx may come after it did
+//     (a real provider's 500 can), so payd counts such a request as one
+//     that may be outstanding;
 //   - KindUnknown: the request may have been acted on, or may still be (a
 //     timeout or a reset after it was sent, or a 409 saying another request
 //     under the key is in flight); never treat it as failed: retry with the
@@ -111,8 +112,8 @@ type Kind uint8
 const (
 	// KindDeclined: the provider refused; final, nothing charged.
 	KindDeclined Kind = iota + 1
-	// KindRetryable: the provider did not act, and this request is not
-	// outstanding there; retry with the same key.
+	// KindRetryable: retry with the same key; see the package doc for
+	// which answers say the provider did not act.
 	KindRetryable
 	// KindUnknown: the provider may have acted, or may act yet; retry with
 	// the same key or look it up, never assume failure.
