@@ -121,6 +121,9 @@ func (p *Processor) paymentTask(c *Claim, leaseEnd time.Time) *task {
 }
 
 func (p *Processor) refundTask(c *RefundClaim, leaseEnd time.Time) *task {
+	if c == nil {
+		return nil
+	}
 	return &task{
 		kind: "refund", id: c.ID, providerKey: c.ProviderKey, fence: c.Fence, attempts: c.Attempts, from: c.From,
 		age: c.Age, sinceSent: c.SinceSent, moreDue: c.MoreDue, leaseEnd: leaseEnd,

@@ -210,9 +210,10 @@ type lookup struct {
 // retries, unknown outcomes, expired leases and refunds are never starved
 // by new payments. It polls again at once while its last claim saw more
 // work due; otherwise it waits for a hand-off or its next poll, instead of
-// spending a query to find nothing. Refunds are looked for after a poll,
-// when a refund claim saw more due, or when NotifyRefund says one was
-// created.
+// spending a query to find nothing. Refunds are looked for first on a
+// poll, when a refund claim saw more due, or when NotifyRefund says one was
+// created, so a steady stream of due payments never starves them
+// (TestRefundsAreNotStarvedByPayments).
 func (p *Processor) work(claimCtx, workCtx context.Context) {
 	defer p.done.Done()
 	why := lookup{poll: true}
@@ -227,8 +228,8 @@ func (p *Processor) work(claimCtx, workCtx context.Context) {
 		}
 		if t != nil {
 			p.process(workCtx, t)
-			if t.moreDue {
-				why = lookup{refunds: t.kind == "refund"}
+			if t.moreDue { // at once, and as a poll when one is due
+				why = lookup{refunds: t.kind == "refund", poll: !time.Now().Before(nextPoll)}
 				continue
 			}
 		}
@@ -236,28 +237,25 @@ func (p *Processor) work(claimCtx, workCtx context.Context) {
 	}
 }
 
-// claim claims the payment handed off, or else a due payment or, if none
-// is due and refunds may be, a due refund. The claim's lease, by this
-// process's clock, starts before the claim is sent: it ends no later than
-// the database's.
+// claim claims the payment handed off; else, on a poll or when refunds may
+// be due, a due refund before a due payment; else a due payment. The
+// claim's lease, by this process's
+// clock, starts before the claim is sent: it ends no later than the
+// database's.
 func (p *Processor) claim(ctx context.Context, why lookup) (*task, error) {
 	leaseEnd := time.Now().Add(p.cfg.Lease)
 	if why.id != "" {
 		c, err := p.store.ClaimPending(ctx, why.id, p.cfg.Lease)
 		return p.paymentTask(c, leaseEnd), err
 	}
+	refundsFirst := why.poll || why.refunds || p.refundCreated.Swap(false)
+	if refundsFirst {
+		if rc, err := p.store.ClaimDueRefund(ctx, p.cfg.Lease); rc != nil || err != nil {
+			return p.refundTask(rc, leaseEnd), err
+		}
+	}
 	c, err := p.store.ClaimDue(ctx, p.cfg.Lease)
-	if c != nil || err != nil {
-		return p.paymentTask(c, leaseEnd), err
-	}
-	if !why.poll && !why.refunds && !p.refundCreated.Swap(false) {
-		return nil, nil
-	}
-	rc, err := p.store.ClaimDueRefund(ctx, p.cfg.Lease)
-	if rc != nil {
-		return p.refundTask(rc, leaseEnd), err
-	}
-	return nil, err
+	return p.paymentTask(c, leaseEnd), err
 }
 
 // idle waits for a hand-off or a wake-up, until the next poll is due.

@@ -419,3 +419,34 @@ func TestPollsAreNotStarvedByHandOffs(t *testing.T) {
 		awaitFinal(t, s, polled.ID)                // fails if polls are starved
 	})
 }
+
+// TestRefundsAreNotStarvedByPayments: a backlog of due payments that keeps
+// the one worker busy, and a refund created behind it. The worker takes
+// the refund at its next poll, with most of the backlog still to do;
+// before, a refund was looked for only once no payment was due, and
+// refunds waited a minute and more behind a steady stream of charges.
+func TestRefundsAreNotStarvedByPayments(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, s *Store) {
+		sim := newSim(t, simulator.Faults{LatencyMin: 20 * time.Millisecond, LatencyMax: 20 * time.Millisecond})
+		cfg := fastConfig()
+		cfg.Workers, cfg.PollInterval = 1, 50*time.Millisecond
+		startProcessor(t, s, sim.client(t, 5*time.Second), cfg)
+		charged := awaitFinal(t, s, newPayment(t, s, "order-to-refund").ID)
+		const backlog = 150
+		for i := range backlog {
+			newPayment(t, s, fmt.Sprint("backlog-", i))
+		}
+		r, err := s.CreateRefund(t.Context(), "acct_test", charged.ID, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		awaitRefund(t, s, charged.ID, r.ID)
+		open, err := s.Backlog(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if open < backlog/2 {
+			t.Fatalf("the refund settled with %d of %d payments still open, want it taken long before the backlog is done", open, backlog)
+		}
+	})
+}
