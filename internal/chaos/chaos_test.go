@@ -214,11 +214,55 @@ func TestClientStopsFollowingAHeldCharge(t *testing.T) {
 	if len(recs) != 1 || recs[0].phase != "settle" || tg.inFlight.Load() != 0 {
 		t.Fatalf("records %d, phase %q, in flight %d; want one client stopped in settle, its slot free", len(recs), recs[0].phase, tg.inFlight.Load())
 	}
-	if c := clientsDone(recs, nil); c.Status != Fail {
-		t.Errorf("clientsDone of a payment not held = %s %s, want a failure", c.Status, c.Detail)
+	if c := clientsDone(recs, nil); c.Status != Fail || len(c.Examples) != 1 || !strings.Contains(c.Examples[0], "stopped following after 300ms") {
+		t.Errorf("clientsDone of a payment not held = %s %s %q, want a failure that says the client stopped following", c.Status, c.Detail, c.Examples)
+	}
+	// The drain subtracts the clients waiting on held payments from those
+	// in flight: one that stopped is in neither.
+	if n := tg.waitingOn(map[string]bool{"ch_held": true}); n != 0 {
+		t.Errorf("waitingOn counts %d clients, want 0: the one waiting on the held payment stopped", n)
 	}
 	if c := clientsDone(recs, map[string]bool{"ch_held": true}); c.Status != Pass {
 		t.Errorf("clientsDone of a held payment = %s %s, want it excused", c.Status, c.Detail)
+	}
+}
+
+// TestClientComesBackForItsOutcome: a client that stopped following a
+// charge reads it again once the drain is over, and is done if payd now
+// shows it final; one that payd still shows in progress is not.
+func TestClientComesBackForItsOutcome(t *testing.T) {
+	var final atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusAccepted)
+			w.Write([]byte(`{"id":"ch_slow","status":"processing"}`))
+			return
+		}
+		if final.Load() {
+			w.Write([]byte(`{"id":"ch_slow","status":"succeeded"}`))
+			return
+		}
+		w.Write([]byte(`{"id":"ch_slow","status":"processing"}`))
+	}))
+	defer srv.Close()
+	tg := newTarget("payd", false, 1, "key", 1, func(*rand.Rand) (string, bool) { return srv.URL, true })
+	defer tg.close()
+	tg.settlePatience = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	tg.drive(ctx, plan{key: "k", reference: "r", amount: 1000, timeout: time.Second})
+	if n := tg.comeBack(ctx); n != 0 {
+		t.Fatalf("comeBack = %d while payd still shows the charge processing, want 0", n)
+	}
+	if c := clientsDone(tg.snapshot(), nil); c.Status != Fail {
+		t.Fatalf("clientsDone = %s %s while the charge is still processing, want a failure", c.Status, c.Detail)
+	}
+	final.Store(true)
+	if n := tg.comeBack(ctx); n != 1 {
+		t.Fatalf("comeBack = %d once payd shows the charge final, want 1", n)
+	}
+	if c := clientsDone(tg.snapshot(), nil); c.Status != Pass || !strings.Contains(c.Detail, "1 of them stopped following") {
+		t.Errorf("clientsDone = %s %s, want a pass that counts the client that came back", c.Status, c.Detail)
 	}
 }
 

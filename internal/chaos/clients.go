@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,12 +19,12 @@ import (
 // Client behaviour.
 const (
 	patience = 30 * time.Second // how long a click, or a refund, is retried before its client gives up
-	// defaultSettlePatience is how long a client follows an acknowledged charge or
-	// refund to its final state. It outlasts any settlement the run's
-	// faults explain; one it does not see in time fails "every client saw
-	// its outcome", unless payd holds the payment or refund for an
-	// operator, which no client can wait out (and which would otherwise
-	// keep its in-flight slot for the whole run).
+	// defaultSettlePatience is how long a client follows an acknowledged
+	// charge or refund to its final state. Then it stops, freeing its
+	// in-flight slot (a payment payd holds for an operator would keep it
+	// for the whole run), and comes back once after the drain: an outcome
+	// it does not see then fails "every client saw its outcome", unless
+	// payd holds that payment or refund.
 	defaultSettlePatience = 2 * time.Minute
 	waitAttempts          = 3   // the first attempts ask to wait for the outcome; later ones do not
 	doubleClickPct        = 0.1 // charges sent twice at once
@@ -92,8 +93,11 @@ type record struct {
 	final      string
 	unexpected []string
 	refund     *refundSeen
-	phase      string // accept, settle, refund or done: where the client is
-	last       string // what the client last got while it waited, for a report
+	phase      string        // accept, settle, refund or done: where the client is
+	last       string        // what the client last got while it waited, for a report
+	stopped    time.Duration // after this its client stopped following (settlePatience); 0 if it did not
+	running    bool          // its client is still running
+	cameBack   bool          // it saw its outcome only when it came back after the drain
 }
 
 type refundSeen struct {
@@ -199,13 +203,13 @@ func newTarget(name string, naive bool, seed uint64, apiKey string, concurrency 
 	}
 }
 
-// waitingOn counts the clients not done that wait on a payment or
-// refund in ids.
+// waitingOn counts the clients still running that wait on a payment or
+// refund in ids: those the in-flight count holds.
 func (t *target) waitingOn(ids map[string]bool) int {
 	n := 0
 	for _, r := range t.snapshot() {
 		r.mu.Lock()
-		if r.phase != "done" && ids[r.waitingOn()] {
+		if r.running && r.phase != "done" && ids[r.waitingOn()] {
 			n++
 		}
 		r.mu.Unlock()
@@ -222,8 +226,13 @@ func (t *target) snapshot() []*record {
 // drive runs charge p's client to its end: accept, settle, refund.
 func (t *target) drive(ctx context.Context, p plan) {
 	t.inFlight.Add(1)
-	defer t.inFlight.Add(-1)
-	rec := &record{plan: p, start: time.Now(), phase: "accept"}
+	rec := &record{plan: p, start: time.Now(), phase: "accept", running: true}
+	defer func() {
+		rec.mu.Lock()
+		rec.running = false
+		rec.mu.Unlock()
+		t.inFlight.Add(-1)
+	}()
 	t.mu.Lock()
 	t.records = append(t.records, rec)
 	t.mu.Unlock()
@@ -301,11 +310,94 @@ func (t *target) accept(ctx context.Context, rec *record, click int) {
 	}
 }
 
+// follow bounds how long rec's client follows a charge or refund to its
+// end: settlePatience. When that runs out, rec says so.
+func (t *target) follow(ctx context.Context, rec *record) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := time.AfterFunc(t.settlePatience, func() {
+		rec.mu.Lock()
+		rec.stopped = t.settlePatience
+		rec.mu.Unlock()
+		cancel()
+	})
+	return ctx, func() { stop.Stop(); cancel() }
+}
+
+// comeBack is what the clients that stopped following do once the drain
+// is over: each reads its charge again, as a merchant reconciling its
+// orders would, and is done if it now sees the outcome it waited for. It
+// returns how many were (TestClientComesBackForItsOutcome).
+func (t *target) comeBack(ctx context.Context) int {
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	sem := make(chan struct{}, comeBackConcurrency)
+	for _, rec := range t.snapshot() {
+		rec.mu.Lock()
+		chargeID, refundID := rec.waitingOn(), ""
+		if rec.phase == "refund" && chargeID != "" {
+			chargeID, refundID = rec.seen[0].ID, chargeID
+		}
+		back := rec.stopped > 0 && !rec.running && chargeID != ""
+		rec.mu.Unlock()
+		if !back {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if t.lookAgain(ctx, rec, chargeID, refundID) {
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(done.Load())
+}
+
+// comeBackConcurrency bounds the reads of the clients that come back.
+const comeBackConcurrency = 16
+
+// lookAgain reads charge chargeID until a read answers, a few tries at
+// most, and marks rec done if the answer shows the charge final or, with
+// refundID, that refund final.
+func (t *target) lookAgain(ctx context.Context, rec *record, chargeID, refundID string) bool {
+	rng := stream(t.seed, "come back", rec.plan.i)
+	for n := range 5 {
+		if n > 0 && !sleepCtx(ctx, pollDelay(n)) {
+			return false
+		}
+		base, ok := t.pick(rng)
+		if !ok {
+			continue
+		}
+		a, err := t.do(ctx, http.MethodGet, base+"/v1/charges/"+chargeID, "", nil, 0, pollTimeout)
+		rec.heard(a, err)
+		var c struct {
+			Status  string
+			Refunds []refundSeen `json:"refunds"`
+		}
+		if err != nil || a.status != http.StatusOK || json.Unmarshal(a.body, &c) != nil {
+			continue
+		}
+		final := isFinal(c.Status)
+		if refundID != "" {
+			final = slices.ContainsFunc(c.Refunds, func(r refundSeen) bool { return r.ID == refundID && isFinal(r.Status) })
+		}
+		if final {
+			rec.mu.Lock()
+			rec.phase, rec.cameBack = "done", true
+			rec.mu.Unlock()
+		}
+		return final
+	}
+	return false
+}
+
 // poll reads the charge until it is final; it returns its final state, or
 // "" if ctx ended or settlePatience ran out first.
 func (t *target) poll(ctx context.Context, rec *record, id string) string {
 	rng := stream(t.seed, "poll", rec.plan.i)
-	ctx, cancel := context.WithTimeout(ctx, t.settlePatience)
+	ctx, cancel := t.follow(ctx, rec)
 	defer cancel()
 	for n := 0; ; n++ {
 		if !sleepCtx(ctx, pollDelay(n)) {
@@ -364,7 +456,7 @@ func (t *target) refund(ctx context.Context, rec *record, chargeID string) bool 
 	rec.mu.Lock()
 	rec.refund = &got
 	rec.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, t.settlePatience)
+	ctx, cancel := t.follow(ctx, rec)
 	defer cancel()
 	for n := 0; !got.Final; n++ {
 		if !sleepCtx(ctx, pollDelay(n)) {

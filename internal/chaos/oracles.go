@@ -402,9 +402,12 @@ func unexpectedAnswers(records []*record) Check {
 // an operator corrects it, is excused.
 func clientsDone(records []*record, held map[string]bool) Check {
 	var ex []string
-	excused := 0
+	excused, cameBack := 0, 0
 	for _, r := range records {
 		r.mu.Lock()
+		if r.cameBack {
+			cameBack++
+		}
 		if r.phase != "done" && held[r.waitingOn()] {
 			excused++
 		} else if r.phase != "done" {
@@ -412,11 +415,18 @@ func clientsDone(records []*record, held map[string]bool) Check {
 			if len(r.seen) > 0 {
 				id = r.seen[0].ID
 			}
-			ex = append(ex, fmt.Sprintf("%s (%s) still waiting to %s; last answer: %s", r.plan.key, id, r.phase, cmpOr(r.last, "none")))
+			waiting := "still waiting to " + r.phase
+			if r.stopped > 0 {
+				waiting = fmt.Sprintf("stopped following after %s, waiting to %s", r.stopped, r.phase)
+			}
+			ex = append(ex, fmt.Sprintf("%s (%s) %s; last answer: %s", r.plan.key, id, waiting, cmpOr(r.last, "none")))
 		}
 		r.mu.Unlock()
 	}
 	c := Check{Name: "every client saw its outcome", Status: Pass, Detail: "every client saw its charge (and refund) final, or gave up, by the end of the drain"}
+	if cameBack > 0 {
+		c.Detail += fmt.Sprintf("; %s of them stopped following and saw it when they came back after the drain", itoa(cameBack))
+	}
 	if excused > 0 {
 		c.Detail += fmt.Sprintf(", but %s waiting on held payments or refunds", itoa(excused))
 	}

@@ -438,6 +438,11 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 	}
 	stopClients()
 	w.wait()
+	for _, t := range r.targets {
+		if n := t.comeBack(ctx); n > 0 {
+			r.progress.say("%s: %s clients that had stopped following came back and saw their outcome", t.name, itoa(n))
+		}
+	}
 	rep.DrainS = time.Since(drainStart).Seconds()
 	r.progress.done()
 	if err := ctx.Err(); err != nil {
