@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/idemhq/idem/internal/payments"
-	"github.com/idemhq/idem/internal/provider"
 )
 
 func runMismatches(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -76,19 +75,11 @@ reference is refused: correct it at the provider first.`
 	if *mismatch == "" || *operator == "" || *reason == "" {
 		return errors.New("payd correct needs --mismatch, --operator and --reason (payd mismatches lists the open ones)")
 	}
-	store, err := payments.Open(ctx, *databaseURL, nil)
+	store, prov, closeAll, err := openWithProvider(ctx, *databaseURL, *providerURL)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	if err := store.Ready(ctx); err != nil {
-		return fmt.Errorf("database not ready: %w", err)
-	}
-	prov, err := provider.NewClient(*providerURL, nil)
-	if err != nil {
-		return err
-	}
-	defer prov.CloseIdleConnections()
+	defer closeAll()
 	c, err := store.Correct(ctx, prov, payments.CorrectParams{MismatchID: *mismatch, Actor: "operator " + *operator, Reason: *reason,
 		MaxProviderDelay: *maxDelay})
 	if err != nil {

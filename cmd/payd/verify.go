@@ -31,19 +31,11 @@ Work in flight shows as a mismatch with the provider: verify a quiet system.`
 		}
 		return err
 	}
-	store, err := payments.Open(ctx, *databaseURL, nil)
+	store, prov, closeAll, err := openWithProvider(ctx, *databaseURL, *providerURL)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	if err := store.Ready(ctx); err != nil {
-		return fmt.Errorf("database not ready: %w", err)
-	}
-	prov, err := provider.NewClient(*providerURL, nil)
-	if err != nil {
-		return err
-	}
-	defer prov.CloseIdleConnections()
+	defer closeAll()
 	report, err := store.Verify(ctx, prov, *stuckAfter)
 	if err != nil {
 		return err
@@ -54,4 +46,24 @@ Work in flight shows as a mismatch with the provider: verify a quiet system.`
 		return errViolated
 	}
 	return nil
+}
+
+// openWithProvider opens payd's database, checks that it answers, and
+// connects to the provider: what an operator command that compares the
+// two needs. closeAll releases both.
+func openWithProvider(ctx context.Context, databaseURL, providerURL string) (*payments.Store, *provider.Client, func(), error) {
+	store, err := payments.Open(ctx, databaseURL, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := store.Ready(ctx); err != nil {
+		store.Close()
+		return nil, nil, nil, fmt.Errorf("database not ready: %w", err)
+	}
+	prov, err := provider.NewClient(providerURL, nil)
+	if err != nil {
+		store.Close()
+		return nil, nil, nil, err
+	}
+	return store, prov, func() { prov.CloseIdleConnections(); store.Close() }, nil
 }
