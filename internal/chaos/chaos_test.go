@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -185,24 +186,32 @@ func TestClientCutShortIsStillWaiting(t *testing.T) {
 	}
 }
 
+// impatientClient is a client target whose patience for a settlement is
+// 300 ms, against a server that accepts charge id as processing and then
+// answers every read with state().
+func impatientClient(t *testing.T, id string, state func() string) *target {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status, st := http.StatusOK, state()
+		if r.Method == http.MethodPost {
+			status, st = http.StatusAccepted, "processing"
+		}
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"id":%q,"status":%q}`, id, st)
+	}))
+	t.Cleanup(srv.Close)
+	tg := newTarget("payd", false, 1, "key", 1, func(*rand.Rand) (string, bool) { return srv.URL, true })
+	t.Cleanup(tg.close)
+	tg.settlePatience = 300 * time.Millisecond
+	return tg
+}
+
 // TestClientStopsFollowingAHeldCharge: a client follows an acknowledged
 // charge for settlePatience, then stops, freeing its slot for the
 // workload (before this bound, the clients of held payments kept every
 // slot of a long run busy). It has not seen its outcome: excused only if
 // payd holds the payment, a failure otherwise.
 func TestClientStopsFollowingAHeldCharge(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		status := http.StatusOK
-		if r.Method == http.MethodPost {
-			status = http.StatusAccepted
-		}
-		w.WriteHeader(status)
-		w.Write([]byte(`{"id":"ch_held","status":"processing"}`))
-	}))
-	defer srv.Close()
-	tg := newTarget("payd", false, 1, "key", 1, func(*rand.Rand) (string, bool) { return srv.URL, true })
-	defer tg.close()
-	tg.settlePatience = 300 * time.Millisecond
+	tg := impatientClient(t, "ch_held", func() string { return "processing" })
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -232,22 +241,12 @@ func TestClientStopsFollowingAHeldCharge(t *testing.T) {
 // shows it final; one that payd still shows in progress is not.
 func TestClientComesBackForItsOutcome(t *testing.T) {
 	var final atomic.Bool
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost {
-			w.WriteHeader(http.StatusAccepted)
-			w.Write([]byte(`{"id":"ch_slow","status":"processing"}`))
-			return
-		}
+	tg := impatientClient(t, "ch_slow", func() string {
 		if final.Load() {
-			w.Write([]byte(`{"id":"ch_slow","status":"succeeded"}`))
-			return
+			return "succeeded"
 		}
-		w.Write([]byte(`{"id":"ch_slow","status":"processing"}`))
-	}))
-	defer srv.Close()
-	tg := newTarget("payd", false, 1, "key", 1, func(*rand.Rand) (string, bool) { return srv.URL, true })
-	defer tg.close()
-	tg.settlePatience = 300 * time.Millisecond
+		return "processing"
+	})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	tg.drive(ctx, plan{key: "k", reference: "r", amount: 1000, timeout: time.Second})
