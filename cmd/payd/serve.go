@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/internal/api"
-	"github.com/idemhq/idem/internal/failpoint"
 	"github.com/idemhq/idem/internal/payments"
 	"github.com/idemhq/idem/internal/provider"
 	"github.com/idemhq/idem/internal/simulator"
@@ -27,14 +25,14 @@ import (
 
 // serveConfig is what payd serve is told.
 type serveConfig struct {
-	addr, databaseURL, apiKey, providerURL, simAddr, role, logFormat, failpoints string
-	webhookSecret                                                                string
-	workers                                                                      int
-	lease, shutdownGrace, providerTimeout, retryBase, providerMaxDelay           time.Duration
-	reconcileInterval, reconcileWindow                                           time.Duration
-	reconcileStaleAfter                                                          int
-	migrate                                                                      bool
-	seed                                                                         uint64
+	addr, databaseURL, apiKey, providerURL, simAddr, role, logFormat   string
+	webhookSecret                                                      string
+	workers                                                            int
+	lease, shutdownGrace, providerTimeout, retryBase, providerMaxDelay time.Duration
+	reconcileInterval, reconcileWindow                                 time.Duration
+	reconcileStaleAfter                                                int
+	migrate                                                            bool
+	crash                                                              crashConfig
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -56,8 +54,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.reconcileStaleAfter, "reconcile-stale-after", payments.DefaultReconcileStaleAfter, "reconciliation intervals without a run that succeeded before payd logs an error and sets payd_reconciliation_stale")
 	fs.BoolVar(&c.migrate, "migrate", true, "apply the database schema at start (use payd migrate and --migrate=false to do it once, ahead of many replicas)")
 	fs.StringVar(&c.logFormat, "log-format", "auto", "json, text, or auto: json unless stderr is a terminal")
-	fs.StringVar(&c.failpoints, "failpoints", "", "crash testing only: kill the process at named points with a probability each, e.g. after-claim=0.01,after-send=0.01 (points: "+strings.Join(failpoint.Points, ", ")+")")
-	fs.Uint64Var(&c.seed, "seed", 0, "seed for --failpoints; 0 picks one at random")
+	c.crash.flags(fs)
 }
 
 func (c *serveConfig) check() error {
@@ -110,10 +107,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	log := newLogger(cfg.logFormat, stderr)
-	if cfg.seed == 0 {
-		cfg.seed = rand.Uint64()
-	}
-	fps, err := failpoint.Parse(cfg.failpoints, cfg.seed)
+	crash, err := cfg.crash.arm()
 	if err != nil {
 		return err
 	}
@@ -168,7 +162,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	prov, err := provider.NewClient(providerURL, &provider.ClientConfig{
 		Timeout:          cfg.providerTimeout,
-		OnRequestWritten: func() { fps.Hit(failpoint.AfterSend) },
+		OnRequestWritten: crash.afterSend,
 	})
 	if err != nil {
 		return err
@@ -188,7 +182,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			Lease:            cfg.lease,
 			RetryBase:        cfg.retryBase,
 			MaxProviderDelay: cfg.providerMaxDelay,
-			Failpoints:       fps,
+			Failpoint:        crash.hit,
 			Logger:           log,
 			Metrics:          payments.NewMetrics(reg, store),
 		})
@@ -204,7 +198,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	var srv *http.Server
 	if cfg.runsAPI() {
 		handler, err := api.NewServer(api.Config{Store: store, Engine: engine, Processor: proc, Registry: reg, Logger: log,
-			Failpoints: fps, WebhookSecrets: secrets, Provider: prov})
+			Failpoint: crash.hit, WebhookSecrets: secrets, Provider: prov})
 		if err != nil {
 			return err
 		}

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/idemhq/idem/internal/failpoint"
 	"github.com/idemhq/idem/internal/payments"
 )
 
@@ -214,7 +213,7 @@ func (s *server) createCharge() http.Handler {
 			return
 		}
 		s.accept(r.Context(), p.ID)
-		s.fps.Hit(failpoint.InAccept)
+		s.hit(FailpointInAccept)
 		w.Header().Set("Location", "/v1/charges/"+p.ID)
 		encode(w, http.StatusAccepted, p.Charge())
 	})

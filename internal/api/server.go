@@ -12,7 +12,6 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/idemhttp"
-	"github.com/idemhq/idem/internal/failpoint"
 	"github.com/idemhq/idem/internal/payments"
 	"github.com/idemhq/idem/internal/provider"
 )
@@ -37,8 +36,10 @@ type Config struct {
 	// IdempotencyWait is how long a request waits for another request with
 	// the same Idempotency-Key to finish before answering 409. Default 10s.
 	IdempotencyWait time.Duration
-	// Failpoints, if set, kill the process around the accept (crash tests).
-	Failpoints *failpoint.Set
+	// Failpoint, if set, is called at FailpointInAccept and
+	// FailpointAfterAccept. Only builds with the chaos tag set it, to kill
+	// the process there.
+	Failpoint func(point string)
 	// WebhookSecrets verify the provider's webhooks at
 	// POST /v1/provider/webhooks: the current secret, and during a rotation
 	// the old one too. Without them, that route answers 404.
@@ -66,11 +67,24 @@ type server struct {
 	maxWait   time.Duration
 	idemWait  time.Duration
 	metrics   metrics
-	fps       *failpoint.Set
+	failpoint func(point string)
 	accounts  accountCache
 
 	idempotent func(http.Handler) http.Handler
 	webhooks   http.Handler
+}
+
+// The points of an accept where Config.Failpoint is called.
+const (
+	FailpointInAccept    = "in-accept"    // the payment is written, its transaction not committed
+	FailpointAfterAccept = "after-accept" // the payment is committed, the client not yet answered
+)
+
+// hit calls the configured Failpoint at point, if any.
+func (s *server) hit(point string) {
+	if s.failpoint != nil {
+		s.failpoint(point)
+	}
 }
 
 // NewServer returns payd's HTTP API.
@@ -86,7 +100,7 @@ func NewServer(cfg Config) (http.Handler, error) {
 		maxWait:   cfg.MaxPreferWait,
 		idemWait:  cfg.IdempotencyWait,
 		metrics:   newMetrics(cfg.Registry),
-		fps:       cfg.Failpoints,
+		failpoint: cfg.Failpoint,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

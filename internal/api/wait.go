@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/idemhq/idem/internal/failpoint"
 	"github.com/idemhq/idem/internal/payments"
 )
 
@@ -33,7 +32,7 @@ func (s *server) preferWait(next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), acceptedKey{}, acc)))
 		replayed := rec.header.Get("Idempotent-Replayed") == "true"
 		if rec.status == http.StatusAccepted {
-			s.fps.Hit(failpoint.AfterAccept)
+			s.hit(FailpointAfterAccept)
 		}
 		switch {
 		case replayed:

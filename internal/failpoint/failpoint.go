@@ -1,3 +1,5 @@
+//go:build chaos
+
 // Package failpoint kills a process at named points of its work, on
 // purpose, so crash recovery can be tested where it matters: after a claim
 // was committed, after a provider request was sent, after its response
@@ -6,30 +8,22 @@
 // A Set is parsed from a spec such as
 // "after-claim=0.01,after-send=0.02" (each point's probability per hit) and
 // is disabled when empty. It holds no global state: the process that wants
-// failpoints builds a Set and passes it down.
+// failpoints builds a Set and passes its Hit down.
+//
+// The package is compiled only with the chaos build tag, so a production
+// binary cannot arm a failpoint at all (TestProductionBuildHasNoFailpoints).
 package failpoint
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 )
-
-// The points payd hits.
-const (
-	InAccept      = "in-accept"      // the payment is written, its transaction not committed
-	AfterAccept   = "after-accept"   // the payment is committed, the client not yet answered
-	AfterClaim    = "after-claim"    // the claim is committed, the provider not yet called
-	AfterSend     = "after-send"     // the provider request is written, no response read
-	AfterResponse = "after-response" // the provider answered, the outcome is not recorded
-)
-
-// Points lists every point, for validation and help text.
-var Points = []string{InAccept, AfterAccept, AfterClaim, AfterSend, AfterResponse}
 
 // Set is a set of armed points. The zero value and nil are disabled.
 type Set struct {
@@ -42,9 +36,9 @@ type Set struct {
 	rng *rand.Rand
 }
 
-// Parse reads a spec of comma-separated point=probability pairs, seeding
-// its randomness with seed.
-func Parse(spec string, seed uint64) (*Set, error) {
+// Parse reads a spec of comma-separated point=probability pairs, each
+// point one of points, seeding its randomness with seed.
+func Parse(spec string, seed uint64, points []string) (*Set, error) {
 	s := &Set{odds: map[string]float64{}, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 	for _, part := range strings.Split(spec, ",") {
 		part = strings.TrimSpace(part)
@@ -56,21 +50,12 @@ func Parse(spec string, seed uint64) (*Set, error) {
 		if !ok || err != nil || p < 0 || p > 1 {
 			return nil, fmt.Errorf("failpoint: %q: want point=probability, with a probability in [0, 1]", part)
 		}
-		if !known(name) {
-			return nil, fmt.Errorf("failpoint: unknown point %q (known: %s)", name, strings.Join(Points, ", "))
+		if !slices.Contains(points, name) {
+			return nil, fmt.Errorf("failpoint: unknown point %q (known: %s)", name, strings.Join(points, ", "))
 		}
 		s.odds[name] = p
 	}
 	return s, nil
-}
-
-func known(name string) bool {
-	for _, p := range Points {
-		if p == name {
-			return true
-		}
-	}
-	return false
 }
 
 // Hit fires point with its probability. On a nil Set it does nothing.

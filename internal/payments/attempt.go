@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/idemhq/idem/internal/failpoint"
 	"github.com/idemhq/idem/internal/provider"
 )
 
@@ -155,7 +154,7 @@ func (p *Processor) process(ctx context.Context, t *task) {
 		m.sweep()
 		log.Info("payd: re-driving work whose worker lost its lease")
 	}
-	p.cfg.Failpoints.Hit(failpoint.AfterClaim)
+	p.failpoint(FailpointAfterClaim)
 
 	closing := t.age > p.cfg.KeyWindow-keyWindowMargin
 	spent := t.attempts > p.cfg.MaxAttempts
@@ -171,7 +170,7 @@ func (p *Processor) process(ctx context.Context, t *task) {
 	callCtx, cancel := context.WithDeadline(ctx, t.leaseEnd)
 	o, err := t.call(callCtx)
 	cancel()
-	p.cfg.Failpoints.Hit(failpoint.AfterResponse)
+	p.failpoint(FailpointAfterResponse)
 	kind := provider.KindOf(err)
 	m.providerCall(t.kind, kind, o.State)
 	switch kind {

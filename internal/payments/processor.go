@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/idemhq/idem/internal/failpoint"
 	"github.com/idemhq/idem/internal/provider"
 	"github.com/idemhq/idem/internal/waitlist"
 )
@@ -60,11 +59,19 @@ type ProcessorConfig struct {
 	// may have did so longer ago than this; until then it stays unknown
 	// and is looked up again. Default DefaultMaxProviderDelay (1h).
 	MaxProviderDelay time.Duration
-	// Failpoints, if set, kill the process at named points (chaos testing).
-	Failpoints *failpoint.Set
-	Logger     *slog.Logger
-	Metrics    *Metrics
+	// Failpoint, if set, is called at each named point of a task's work
+	// (FailpointAfterClaim, FailpointAfterResponse). Only builds with the
+	// chaos tag set it, to kill the process there.
+	Failpoint func(point string)
+	Logger    *slog.Logger
+	Metrics   *Metrics
 }
+
+// The points of a task's work where ProcessorConfig.Failpoint is called.
+const (
+	FailpointAfterClaim    = "after-claim"    // the claim is committed, the provider not yet called
+	FailpointAfterResponse = "after-response" // the provider answered, the outcome is not recorded
+)
 
 func (c *ProcessorConfig) resolve() ProcessorConfig {
 	var r ProcessorConfig
@@ -164,6 +171,13 @@ func (p *Processor) Stop(ctx context.Context) error {
 		p.stopWork()
 		<-finished
 		return ctx.Err()
+	}
+}
+
+// failpoint calls the configured Failpoint at point, if any.
+func (p *Processor) failpoint(point string) {
+	if p.cfg.Failpoint != nil {
+		p.cfg.Failpoint(point)
 	}
 }
 
