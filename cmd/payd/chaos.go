@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/idemhq/idem/internal/chaos"
+	"github.com/idemhq/idem/cmd/payd/internal/chaos"
 )
 
 const chaosSummary = `Prove payd: run it as real processes (1 to 3 replicas, SQLite or PostgreSQL)

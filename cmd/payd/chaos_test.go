@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idemhq/idem/internal/chaos"
-	"github.com/idemhq/idem/internal/testenv"
+	"github.com/idemhq/idem/cmd/payd/internal/chaos"
+	"github.com/idemhq/idem/cmd/payd/internal/pgtest"
 )
 
 // chaosConfig is a short chaos run whose processes are this test binary
@@ -101,7 +101,7 @@ func TestChaosSQLite(t *testing.T) {
 // resets and latency included.
 func TestChaosPostgres(t *testing.T) {
 	cfg := chaosConfig(t)
-	cfg.DatabaseURL, cfg.ExistingDatabase = testenv.PostgresDatabase(t), true
+	cfg.DatabaseURL, cfg.ExistingDatabase = pgtest.Database(t), true
 	cfg.Target = chaos.TargetPayd
 	rep := checkChaos(t, cfg)
 	if rep.Database != "postgres" || rep.Faults[chaos.DBReset] == 0 || rep.Naive != nil {

@@ -9,7 +9,7 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/idemhq/idem/internal/payments"
+	"github.com/idemhq/idem/cmd/payd/internal/payments"
 )
 
 func runMismatches(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

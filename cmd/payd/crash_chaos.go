@@ -7,9 +7,9 @@ import (
 	"math/rand/v2"
 	"strings"
 
-	"github.com/idemhq/idem/internal/api"
-	"github.com/idemhq/idem/internal/failpoint"
-	"github.com/idemhq/idem/internal/payments"
+	"github.com/idemhq/idem/cmd/payd/internal/api"
+	"github.com/idemhq/idem/cmd/payd/internal/failpoint"
+	"github.com/idemhq/idem/cmd/payd/internal/payments"
 )
 
 // failpointAfterSend is the point between writing a provider request and

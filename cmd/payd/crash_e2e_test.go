@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/idemhq/idem/internal/payments"
-	"github.com/idemhq/idem/internal/simulator"
+	"github.com/idemhq/idem/cmd/payd/internal/payments"
+	"github.com/idemhq/idem/cmd/payd/internal/simulator"
 )
 
 // TestWorkerCrashAfterProviderCharged: the worker dies after the provider

@@ -23,9 +23,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
-	"github.com/idemhq/idem/internal/payments"
-	"github.com/idemhq/idem/internal/provider"
-	"github.com/idemhq/idem/internal/simulator"
+	"github.com/idemhq/idem/cmd/payd/internal/payments"
+	"github.com/idemhq/idem/cmd/payd/internal/pgtest"
+	"github.com/idemhq/idem/cmd/payd/internal/provider"
+	"github.com/idemhq/idem/cmd/payd/internal/simulator"
 	"github.com/idemhq/idem/internal/testenv"
 )
 
@@ -165,7 +166,7 @@ func eachDatabase(t *testing.T, test func(t *testing.T, databaseURL string)) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
-		test(t, testenv.PostgresDatabase(t))
+		test(t, pgtest.Database(t))
 	})
 }
 
@@ -423,7 +424,7 @@ func TestStaleWorkerPausedPastItsLease(t *testing.T) {
 // TestTwoReplicas runs two payd processes on one PostgreSQL database and
 // sends charges to both: every payment is charged exactly once.
 func TestTwoReplicas(t *testing.T) {
-	db := testenv.PostgresDatabase(t)
+	db := pgtest.Database(t)
 	sim, simURL := newSim(t, simulator.Faults{LatencyMax: 5 * time.Millisecond}) // amounts ending 02 or 03 would be declined
 	replicas := []*proc{startPayd(t, paydArgs(db, simURL)...), startPayd(t, paydArgs(db, simURL, "--migrate=false")...)}
 	const n = 200
@@ -500,7 +501,7 @@ func TestSIGTERMLetsInFlightWorkFinish(t *testing.T) {
 // and once a posting is changed behind its back (the append-only trigger
 // disabled first), exits non-zero naming the broken transaction.
 func TestVerifyFindsATamperedPosting(t *testing.T) {
-	db := testenv.PostgresDatabase(t)
+	db := pgtest.Database(t)
 	_, simURL := newSim(t, simulator.Faults{})
 	p := startPayd(t, paydArgs(db, simURL)...)
 	if r, err := postCharge(http.DefaultClient, p.url, "tamper-1", orderBody, 10); err != nil || r.charge.Status != payments.StateSucceeded {

@@ -17,10 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/idemhq/idem"
-	"github.com/idemhq/idem/internal/api"
-	"github.com/idemhq/idem/internal/payments"
-	"github.com/idemhq/idem/internal/provider"
-	"github.com/idemhq/idem/internal/simulator"
+	"github.com/idemhq/idem/cmd/payd/internal/api"
+	"github.com/idemhq/idem/cmd/payd/internal/payments"
+	"github.com/idemhq/idem/cmd/payd/internal/provider"
+	"github.com/idemhq/idem/cmd/payd/internal/simulator"
 )
 
 // serveConfig is what payd serve is told.

@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"net"
 
-	"github.com/idemhq/idem/internal/simulator"
+	"github.com/idemhq/idem/cmd/payd/internal/simulator"
 )
 
 // embeddedSim is the built-in provider simulator of an embedded payd.

@@ -8,8 +8,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/idemhq/idem/internal/payments"
-	"github.com/idemhq/idem/internal/provider"
+	"github.com/idemhq/idem/cmd/payd/internal/payments"
+	"github.com/idemhq/idem/cmd/payd/internal/provider"
 )
 
 // errViolated ends payd verify when an invariant does not hold.
