@@ -1,26 +1,28 @@
 package idem
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/idemhq/idem/observe"
 )
 
 // Defaults and limits for Config and keys.
 const (
-	DefaultNamespace    = "default"
-	DefaultLeaseTTL     = 30 * time.Second
-	MinLeaseTTL         = 10 * time.Millisecond
-	DefaultRetention    = 24 * time.Hour
-	DefaultMaxWait      = 10 * time.Second
-	DefaultStoreTimeout = 5 * time.Second
+	defaultNamespace    = "default"
+	defaultLeaseTTL     = 30 * time.Second
+	minLeaseTTL         = 10 * time.Millisecond
+	defaultRetention    = 24 * time.Hour
+	defaultMaxWait      = 10 * time.Second
+	defaultStoreTimeout = 5 * time.Second
 
-	// MaxKeyLen is the longest key Run accepts, in bytes (Stripe's limit).
-	MaxKeyLen = 255
-	// MaxFingerprintLen is the longest fingerprint Run accepts, in bytes.
-	// Pass a digest of the request, not the request.
-	MaxFingerprintLen = 255
+	// maxKeyLen is the longest key Run accepts, in bytes (Stripe's limit).
+	maxKeyLen = 255
+	// maxFingerprintLen is the longest fingerprint Run accepts, in bytes.
+	maxFingerprintLen = 255
 	// maxNamespaceLen keeps store keys short: namespace + "/" + 64 hex digits.
 	maxNamespaceLen = 63
 )
@@ -34,7 +36,7 @@ type Config struct {
 	Namespace string
 
 	// LeaseTTL is how long a claim stays live without renewal. The engine
-	// renews it every LeaseTTL/3 while fn runs. At least MinLeaseTTL.
+	// renews it every LeaseTTL/3 while fn runs. At least 10ms.
 	// Default 30s.
 	LeaseTTL time.Duration
 
@@ -62,13 +64,18 @@ type Config struct {
 	// Codec encodes the values of Do. Default JSON.
 	Codec Codec
 
-	// Logger receives takeovers, lease losses and store errors. Keys are
-	// logged as store keys (namespace and hash), never raw. Default: discard.
+	// Logger receives takeovers, lease losses and store errors, and above
+	// all ErrNotRecorded, at error level. Keys are logged as store keys
+	// (namespace and hash), never raw. Default: slog.Default(), at warn
+	// level and above, so a lost outcome is never silent
+	// (TestDefaultLoggerWarns).
 	Logger *slog.Logger
 
-	// Observer, if set, is called synchronously for every Event. It must be
-	// fast and safe for concurrent use; metrics adapters hang off it.
-	Observer func(Event)
+	// Observer, if set, is called synchronously for every event of a call,
+	// with the caller's context, so a tracing adapter can join the caller's
+	// span. It must be fast and safe for concurrent use. The OpenTelemetry
+	// and Prometheus adapters are Observers.
+	Observer func(context.Context, observe.Event)
 }
 
 // Codec encodes and decodes the values of Do. A nil field means JSON.
@@ -85,31 +92,31 @@ func (c *Config) resolve() (Config, error) {
 		r = *c
 	}
 	if r.Namespace == "" {
-		r.Namespace = DefaultNamespace
+		r.Namespace = defaultNamespace
 	}
 	if err := validateNamespace(r.Namespace); err != nil {
 		return r, err
 	}
 	if r.LeaseTTL == 0 {
-		r.LeaseTTL = DefaultLeaseTTL
+		r.LeaseTTL = defaultLeaseTTL
 	}
-	if r.LeaseTTL < MinLeaseTTL {
-		return r, fmt.Errorf("idem: LeaseTTL must be at least %s, got %s", MinLeaseTTL, r.LeaseTTL)
+	if r.LeaseTTL < minLeaseTTL {
+		return r, fmt.Errorf("idem: LeaseTTL must be at least %s, got %s", minLeaseTTL, r.LeaseTTL)
 	}
 	if r.Retention == 0 {
-		r.Retention = DefaultRetention
+		r.Retention = defaultRetention
 	}
 	if r.Retention < 0 {
 		return r, fmt.Errorf("idem: Retention must be positive, got %s", r.Retention)
 	}
 	if r.MaxWait == 0 {
-		r.MaxWait = DefaultMaxWait
+		r.MaxWait = defaultMaxWait
 	}
 	if r.MaxWait < 0 {
 		return r, fmt.Errorf("idem: MaxWait must be positive, got %s (use RunOptions.FailFast not to wait)", r.MaxWait)
 	}
 	if r.StoreTimeout == 0 {
-		r.StoreTimeout = DefaultStoreTimeout
+		r.StoreTimeout = defaultStoreTimeout
 	}
 	if r.StoreTimeout < 0 {
 		return r, fmt.Errorf("idem: StoreTimeout must be positive, got %s", r.StoreTimeout)
@@ -129,7 +136,7 @@ func (c *Config) resolve() (Config, error) {
 		r.Codec.Unmarshal = json.Unmarshal
 	}
 	if r.Logger == nil {
-		r.Logger = slog.New(slog.DiscardHandler)
+		r.Logger = slog.New(warnAndAbove{slog.Default().Handler()})
 	}
 	return r, nil
 }
@@ -145,4 +152,21 @@ func validateNamespace(ns string) error {
 		}
 	}
 	return nil
+}
+
+// warnAndAbove passes on the records of its handler's at warn level and
+// above: the engine's default logger, which must not be silent about lost
+// outcomes nor chatty about takeovers.
+type warnAndAbove struct{ slog.Handler }
+
+func (h warnAndAbove) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
+
+func (h warnAndAbove) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return warnAndAbove{h.Handler.WithAttrs(attrs)}
+}
+
+func (h warnAndAbove) WithGroup(name string) slog.Handler {
+	return warnAndAbove{h.Handler.WithGroup(name)}
 }

@@ -9,11 +9,11 @@ import (
 // Do is Run for typed values: fn's value is encoded with Config.Codec (JSON
 // by default) when recorded, and every caller, the one that ran fn
 // included, gets it decoded from those bytes, so all callers see the same
-// value. replayed reports whether fn ran in another call.
+// value. Result.Replayed reports whether fn ran in another call.
 //
 // A value that cannot be encoded is a bug in the caller: fn ran, nothing is
 // recorded, the claim is released, and the error matches ErrNotRecorded.
-func Do[T any](ctx context.Context, e *Engine, key string, fn func(context.Context) (T, error), opts *RunOptions) (v T, replayed bool, err error) {
+func Do[T any](ctx context.Context, e *Engine, key string, fn func(context.Context) (T, error), opts *RunOptions) (Result[T], error) {
 	o := releaseOnEncodeError(opts)
 	res, err := e.Run(ctx, key, func(ctx context.Context) ([]byte, error) {
 		v, err := fn(ctx)
@@ -23,7 +23,7 @@ func Do[T any](ctx context.Context, e *Engine, key string, fn func(context.Conte
 }
 
 // DoTx is RunTx for typed values, as Do is for Run.
-func DoTx[T, Tx any](ctx context.Context, e *Engine, key string, fn func(context.Context, Tx) (T, error), opts *RunOptions) (v T, replayed bool, err error) {
+func DoTx[T, Tx any](ctx context.Context, e *Engine, key string, fn func(context.Context, Tx) (T, error), opts *RunOptions) (Result[T], error) {
 	o := releaseOnEncodeError(opts)
 	res, err := RunTx(ctx, e, key, func(ctx context.Context, tx Tx) ([]byte, error) {
 		v, err := fn(ctx, tx)
@@ -58,13 +58,14 @@ func (e *Engine) encode(v any, err error) ([]byte, error) {
 	return b, nil
 }
 
-func decode[T any](e *Engine, res Result, err error) (v T, replayed bool, _ error) {
+func decode[T any](e *Engine, res result, err error) (Result[T], error) {
+	out := Result[T]{Replayed: res.Replayed}
 	if res.Value != nil {
-		if derr := e.cfg.Codec.Unmarshal(res.Value, &v); derr != nil {
-			return v, res.Replayed, errors.Join(err, fmt.Errorf("idem: decode recorded value as %T: %w", v, derr))
+		if derr := e.cfg.Codec.Unmarshal(res.Value, &out.Value); derr != nil {
+			return out, errors.Join(err, fmt.Errorf("idem: decode recorded value as %T: %w", out.Value, derr))
 		}
 	}
-	return v, res.Replayed, err
+	return out, err
 }
 
 // encodeError reports a value Do could not encode.

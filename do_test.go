@@ -25,9 +25,9 @@ func TestDoReplaysTypedValues(t *testing.T) {
 		return charge{ID: "ch_1", Amount: 1999}, nil
 	}
 	for i, wantReplayed := range []bool{false, true, true} {
-		c, replayed, err := idem.Do(t.Context(), e, "order-1", fn, nil)
-		if err != nil || c != (charge{"ch_1", 1999}) || replayed != wantReplayed {
-			t.Fatalf("call %d: Do = (%+v, %t, %v), want ({ch_1 1999}, %t, nil)", i, c, replayed, err, wantReplayed)
+		res, err := idem.Do(t.Context(), e, "order-1", fn, nil)
+		if err != nil || res.Value != (charge{"ch_1", 1999}) || res.Replayed != wantReplayed {
+			t.Fatalf("call %d: Do = (%+v, %v), want ({ch_1 1999} replayed %t, nil)", i, res, err, wantReplayed)
 		}
 	}
 	if runs != 1 {
@@ -40,9 +40,9 @@ func TestDoReplaysErrors(t *testing.T) {
 	e := newEngine(t, memstore.New(), &idem.Config{Errors: map[string]error{"declined": errDeclined}})
 	fn := func(context.Context) (charge, error) { return charge{ID: "partial"}, errDeclined }
 	for i := range 2 {
-		c, _, err := idem.Do(t.Context(), e, "order-1", fn, nil)
-		if !errors.Is(err, errDeclined) || c != (charge{}) {
-			t.Fatalf("call %d: Do = (%+v, %v), want the zero value and errDeclined", i, c, err)
+		res, err := idem.Do(t.Context(), e, "order-1", fn, nil)
+		if !errors.Is(err, errDeclined) || res.Value != (charge{}) {
+			t.Fatalf("call %d: Do = (%+v, %v), want the zero value and errDeclined", i, res.Value, err)
 		}
 	}
 }
@@ -54,7 +54,7 @@ func TestDoUnencodableValueIsNotRecorded(t *testing.T) {
 	runs := 0
 	fn := func(context.Context) (func(), error) { runs++; return func() {}, nil }
 	for i := range 2 {
-		_, _, err := idem.Do(t.Context(), e, "order-1", fn, nil)
+		_, err := idem.Do(t.Context(), e, "order-1", fn, nil)
 		if !errors.Is(err, idem.ErrNotRecorded) || !strings.Contains(err.Error(), "encode") {
 			t.Fatalf("call %d: Do = %v, want an encode error matching ErrNotRecorded", i, err)
 		}
@@ -69,12 +69,12 @@ func TestDoReportsUndecodableRecords(t *testing.T) {
 	if _, err := e.Run(t.Context(), "order-1", value("not json"), nil); err != nil {
 		t.Fatal(err)
 	}
-	_, replayed, err := idem.Do(t.Context(), e, "order-1", func(context.Context) (charge, error) {
+	res, err := idem.Do(t.Context(), e, "order-1", func(context.Context) (charge, error) {
 		t.Error("fn ran for a completed key")
 		return charge{}, nil
 	}, nil)
-	if err == nil || !strings.Contains(err.Error(), "decode") || !replayed {
-		t.Fatalf("Do over a non-JSON record = (replayed %t, %v), want a replayed decode error", replayed, err)
+	if err == nil || !strings.Contains(err.Error(), "decode") || !res.Replayed {
+		t.Fatalf("Do over a non-JSON record = (replayed %t, %v), want a replayed decode error", res.Replayed, err)
 	}
 }
 
@@ -89,12 +89,12 @@ func TestDoUsesTheConfiguredCodec(t *testing.T) {
 	}
 	e := newEngine(t, memstore.New(), &idem.Config{Codec: gobCodec})
 	fn := func(context.Context) (charge, error) { return charge{ID: "ch_1", Amount: 5}, nil }
-	if _, _, err := idem.Do(t.Context(), e, "order-1", fn, nil); err != nil {
+	if _, err := idem.Do(t.Context(), e, "order-1", fn, nil); err != nil {
 		t.Fatal(err)
 	}
-	c, replayed, err := idem.Do(t.Context(), e, "order-1", fn, nil)
-	if err != nil || !replayed || c != (charge{"ch_1", 5}) {
-		t.Fatalf("gob replay = (%+v, %t, %v), want ({ch_1 5}, true, nil)", c, replayed, err)
+	typed, err := idem.Do(t.Context(), e, "order-1", fn, nil)
+	if err != nil || !typed.Replayed || typed.Value != (charge{"ch_1", 5}) {
+		t.Fatalf("gob replay = (%+v, %v), want ({ch_1 5} replayed, nil)", typed, err)
 	}
 	res, _ := e.Run(t.Context(), "order-1", mustNotRun(t), nil)
 	if bytes.HasPrefix(res.Value, []byte("{")) {

@@ -3,6 +3,8 @@ package idem
 import (
 	"errors"
 	"fmt"
+
+	"github.com/idemhq/idem/store"
 )
 
 var (
@@ -20,13 +22,14 @@ var (
 	// renewal was refused, or none was confirmed before the local deadline.
 	// fn's context was cancelled, fn may have run in part or in full, and its
 	// outcome was not recorded; the holder that took over decides the
-	// outcome. Stores return it from Renew, Complete and Release when the
-	// lease's fence is no longer current.
-	ErrLeaseLost = errors.New("idem: lease lost: outcome discarded, a newer holder decides the key")
+	// outcome. It is store.ErrLeaseLost, which stores return when a lease's
+	// fence is no longer current.
+	ErrLeaseLost = store.ErrLeaseLost
 
 	// ErrInvalidKey is returned, before any store access, for a key that is
-	// empty, longer than MaxKeyLen, not UTF-8, or holds control characters;
-	// and for a fingerprint longer than MaxFingerprintLen.
+	// empty, longer than 255 bytes (Stripe's limit), not UTF-8, or holds
+	// control characters; and for a fingerprint longer than 255 bytes (pass
+	// a digest of the request, not the request).
 	ErrInvalidKey = errors.New("idem: invalid key")
 
 	// ErrNotRecorded matches (errors.Is) every error returned after fn ran to
@@ -67,8 +70,8 @@ func (e *StoreError) Is(target error) bool { return target == ErrNotRecorded && 
 // registered in Config.Errors it unwraps to the registered value, so
 // errors.Is and errors.As match as they did for the original.
 type ReplayedError struct {
-	// Code is the registered code of the original error, or the code it
-	// reported through an ErrorCode() string method, or "" if neither.
+	// Code is the registered code of the original error (Config.Errors),
+	// or the code it reported as an ErrorCoder, or "" if neither.
 	Code    string
 	Message string
 

@@ -26,8 +26,8 @@ func ExampleDo() {
 		return Charge{ID: "ch_1", Amount: 1999}, nil
 	}
 	for range 2 {
-		c, replayed, err := idem.Do(context.Background(), engine, "order-1234", chargeCard, nil)
-		fmt.Println(c.ID, c.Amount, replayed, err)
+		res, err := idem.Do(context.Background(), engine, "order-1234", chargeCard, nil)
+		fmt.Println(res.Value.ID, res.Value.Amount, res.Replayed, err)
 	}
 	// Output:
 	// charging the card
@@ -51,12 +51,12 @@ func Example_errorReplay() {
 		return Charge{}, fmt.Errorf("charge order-1234: %w", ErrCardDeclined)
 	}
 	for range 2 {
-		_, replayed, err := idem.Do(context.Background(), engine, "order-1234", chargeCard, nil)
+		res, err := idem.Do(context.Background(), engine, "order-1234", chargeCard, nil)
 		var re *idem.ReplayedError
 		if errors.As(err, &re) {
-			fmt.Printf("replayed %t: %v (code %s, declined %t)\n", replayed, err, re.Code, errors.Is(err, ErrCardDeclined))
+			fmt.Printf("replayed %t: %v (code %s, declined %t)\n", res.Replayed, err, re.Code, errors.Is(err, ErrCardDeclined))
 		} else {
-			fmt.Printf("replayed %t: %v (declined %t)\n", replayed, err, errors.Is(err, ErrCardDeclined))
+			fmt.Printf("replayed %t: %v (declined %t)\n", res.Replayed, err, errors.Is(err, ErrCardDeclined))
 		}
 	}
 	// Output:
@@ -76,10 +76,10 @@ func Example_fingerprintMismatch() {
 		return func(context.Context) (Charge, error) { return Charge{ID: "ch_1", Amount: amount}, nil }
 	}
 	ctx := context.Background()
-	c, _, err := idem.Do(ctx, engine, "order-1234", charge(1999), &idem.RunOptions{Fingerprint: "amount=1999"})
-	fmt.Println(c.Amount, err)
-	c, _, err = idem.Do(ctx, engine, "order-1234", charge(5000), &idem.RunOptions{Fingerprint: "amount=5000"})
-	fmt.Println(c.Amount, err, errors.Is(err, idem.ErrMismatch))
+	res, err := idem.Do(ctx, engine, "order-1234", charge(1999), &idem.RunOptions{Fingerprint: "amount=1999"})
+	fmt.Println(res.Value.Amount, err)
+	res, err = idem.Do(ctx, engine, "order-1234", charge(5000), &idem.RunOptions{Fingerprint: "amount=5000"})
+	fmt.Println(res.Value.Amount, err, errors.Is(err, idem.ErrMismatch))
 	// Output:
 	// 1999 <nil>
 	// 0 idem: key reused with a different fingerprint true
@@ -96,19 +96,19 @@ func Example_waiting() {
 	started, finish := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		c, _, _ := idem.Do(ctx, engine, "order-1234", func(context.Context) (Charge, error) {
+		res, _ := idem.Do(ctx, engine, "order-1234", func(context.Context) (Charge, error) {
 			close(started)
 			<-finish
 			return Charge{ID: "ch_1", Amount: 1999}, nil
 		}, nil)
-		fmt.Println("holder got", c.ID)
+		fmt.Println("holder got", res.Value.ID)
 	})
 	<-started
 	wg.Go(func() {
-		c, replayed, _ := idem.Do(ctx, engine, "order-1234", func(context.Context) (Charge, error) {
+		res, _ := idem.Do(ctx, engine, "order-1234", func(context.Context) (Charge, error) {
 			panic("never runs: the key is held")
 		}, nil)
-		fmt.Println("waiter got", c.ID, "replayed", replayed)
+		fmt.Println("waiter got", res.Value.ID, "replayed", res.Replayed)
 	})
 	close(finish)
 	wg.Wait()
@@ -117,8 +117,9 @@ func Example_waiting() {
 	// waiter got ch_1 replayed true
 }
 
-// fn gets its lease from the context: the store key makes a stable
-// idempotency key for a downstream provider, and the fence guards writes.
+// fn gets its lease from the context: ProviderKey is a stable idempotency
+// key for a downstream provider, the same on every retry of order-1234,
+// and the fence guards writes.
 func ExampleLeaseFrom() {
 	engine, err := idem.New(memstore.New(), &idem.Config{Namespace: "charges"})
 	if err != nil {
@@ -126,11 +127,13 @@ func ExampleLeaseFrom() {
 	}
 	engine.Run(context.Background(), "order-1234", func(ctx context.Context) ([]byte, error) {
 		lease, _ := idem.LeaseFrom(ctx)
-		fmt.Println("provider key:", lease.Key[:len("charges/")+8]+"…")
+		fmt.Println("store key:", lease.StoreKey[:len("charges/")+8]+"…")
+		fmt.Println("provider key:", len(lease.ProviderKey()), "characters")
 		fmt.Println("fence:", lease.Fence)
 		return nil, nil
 	}, nil)
 	// Output:
-	// provider key: charges/71983129…
+	// store key: charges/71983129…
+	// provider key: 32 characters
 	// fence: 1
 }

@@ -8,7 +8,7 @@ type flight struct {
 	key         string // the store key
 	fingerprint string
 	done        chan struct{} // made by the first waiter, under the shard's lock
-	res         Result
+	res         result
 	err         error
 	shared      bool // res and err are a recorded outcome waiters may take
 }
@@ -66,7 +66,7 @@ func (t *flights) join(c *call) (f *flight, leader bool) {
 
 // land ends f, led by c, and hands its outcome to its waiters. shared says
 // whether the outcome is recorded; if not, waiters try again themselves.
-func (t *flights) land(c *call, f *flight, res Result, err error, shared bool) {
+func (t *flights) land(c *call, f *flight, res result, err error, shared bool) {
 	if f == nil {
 		return
 	}

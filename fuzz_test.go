@@ -14,13 +14,13 @@ import (
 // FuzzValidateKey checks that the key policy admits exactly the keys it
 // publishes, and that every admitted key derives a well-formed store key.
 func FuzzValidateKey(f *testing.F) {
-	for _, k := range []string{"order-1234", "", "a\nb", "ключ", "\xff", strings.Repeat("k", MaxKeyLen+1)} {
+	for _, k := range []string{"order-1234", "", "a\nb", "ключ", "\xff", strings.Repeat("k", maxKeyLen+1)} {
 		f.Add(k)
 	}
 	f.Fuzz(func(t *testing.T, key string) {
 		err := validateKey(key)
 		printable := utf8.ValidString(key) && strings.IndexFunc(key, unicode.IsControl) < 0
-		want := len(key) >= 1 && len(key) <= MaxKeyLen && printable
+		want := len(key) >= 1 && len(key) <= maxKeyLen && printable
 		if (err == nil) != want {
 			t.Fatalf("validateKey(%q) = %v, want valid %t", key, err, want)
 		}

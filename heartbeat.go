@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/idemhq/idem/observe"
+	"github.com/idemhq/idem/store"
 )
 
 // A heartbeat renews a lease while fn runs. It keeps a local deadline on the
@@ -20,7 +23,7 @@ import (
 type heartbeat struct {
 	context.Context
 	e        *Engine
-	lease    Lease
+	lease    store.Lease
 	detached context.Context         // for renewals: the caller's values, not its cancellation
 	cancel   context.CancelCauseFunc // cancels fn's context
 
@@ -34,7 +37,7 @@ type heartbeat struct {
 
 // startHeartbeat starts renewing l, claimed by a request sent at claimSent.
 // ctx is the caller's context; detached is the same without cancellation.
-func (e *Engine) startHeartbeat(ctx, detached context.Context, l Lease, claimSent time.Time) *heartbeat {
+func (e *Engine) startHeartbeat(ctx, detached context.Context, l store.Lease, claimSent time.Time) *heartbeat {
 	fnCtx, cancel := context.WithCancelCause(ctx)
 	h := &heartbeat{
 		Context:  fnCtx,
@@ -99,7 +102,7 @@ func (h *heartbeat) beat() {
 		h.loseLocked()
 		return
 	default:
-		h.e.observe(Event{Kind: EventStoreError, Key: h.lease.Key, Fence: h.lease.Fence, Err: err})
+		h.e.observe(ctx, observe.Event{Kind: observe.StoreError, Key: h.lease.Key, Fence: h.lease.Fence, Err: err})
 		h.e.cfg.Logger.LogAttrs(h.detached, slog.LevelWarn, "idem: lease renewal failed; retrying until the local deadline",
 			slog.String("key", h.lease.Key), slog.Int64("fence", h.lease.Fence), slog.Any("error", err))
 		next = min(next/2, max(time.Until(h.deadline), 0))

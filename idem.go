@@ -11,13 +11,16 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/idemhq/idem/observe"
+	"github.com/idemhq/idem/store"
 )
 
 // Engine runs functions at most once per key across every process that
-// shares its Store, records each outcome and replays it. It is safe for
+// shares its store, records each outcome and replays it. It is safe for
 // concurrent use; create one per store and namespace and share it.
 type Engine struct {
-	store Store
+	store store.Store
 	cfg   Config
 	codes []string // cfg.Errors' codes, sorted
 
@@ -33,9 +36,10 @@ type Engine struct {
 // deadlines, not for display.
 func (e *Engine) now() time.Time { return e.born.Add(time.Since(e.born)) }
 
-// New returns an Engine on store. A nil cfg means all defaults.
-func New(store Store, cfg *Config) (*Engine, error) {
-	if store == nil {
+// New returns an Engine on s: memstore for one process, or the SQLite,
+// PostgreSQL or Redis store. A nil cfg means all defaults.
+func New(s store.Store, cfg *Config) (*Engine, error) {
+	if s == nil {
 		return nil, errors.New("idem: New needs a Store (memstore.New() for one process)")
 	}
 	c, err := cfg.resolve()
@@ -45,7 +49,7 @@ func New(store Store, cfg *Config) (*Engine, error) {
 	var id [12]byte
 	rand.Read(id[:])
 	return &Engine{
-		store:       store,
+		store:       s,
 		cfg:         c,
 		codes:       sortedCodes(c.Errors),
 		ownerPrefix: base64.RawURLEncoding.EncodeToString(id[:]) + ".",
@@ -76,10 +80,11 @@ type RunOptions struct {
 	MaxWait time.Duration
 }
 
-// Result is the outcome of Run.
-type Result struct {
-	// Value is what fn returned. Nil when fn returned an error.
-	Value []byte
+// Result is the outcome of a call: Result[[]byte] from Run and RunTx,
+// Result[T] from Do and DoTx.
+type Result[T any] struct {
+	// Value is what fn returned. The zero value when fn returned an error.
+	Value T
 	// Replayed is set when the outcome came from the store or from another
 	// caller, not from this call's fn.
 	Replayed bool
@@ -99,10 +104,10 @@ type Result struct {
 // the lease (LeaseFrom) and is cancelled, with cause ErrLeaseLost, if the
 // lease cannot be kept. See the package documentation for the guarantees
 // and what they need from fn.
-func (e *Engine) Run(ctx context.Context, key string, fn func(context.Context) ([]byte, error), opts *RunOptions) (Result, error) {
+func (e *Engine) Run(ctx context.Context, key string, fn func(context.Context) ([]byte, error), opts *RunOptions) (Result[[]byte], error) {
 	c := call{fn: fn}
 	if err := e.prepare(&c, key, opts); err != nil {
-		return Result{}, err
+		return result{}, err
 	}
 	return e.run(ctx, &c)
 }
@@ -116,8 +121,8 @@ func (e *Engine) prepare(c *call, key string, opts *RunOptions) error {
 	if opts != nil {
 		c.opts = *opts
 	}
-	if len(c.opts.Fingerprint) > MaxFingerprintLen {
-		return fmt.Errorf("%w: fingerprint is %d bytes, at most %d allowed", ErrInvalidKey, len(c.opts.Fingerprint), MaxFingerprintLen)
+	if len(c.opts.Fingerprint) > maxFingerprintLen {
+		return fmt.Errorf("%w: fingerprint is %d bytes, at most %d allowed", ErrInvalidKey, len(c.opts.Fingerprint), maxFingerprintLen)
 	}
 	c.maxWait = c.opts.MaxWait
 	if c.maxWait <= 0 {
@@ -128,7 +133,7 @@ func (e *Engine) prepare(c *call, key string, opts *RunOptions) error {
 }
 
 // run leads c's flight, or waits for this process's leader of the key.
-func (e *Engine) run(ctx context.Context, c *call) (Result, error) {
+func (e *Engine) run(ctx context.Context, c *call) (result, error) {
 	for {
 		f, leader := e.flights.join(c)
 		if leader {
@@ -169,7 +174,7 @@ func (c *call) waitBudget() time.Duration {
 
 // lead runs c against the store and hands its outcome to f's waiters, also
 // when fn panics.
-func (e *Engine) lead(ctx context.Context, c *call, f *flight) (res Result, err error) {
+func (e *Engine) lead(ctx context.Context, c *call, f *flight) (res result, err error) {
 	shared := false
 	defer func() { e.flights.land(c, f, res, err, shared) }()
 	if c.tx != nil {
@@ -187,10 +192,10 @@ func (e *Engine) lead(ctx context.Context, c *call, f *flight) (res Result, err 
 // await waits for f's leader. done is false when the leader's outcome was
 // not recorded (a transient error, a panic, a store failure): the caller
 // should try again itself.
-func (e *Engine) await(ctx context.Context, c *call, f *flight) (res Result, err error, done bool) {
+func (e *Engine) await(ctx context.Context, c *call, f *flight) (res result, err error, done bool) {
 	if c.opts.FailFast {
-		e.observe(Event{Kind: EventInFlight, Key: c.key})
-		return Result{}, ErrInFlight, true
+		e.observe(ctx, observe.Event{Kind: observe.InFlight, Key: c.key})
+		return result{}, ErrInFlight, true
 	}
 	start := time.Now()
 	timer := time.NewTimer(c.waitBudget())
@@ -198,46 +203,46 @@ func (e *Engine) await(ctx context.Context, c *call, f *flight) (res Result, err
 	select {
 	case <-f.done:
 	case <-ctx.Done():
-		return Result{}, ctx.Err(), true
+		return result{}, ctx.Err(), true
 	case <-timer.C:
-		e.observe(Event{Kind: EventInFlight, Key: c.key})
-		return Result{}, ErrInFlight, true
+		e.observe(ctx, observe.Event{Kind: observe.InFlight, Key: c.key})
+		return result{}, ErrInFlight, true
 	}
-	e.observe(Event{Kind: EventWaited, Key: c.key, Duration: time.Since(start)})
+	e.observe(ctx, observe.Event{Kind: observe.Waited, Key: c.key, Duration: time.Since(start)})
 	if !f.shared {
-		return Result{}, nil, false
+		return result{}, nil, false
 	}
-	return Result{Value: slices.Clone(f.res.Value), Replayed: true}, f.err, true
+	return result{Value: slices.Clone(f.res.Value), Replayed: true}, f.err, true
 }
 
 // execute claims c's key and runs, replays or waits until it has an outcome.
 // shared reports whether the outcome is recorded, so waiters may take it.
-func (e *Engine) execute(ctx context.Context, c *call) (res Result, err error, shared bool) {
+func (e *Engine) execute(ctx context.Context, c *call) (res result, err error, shared bool) {
 	for {
 		p := e.claimParams(c)
 		cr, err := e.store.Claim(ctx, p)
 		if err != nil {
 			// The claim may have landed, so the owner is spent.
 			c.owner = ""
-			return Result{}, e.storeFailed(ctx, "claim", c.key, false, err), false
+			return result{}, e.storeFailed(ctx, "claim", c.key, false, err), false
 		}
-		if cr.Status == ClaimAcquired {
+		if cr.Status == store.ClaimAcquired {
 			c.owner = ""
 		}
 		switch cr.Status {
-		case ClaimAcquired:
+		case store.ClaimAcquired:
 			return e.hold(ctx, c, cr, p.Sent)
-		case ClaimCompleted:
+		case store.ClaimCompleted:
 			return e.replay(ctx, c.key, cr.Outcome)
-		case ClaimMismatch:
-			e.observe(Event{Kind: EventMismatch, Key: c.key})
-			return Result{}, ErrMismatch, true
-		case ClaimInFlight:
+		case store.ClaimMismatch:
+			e.observe(ctx, observe.Event{Kind: observe.Mismatch, Key: c.key})
+			return result{}, ErrMismatch, true
+		case store.ClaimInFlight:
 			if err := e.wait(ctx, c, cr); err != nil {
-				return Result{}, err, false
+				return result{}, err, false
 			}
 		default:
-			return Result{}, e.storeFailed(ctx, "claim", c.key, false, fmt.Errorf("invalid claim status %d", cr.Status)), false
+			return result{}, e.storeFailed(ctx, "claim", c.key, false, fmt.Errorf("invalid claim status %d", cr.Status)), false
 		}
 	}
 }
@@ -246,11 +251,11 @@ func (e *Engine) execute(ctx context.Context, c *call) (res Result, err error, s
 // they carry the lease's anchor, read now. The caller must clear c.owner
 // once the owner is spent: when the claim acquires, or fails and so may
 // have acquired.
-func (e *Engine) claimParams(c *call) ClaimParams {
+func (e *Engine) claimParams(c *call) store.ClaimParams {
 	if c.owner == "" {
 		c.owner = e.ownerPrefix + strconv.FormatUint(e.ownerSeq.Add(1), 36)
 	}
-	return ClaimParams{
+	return store.ClaimParams{
 		Key:         c.key,
 		Owner:       c.owner,
 		Fingerprint: c.opts.Fingerprint,
@@ -266,14 +271,14 @@ const minWait = time.Millisecond
 
 // wait blocks until the holder reported by cr completes, releases or lets
 // its lease expire, or c's wait budget runs out (ErrInFlight).
-func (e *Engine) wait(ctx context.Context, c *call, cr ClaimResult) error {
+func (e *Engine) wait(ctx context.Context, c *call, cr store.ClaimResult) error {
 	if c.opts.FailFast {
-		e.observe(Event{Kind: EventInFlight, Key: c.key, Fence: cr.Lease.Fence})
+		e.observe(ctx, observe.Event{Kind: observe.InFlight, Key: c.key, Fence: cr.Lease.Fence})
 		return ErrInFlight
 	}
 	budget := c.waitBudget()
 	if budget <= 0 {
-		e.observe(Event{Kind: EventInFlight, Key: c.key, Fence: cr.Lease.Fence})
+		e.observe(ctx, observe.Event{Kind: observe.InFlight, Key: c.key, Fence: cr.Lease.Fence})
 		return ErrInFlight
 	}
 	start := time.Now()
@@ -286,21 +291,21 @@ func (e *Engine) wait(ctx context.Context, c *call, cr ClaimResult) error {
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return e.storeFailed(ctx, "wait", c.key, false, err)
 	}
-	e.observe(Event{Kind: EventWaited, Key: c.key, Fence: cr.Lease.Fence, Duration: time.Since(start)})
+	e.observe(ctx, observe.Event{Kind: observe.Waited, Key: c.key, Fence: cr.Lease.Fence, Duration: time.Since(start)})
 	return nil
 }
 
 // replay returns a recorded outcome.
-func (e *Engine) replay(ctx context.Context, key string, b []byte) (Result, error, bool) {
+func (e *Engine) replay(ctx context.Context, key string, b []byte) (result, error, bool) {
 	o, err := decodeOutcome(b)
 	if err != nil {
-		return Result{}, e.storeFailed(ctx, "claim", key, false, err), false
+		return result{}, e.storeFailed(ctx, "claim", key, false, err), false
 	}
-	e.observe(Event{Kind: EventReplayed, Key: key})
+	e.observe(ctx, observe.Event{Kind: observe.Replayed, Key: key})
 	if o.isErr {
-		return Result{Replayed: true}, e.replayedError(o), true
+		return result{Replayed: true}, e.replayedError(o), true
 	}
-	return Result{Value: o.value, Replayed: true}, nil, true
+	return result{Value: o.value, Replayed: true}, nil, true
 }
 
 // errDidNotReturn is the cause of a release after fn panicked or called
@@ -308,10 +313,10 @@ func (e *Engine) replay(ctx context.Context, key string, b []byte) (Result, erro
 var errDidNotReturn = errors.New("idem: fn did not return (panic or runtime.Goexit)")
 
 // hold runs fn under the lease in cr and records its outcome.
-func (e *Engine) hold(ctx context.Context, c *call, cr ClaimResult, claimSent time.Time) (Result, error, bool) {
+func (e *Engine) hold(ctx context.Context, c *call, cr store.ClaimResult, claimSent time.Time) (result, error, bool) {
 	l := cr.Lease
 	if cr.TookOver {
-		e.observe(Event{Kind: EventTakeover, Key: l.Key, Fence: l.Fence})
+		e.observe(ctx, observe.Event{Kind: observe.Takeover, Key: l.Key, Fence: l.Fence})
 		e.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "idem: took over an expired lease",
 			slog.String("key", l.Key), slog.Int64("fence", l.Fence))
 	}
@@ -333,11 +338,11 @@ func (e *Engine) hold(ctx context.Context, c *call, cr ClaimResult, claimSent ti
 
 	if hb.stop() {
 		e.leaseLost(ctx, l, took, fnErr)
-		return Result{}, ErrLeaseLost, false
+		return result{}, ErrLeaseLost, false
 	}
 	if fnErr != nil && (ctx.Err() != nil || c.opts.Retryable != nil && c.opts.Retryable(fnErr)) {
 		e.release(detached, l, fnErr)
-		return Result{}, fnErr, false
+		return result{}, fnErr, false
 	}
 	o := outcome{value: value}
 	if fnErr != nil {
@@ -349,31 +354,31 @@ func (e *Engine) hold(ctx context.Context, c *call, cr ClaimResult, claimSent ti
 	switch {
 	case errors.Is(err, ErrLeaseLost):
 		e.leaseLost(ctx, l, took, fnErr)
-		return Result{}, ErrLeaseLost, false
+		return result{}, ErrLeaseLost, false
 	case err != nil:
-		return Result{Value: value}, e.storeFailed(ctx, "complete", l.Key, true, err), false
+		return result{Value: value}, e.storeFailed(ctx, "complete", l.Key, true, err), false
 	}
-	e.observe(Event{Kind: EventExecuted, Key: l.Key, Fence: l.Fence, Duration: took, Err: fnErr})
-	return Result{Value: value}, fnErr, true
+	e.observe(ctx, observe.Event{Kind: observe.Executed, Key: l.Key, Fence: l.Fence, Duration: took, Err: fnErr})
+	return result{Value: value}, fnErr, true
 }
 
 // release frees l's key without recording an outcome, so the next call runs
 // fn again. cause says why, for observers. detached must not be cancelled
 // with the caller.
-func (e *Engine) release(detached context.Context, l Lease, cause error) {
+func (e *Engine) release(detached context.Context, l store.Lease, cause error) {
 	ctx, cancel := e.bounded(detached)
 	err := e.store.Release(ctx, l)
 	cancel()
-	e.observe(Event{Kind: EventReleased, Key: l.Key, Fence: l.Fence, Err: cause})
+	e.observe(ctx, observe.Event{Kind: observe.Released, Key: l.Key, Fence: l.Fence, Err: cause})
 	if err != nil && !errors.Is(err, ErrLeaseLost) {
-		e.observe(Event{Kind: EventStoreError, Key: l.Key, Fence: l.Fence, Err: err})
+		e.observe(ctx, observe.Event{Kind: observe.StoreError, Key: l.Key, Fence: l.Fence, Err: err})
 		e.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "idem: release failed; the key stays in flight until its lease expires",
 			slog.String("key", l.Key), slog.Int64("fence", l.Fence), slog.Any("error", err))
 	}
 }
 
-func (e *Engine) leaseLost(ctx context.Context, l Lease, took time.Duration, fnErr error) {
-	e.observe(Event{Kind: EventLeaseLost, Key: l.Key, Fence: l.Fence, Duration: took, Err: fnErr})
+func (e *Engine) leaseLost(ctx context.Context, l store.Lease, took time.Duration, fnErr error) {
+	e.observe(ctx, observe.Event{Kind: observe.LeaseLost, Key: l.Key, Fence: l.Fence, Duration: took, Err: fnErr})
 	e.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "idem: lease lost while fn ran; its outcome was discarded",
 		slog.String("key", l.Key), slog.Int64("fence", l.Fence), slog.Duration("fn_duration", took))
 }
@@ -385,7 +390,11 @@ func (e *Engine) storeFailed(ctx context.Context, op, key string, executed bool,
 	if !executed && ctx.Err() != nil {
 		return se
 	}
-	e.observe(Event{Kind: EventStoreError, Key: key, Err: se})
+	kind := observe.StoreError
+	if executed {
+		kind = observe.NotRecorded
+	}
+	e.observe(ctx, observe.Event{Kind: kind, Key: key, Err: se})
 	level, msg := slog.LevelWarn, "idem: store failed before fn ran; fn did not run"
 	if executed {
 		level, msg = slog.LevelError, "idem: fn ran but its outcome was not recorded; a retry may run it again"
@@ -400,8 +409,11 @@ func (e *Engine) bounded(detached context.Context) (context.Context, context.Can
 	return context.WithTimeout(detached, e.cfg.StoreTimeout)
 }
 
-func (e *Engine) observe(ev Event) {
+// result is what the engine passes around: Run's Result.
+type result = Result[[]byte]
+
+func (e *Engine) observe(ctx context.Context, ev observe.Event) {
 	if e.cfg.Observer != nil {
-		e.cfg.Observer(ev)
+		e.cfg.Observer(ctx, ev)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/memstore"
+	"github.com/idemhq/idem/observe"
+	"github.com/idemhq/idem/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -26,21 +29,21 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // faultStore wraps a real store to count calls and inject failures at the
 // process boundary, where a real network or a crash would.
 type faultStore struct {
-	idem.Store
+	store.Store
 	claims, renews, completes, releases atomic.Int32
 
 	claimErr, renewErr, completeErr error
 }
 
-func (s *faultStore) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
+func (s *faultStore) Claim(ctx context.Context, p store.ClaimParams) (store.ClaimResult, error) {
 	s.claims.Add(1)
 	if s.claimErr != nil {
-		return idem.ClaimResult{}, s.claimErr
+		return store.ClaimResult{}, s.claimErr
 	}
 	return s.Store.Claim(ctx, p)
 }
 
-func (s *faultStore) Renew(ctx context.Context, l idem.Lease) error {
+func (s *faultStore) Renew(ctx context.Context, l store.Lease) error {
 	s.renews.Add(1)
 	if s.renewErr != nil {
 		return s.renewErr
@@ -48,7 +51,7 @@ func (s *faultStore) Renew(ctx context.Context, l idem.Lease) error {
 	return s.Store.Renew(ctx, l)
 }
 
-func (s *faultStore) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
+func (s *faultStore) Complete(ctx context.Context, l store.Lease, outcome []byte) error {
 	s.completes.Add(1)
 	if s.completeErr != nil {
 		return s.completeErr
@@ -56,12 +59,12 @@ func (s *faultStore) Complete(ctx context.Context, l idem.Lease, outcome []byte)
 	return s.Store.Complete(ctx, l, outcome)
 }
 
-func (s *faultStore) Release(ctx context.Context, l idem.Lease) error {
+func (s *faultStore) Release(ctx context.Context, l store.Lease) error {
 	s.releases.Add(1)
 	return s.Store.Release(ctx, l)
 }
 
-func newEngine(t testing.TB, s idem.Store, cfg *idem.Config) *idem.Engine {
+func newEngine(t testing.TB, s store.Store, cfg *idem.Config) *idem.Engine {
 	t.Helper()
 	e, err := idem.New(s, cfg)
 	if err != nil {
@@ -119,13 +122,13 @@ func TestRunRejectsInvalidInputBeforeTheStore(t *testing.T) {
 		name, key, fingerprint string
 	}{
 		{"EmptyKey", "", ""},
-		{"LongKey", strings.Repeat("k", idem.MaxKeyLen+1), ""},
+		{"LongKey", strings.Repeat("k", 255+1), ""},
 		{"Newline", "order\n1", ""},
 		{"NUL", "order\x001", ""},
 		{"DEL", "order\x7f", ""},
 		{"C1Control", "order\u0085", ""},
 		{"InvalidUTF8", "order\xff", ""},
-		{"LongFingerprint", "order-1", strings.Repeat("f", idem.MaxFingerprintLen+1)},
+		{"LongFingerprint", "order-1", strings.Repeat("f", 255+1)},
 	} {
 		_, err := e.Run(t.Context(), tc.key, mustNotRun(t), &idem.RunOptions{Fingerprint: tc.fingerprint})
 		if !errors.Is(err, idem.ErrInvalidKey) {
@@ -138,7 +141,7 @@ func TestRunRejectsInvalidInputBeforeTheStore(t *testing.T) {
 	if n := s.claims.Load(); n != 0 {
 		t.Fatalf("store saw %d claims for invalid input, want 0", n)
 	}
-	for _, key := range []string{"k", strings.Repeat("k", idem.MaxKeyLen), "ключ-🙂", "order 1: a/b"} {
+	for _, key := range []string{"k", strings.Repeat("k", 255), "ключ-🙂", "order 1: a/b"} {
 		if _, err := e.Run(t.Context(), key, value("ok"), nil); err != nil {
 			t.Errorf("Run(valid key %q) = %v", key, err)
 		}
@@ -294,8 +297,8 @@ func TestLeaseLostAtLocalDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := memstore.New()
 		s := &faultStore{Store: mem, renewErr: errors.New("network partition")}
-		var events []idem.EventKind
-		e := newEngine(t, s, &idem.Config{LeaseTTL: 10 * time.Second, Observer: func(ev idem.Event) {
+		var events []observe.Kind
+		e := newEngine(t, s, &idem.Config{LeaseTTL: 10 * time.Second, Observer: func(_ context.Context, ev observe.Event) {
 			events = append(events, ev.Kind)
 		}})
 		start := time.Now()
@@ -315,7 +318,7 @@ func TestLeaseLostAtLocalDeadline(t *testing.T) {
 		if n := s.completes.Load(); n != 0 {
 			t.Fatalf("Complete called %d times after the lease was lost, want 0", n)
 		}
-		if !slices.Contains(events, idem.EventLeaseLost) {
+		if !slices.Contains(events, observe.LeaseLost) {
 			t.Errorf("events %v lack lease_lost", events)
 		}
 		// Nothing was recorded: once the store's lease runs out, the next
@@ -357,7 +360,7 @@ func TestPanicReleasesTheClaim(t *testing.T) {
 		start := make(chan struct{})
 		// A coalesced waiter must not inherit the panic or hang: it runs
 		// fn itself once the claim is released.
-		waiterDone := make(chan idem.Result, 1)
+		waiterDone := make(chan idem.Result[[]byte], 1)
 		go func() {
 			<-start
 			res, err := e.Run(t.Context(), "order-1", value("recovered"), nil)
@@ -463,10 +466,10 @@ func TestStoreFailureBeforeFnFailsClosed(t *testing.T) {
 // a distinct error, an ERROR log line and a store_error event.
 func TestLostRecordIsLoud(t *testing.T) {
 	var logs bytes.Buffer
-	var events []idem.Event
+	var events []observe.Event
 	e := newEngine(t, &faultStore{Store: memstore.New(), completeErr: errors.New("connection reset")}, &idem.Config{
 		Logger:   slog.New(slog.NewJSONHandler(&logs, nil)),
-		Observer: func(ev idem.Event) { events = append(events, ev) },
+		Observer: func(_ context.Context, ev observe.Event) { events = append(events, ev) },
 	})
 	res, err := e.Run(t.Context(), "order-1", value("charged"), nil)
 	se, ok := errors.AsType[*idem.StoreError](err)
@@ -482,14 +485,87 @@ func TestLostRecordIsLoud(t *testing.T) {
 	if !strings.Contains(logs.String(), `"level":"ERROR"`) || strings.Contains(logs.String(), "order-1") {
 		t.Errorf("log %q: want an ERROR line that does not name the raw key", logs.String())
 	}
-	if len(events) != 1 || events[0].Kind != idem.EventStoreError || !errors.Is(events[0].Err, idem.ErrNotRecorded) {
-		t.Errorf("events = %+v, want one store_error matching ErrNotRecorded", events)
+	if len(events) != 1 || events[0].Kind != observe.NotRecorded || !errors.Is(events[0].Err, idem.ErrNotRecorded) {
+		t.Errorf("events = %+v, want one not_recorded matching ErrNotRecorded", events)
+	}
+}
+
+// TestDefaultLoggerWarns: with no Logger set, the engine logs to
+// slog.Default() at warn level and above, so a lost outcome is never
+// silent, and takeovers (info) stay out of it.
+func TestDefaultLoggerWarns(t *testing.T) {
+	var logs bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	t.Cleanup(func() { slog.SetDefault(old) })
+
+	e := newEngine(t, &faultStore{Store: memstore.New(), completeErr: errors.New("connection reset")}, nil)
+	if _, err := e.Run(t.Context(), "order-1", value("charged"), nil); !errors.Is(err, idem.ErrNotRecorded) {
+		t.Fatalf("Run = %v, want ErrNotRecorded", err)
+	}
+	if !strings.Contains(logs.String(), `"level":"ERROR"`) || !strings.Contains(logs.String(), "not recorded") {
+		t.Errorf("default log %q: want the ERROR line for the lost outcome", logs.String())
+	}
+	if strings.Contains(logs.String(), `"level":"INFO"`) || strings.Contains(logs.String(), `"level":"DEBUG"`) {
+		t.Errorf("default log %q: want warn and above only", logs.String())
+	}
+}
+
+// TestObserverGetsTheCallersContext: the observer is called with the
+// context the caller passed, so an adapter can find the caller's span.
+func TestObserverGetsTheCallersContext(t *testing.T) {
+	type marker struct{}
+	var got []any
+	e := newEngine(t, memstore.New(), &idem.Config{Observer: func(ctx context.Context, ev observe.Event) {
+		got = append(got, ctx.Value(marker{}))
+	}})
+	ctx := context.WithValue(t.Context(), marker{}, "caller")
+	for range 2 {
+		if _, err := e.Run(ctx, "order-1", value("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 2 || got[0] != "caller" || got[1] != "caller" {
+		t.Fatalf("observer contexts carried %v, want the caller's value on both events", got)
+	}
+}
+
+// TestProviderKey: the key for a downstream provider is short, in
+// [0-9a-f], the same for every holder of a key, and differs between keys
+// and between namespaces.
+func TestProviderKey(t *testing.T) {
+	providerKey := func(e *idem.Engine, key string, retry bool) string {
+		var pk string
+		e.Run(t.Context(), key, func(ctx context.Context) ([]byte, error) {
+			l, _ := idem.LeaseFrom(ctx)
+			pk = l.ProviderKey()
+			if retry {
+				return nil, errors.New("transient")
+			}
+			return nil, nil
+		}, &idem.RunOptions{Retryable: func(error) bool { return true }})
+		return pk
+	}
+	a := newEngine(t, memstore.New(), &idem.Config{Namespace: "a"})
+	b := newEngine(t, memstore.New(), &idem.Config{Namespace: "b"})
+	first, again := providerKey(a, "order-1", true), providerKey(a, "order-1", false)
+	if first != again {
+		t.Errorf("provider key changed between holders of one key: %q then %q", first, again)
+	}
+	if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(first) {
+		t.Errorf("provider key %q: want 32 characters of [0-9a-f]", first)
+	}
+	if other := providerKey(a, "order-2", false); other == first {
+		t.Errorf("two keys share provider key %q", first)
+	}
+	if other := providerKey(b, "order-1", false); other == first {
+		t.Errorf("two namespaces share provider key %q", first)
 	}
 }
 
 func TestObserverSeesEachOutcome(t *testing.T) {
-	var kinds []idem.EventKind
-	e := newEngine(t, memstore.New(), &idem.Config{Observer: func(ev idem.Event) {
+	var kinds []observe.Kind
+	e := newEngine(t, memstore.New(), &idem.Config{Observer: func(_ context.Context, ev observe.Event) {
 		if ev.Key == "" || strings.Contains(ev.Key, "order-1") {
 			t.Errorf("event key %q: want the store key, never the raw key", ev.Key)
 		}
@@ -502,11 +578,11 @@ func TestObserverSeesEachOutcome(t *testing.T) {
 	e.Run(ctx, "order-1", value("v"), &idem.RunOptions{Fingerprint: "other"})
 	e.Run(ctx, "order-2", func(context.Context) ([]byte, error) { return nil, errTransient },
 		&idem.RunOptions{Retryable: func(error) bool { return true }})
-	want := []idem.EventKind{idem.EventExecuted, idem.EventReplayed, idem.EventMismatch, idem.EventReleased}
+	want := []observe.Kind{observe.Executed, observe.Replayed, observe.Mismatch, observe.Released}
 	if fmt.Sprint(kinds) != fmt.Sprint(want) {
 		t.Fatalf("events = %v, want %v", kinds, want)
 	}
-	if got := idem.EventLeaseLost.String(); got != "lease_lost" {
+	if got := observe.LeaseLost.String(); got != "lease_lost" {
 		t.Errorf("EventLeaseLost.String() = %q, want lease_lost", got)
 	}
 }

@@ -14,8 +14,8 @@ func validateKey(key string) error {
 	if key == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidKey)
 	}
-	if len(key) > MaxKeyLen {
-		return fmt.Errorf("%w: %d bytes, at most %d allowed", ErrInvalidKey, len(key), MaxKeyLen)
+	if len(key) > maxKeyLen {
+		return fmt.Errorf("%w: %d bytes, at most %d allowed", ErrInvalidKey, len(key), maxKeyLen)
 	}
 	for i := 0; i < len(key); {
 		c := key[i]

@@ -59,8 +59,11 @@ func decodeOutcome(b []byte) (outcome, error) {
 	return outcome{}, fmt.Errorf("%w: unknown kind %q", errBadOutcome, b[1])
 }
 
-// errorCoder is implemented by errors that carry their own stable code.
-type errorCoder interface {
+// ErrorCoder is an error that carries its own stable code. Recorded, the
+// code replays as ReplayedError.Code, so a caller can tell errors apart
+// after replay without registering them in Config.Errors. Codes longer
+// than 64 bytes are not recorded.
+type ErrorCoder interface {
 	error
 	ErrorCode() string
 }
@@ -75,7 +78,7 @@ func (e *Engine) errorOutcome(err error) outcome {
 			return o
 		}
 	}
-	if c, ok := errors.AsType[errorCoder](err); ok && len(c.ErrorCode()) <= maxCodeLen {
+	if c, ok := errors.AsType[ErrorCoder](err); ok && len(c.ErrorCode()) <= maxCodeLen {
 		o.code = c.ErrorCode()
 	}
 	return o

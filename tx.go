@@ -7,37 +7,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
+
+	"github.com/idemhq/idem/observe"
+	"github.com/idemhq/idem/store"
 )
-
-// TxStore is a Store that can also claim a key, run fn's writes and record
-// the outcome in one database transaction of type Tx (pgx.Tx, *sql.Tx), so
-// that the writes and the record commit or roll back together. RunTx uses
-// it; storetest.RunTx checks it.
-type TxStore[Tx any] interface {
-	Store
-
-	// BeginClaim begins a transaction and claims p.Key inside it. On
-	// ClaimAcquired the claim is uncommitted: it holds the key until the
-	// transaction ends, and a concurrent claim of the key waits up to its
-	// own maxWait for that, then reports ClaimInFlight. On any other status,
-	// or an error, the transaction is already over and tx is the zero value.
-	// maxWait of zero means don't wait.
-	BeginClaim(ctx context.Context, p ClaimParams, maxWait time.Duration) (tx Tx, cr ClaimResult, err error)
-
-	// Commit records outcome for l in tx and commits tx. With discardWrites
-	// it first undoes everything written in tx since BeginClaim, so an error
-	// outcome is recorded without the writes that led to it. It ends tx
-	// even when it fails.
-	Commit(ctx context.Context, tx Tx, l Lease, outcome []byte, discardWrites bool) error
-
-	// Rollback ends tx, recording nothing.
-	Rollback(ctx context.Context, tx Tx) error
-
-	// Conflict reports whether err, from fn or Commit, means the transaction
-	// lost a race with another (a serialization failure, a deadlock, a busy
-	// database) and may succeed if run again.
-	Conflict(err error) bool
-}
 
 // maxTxAttempts bounds how often RunTx reruns a transaction that lost a race
 // (TxStore.Conflict) before it returns the error.
@@ -58,33 +31,33 @@ const maxTxAttempts = 5
 //
 // The engine's store must be a TxStore[Tx], such as the PostgreSQL store
 // for pgx.Tx; otherwise RunTx returns an error without running fn.
-func RunTx[Tx any](ctx context.Context, e *Engine, key string, fn func(ctx context.Context, tx Tx) ([]byte, error), opts *RunOptions) (Result, error) {
-	store, ok := e.store.(TxStore[Tx])
+func RunTx[Tx any](ctx context.Context, e *Engine, key string, fn func(ctx context.Context, tx Tx) ([]byte, error), opts *RunOptions) (Result[[]byte], error) {
+	store, ok := e.store.(store.TxStore[Tx])
 	if !ok {
 		var tx Tx
-		return Result{}, fmt.Errorf("idem: RunTx: the engine's store %T cannot run fn in a %T transaction", e.store, tx)
+		return result{}, fmt.Errorf("idem: RunTx: the engine's store %T cannot run fn in a %T transaction", e.store, tx)
 	}
 	c := call{tx: &txCall[Tx]{store: store, fn: fn}}
 	if err := e.prepare(&c, key, opts); err != nil {
-		return Result{}, err
+		return result{}, err
 	}
 	return e.run(ctx, &c)
 }
 
 // txRunner runs a RunTx call once it leads its flight.
 type txRunner interface {
-	execute(ctx context.Context, e *Engine, c call) (res Result, err error, shared bool)
+	execute(ctx context.Context, e *Engine, c call) (res result, err error, shared bool)
 }
 
 type txCall[Tx any] struct {
-	store TxStore[Tx]
+	store store.TxStore[Tx]
 	fn    func(context.Context, Tx) ([]byte, error)
 }
 
 // errConflict marks an attempt that lost a race and should run again.
 var errConflict = errors.New("idem: transaction conflict")
 
-func (t *txCall[Tx]) execute(ctx context.Context, e *Engine, cv call) (Result, error, bool) {
+func (t *txCall[Tx]) execute(ctx context.Context, e *Engine, cv call) (result, error, bool) {
 	c := &cv
 	for attempt := 1; ; {
 		wait := time.Duration(0)
@@ -94,42 +67,42 @@ func (t *txCall[Tx]) execute(ctx context.Context, e *Engine, cv call) (Result, e
 		tx, cr, err := t.store.BeginClaim(ctx, e.claimParams(c), wait)
 		if err != nil {
 			c.owner = ""
-			return Result{}, e.storeFailed(ctx, "claim", c.key, false, err), false
+			return result{}, e.storeFailed(ctx, "claim", c.key, false, err), false
 		}
-		if cr.Status == ClaimAcquired {
+		if cr.Status == store.ClaimAcquired {
 			c.owner = ""
 		}
 		switch cr.Status {
-		case ClaimAcquired:
+		case store.ClaimAcquired:
 			res, err, shared := t.hold(ctx, e, c, tx, cr.Lease)
 			if !errors.Is(err, errConflict) {
 				return res, err, shared
 			}
 			if attempt == maxTxAttempts {
-				return Result{}, fmt.Errorf("idem: transaction lost a race %d times; nothing was recorded: %w", attempt, err), false
+				return result{}, fmt.Errorf("idem: transaction lost a race %d times; nothing was recorded: %w", attempt, err), false
 			}
 			attempt++
 			if err := sleepCtx(ctx, conflictBackoff(attempt)); err != nil {
-				return Result{}, err, false
+				return result{}, err, false
 			}
-		case ClaimCompleted:
+		case store.ClaimCompleted:
 			return e.replay(ctx, c.key, cr.Outcome)
-		case ClaimMismatch:
-			e.observe(Event{Kind: EventMismatch, Key: c.key})
-			return Result{}, ErrMismatch, true
-		case ClaimInFlight:
+		case store.ClaimMismatch:
+			e.observe(ctx, observe.Event{Kind: observe.Mismatch, Key: c.key})
+			return result{}, ErrMismatch, true
+		case store.ClaimInFlight:
 			if err := e.wait(ctx, c, cr); err != nil {
-				return Result{}, err, false
+				return result{}, err, false
 			}
 		default:
-			return Result{}, e.storeFailed(ctx, "claim", c.key, false, fmt.Errorf("invalid claim status %d", cr.Status)), false
+			return result{}, e.storeFailed(ctx, "claim", c.key, false, fmt.Errorf("invalid claim status %d", cr.Status)), false
 		}
 	}
 }
 
 // hold runs fn in tx, which holds the claim l, and commits the outcome with
 // fn's writes.
-func (t *txCall[Tx]) hold(ctx context.Context, e *Engine, c *call, tx Tx, l Lease) (Result, error, bool) {
+func (t *txCall[Tx]) hold(ctx context.Context, e *Engine, c *call, tx Tx, l store.Lease) (result, error, bool) {
 	detached := context.WithoutCancel(ctx)
 	returned := false
 	defer func() {
@@ -145,11 +118,11 @@ func (t *txCall[Tx]) hold(ctx context.Context, e *Engine, c *call, tx Tx, l Leas
 
 	if fnErr != nil && t.store.Conflict(fnErr) {
 		t.rollback(e, detached, tx, l, fnErr)
-		return Result{}, fmt.Errorf("%w: %w", errConflict, fnErr), false
+		return result{}, fmt.Errorf("%w: %w", errConflict, fnErr), false
 	}
 	if fnErr != nil && (ctx.Err() != nil || c.opts.Retryable != nil && c.opts.Retryable(fnErr)) {
 		t.rollback(e, detached, tx, l, fnErr)
-		return Result{}, fnErr, false
+		return result{}, fnErr, false
 	}
 	o := outcome{value: value}
 	if fnErr != nil {
@@ -160,22 +133,22 @@ func (t *txCall[Tx]) hold(ctx context.Context, e *Engine, c *call, tx Tx, l Leas
 	cancel()
 	if err != nil {
 		if t.store.Conflict(err) {
-			e.observe(Event{Kind: EventReleased, Key: l.Key, Fence: l.Fence, Err: err})
-			return Result{}, fmt.Errorf("%w: %w", errConflict, err), false
+			e.observe(ctx, observe.Event{Kind: observe.Released, Key: l.Key, Fence: l.Fence, Err: err})
+			return result{}, fmt.Errorf("%w: %w", errConflict, err), false
 		}
-		return Result{}, e.storeFailed(ctx, "commit", l.Key, true, err), false
+		return result{}, e.storeFailed(ctx, "commit", l.Key, true, err), false
 	}
-	e.observe(Event{Kind: EventExecuted, Key: l.Key, Fence: l.Fence, Duration: took, Err: fnErr})
-	return Result{Value: value}, fnErr, true
+	e.observe(ctx, observe.Event{Kind: observe.Executed, Key: l.Key, Fence: l.Fence, Duration: took, Err: fnErr})
+	return result{Value: value}, fnErr, true
 }
 
-func (t *txCall[Tx]) rollback(e *Engine, detached context.Context, tx Tx, l Lease, cause error) {
+func (t *txCall[Tx]) rollback(e *Engine, detached context.Context, tx Tx, l store.Lease, cause error) {
 	ctx, cancel := e.bounded(detached)
 	err := t.store.Rollback(ctx, tx)
 	cancel()
-	e.observe(Event{Kind: EventReleased, Key: l.Key, Fence: l.Fence, Err: cause})
+	e.observe(ctx, observe.Event{Kind: observe.Released, Key: l.Key, Fence: l.Fence, Err: cause})
 	if err != nil {
-		e.observe(Event{Kind: EventStoreError, Key: l.Key, Fence: l.Fence, Err: err})
+		e.observe(ctx, observe.Event{Kind: observe.StoreError, Key: l.Key, Fence: l.Fence, Err: err})
 		e.cfg.Logger.LogAttrs(detached, slog.LevelWarn, "idem: rollback failed; the database ends the transaction when its connection closes",
 			slog.String("key", l.Key), slog.Any("error", err))
 	}

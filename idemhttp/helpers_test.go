@@ -19,26 +19,27 @@ import (
 	"github.com/idemhq/idem/idemhttp"
 	"github.com/idemhq/idem/internal/testenv"
 	"github.com/idemhq/idem/memstore"
+	"github.com/idemhq/idem/store"
 )
 
 // spyStore wraps a store, counts its calls and fails them on demand.
 type spyStore struct {
-	idem.Store
+	store.Store
 	claims, completes, releases atomic.Int64
 	failClaim, failComplete     atomic.Bool
 }
 
 var errStoreDown = errors.New("store down")
 
-func (s *spyStore) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
+func (s *spyStore) Claim(ctx context.Context, p store.ClaimParams) (store.ClaimResult, error) {
 	s.claims.Add(1)
 	if s.failClaim.Load() {
-		return idem.ClaimResult{}, errStoreDown
+		return store.ClaimResult{}, errStoreDown
 	}
 	return s.Store.Claim(ctx, p)
 }
 
-func (s *spyStore) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
+func (s *spyStore) Complete(ctx context.Context, l store.Lease, outcome []byte) error {
 	s.completes.Add(1)
 	if s.failComplete.Load() {
 		return errStoreDown
@@ -46,7 +47,7 @@ func (s *spyStore) Complete(ctx context.Context, l idem.Lease, outcome []byte) e
 	return s.Store.Complete(ctx, l, outcome)
 }
 
-func (s *spyStore) Release(ctx context.Context, l idem.Lease) error {
+func (s *spyStore) Release(ctx context.Context, l store.Lease) error {
 	s.releases.Add(1)
 	return s.Store.Release(ctx, l)
 }

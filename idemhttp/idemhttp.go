@@ -158,13 +158,13 @@ func Middleware(engine *idem.Engine, principal func(*http.Request) (string, erro
 // response (idem.RunTx), finds it with TxFrom, and its writes and its
 // response commit together, or neither does. A response with a
 // RetryStatuses status rolls the handler's writes back with the claim. The
-// engine's store must be an idem.TxStore[Tx].
+// engine's store must be a store.TxStore[Tx].
 func MiddlewareTx[Tx any](engine *idem.Engine, principal func(*http.Request) (string, error), cfg *Config) (func(http.Handler) http.Handler, error) {
 	m, err := newMiddleware(engine, principal, cfg)
 	if err != nil {
 		return nil, err
 	}
-	run := func(ctx context.Context, key string, fn func(context.Context) ([]byte, error), opts *idem.RunOptions) (idem.Result, error) {
+	run := func(ctx context.Context, key string, fn func(context.Context) ([]byte, error), opts *idem.RunOptions) (idem.Result[[]byte], error) {
 		return idem.RunTx(ctx, engine, key, func(ctx context.Context, tx Tx) ([]byte, error) {
 			return fn(context.WithValue(ctx, txKey{}, tx))
 		}, opts)
@@ -302,7 +302,7 @@ type handler struct {
 	m    *middleware
 	next http.Handler
 	// run is the engine's Run, or RunTx for MiddlewareTx.
-	run func(ctx context.Context, key string, fn func(context.Context) ([]byte, error), opts *idem.RunOptions) (idem.Result, error)
+	run func(ctx context.Context, key string, fn func(context.Context) ([]byte, error), opts *idem.RunOptions) (idem.Result[[]byte], error)
 	// tx: the handler's writes commit with its response (MiddlewareTx).
 	tx bool
 }

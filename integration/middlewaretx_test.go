@@ -13,6 +13,7 @@ import (
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/idemhttp"
 	"github.com/idemhq/idem/sqlitestore"
+	"github.com/idemhq/idem/store"
 )
 
 // TestMiddlewareTx: the handler's write and its recorded response commit
@@ -88,7 +89,7 @@ type failingCommit struct {
 	fail bool
 }
 
-func (s *failingCommit) Commit(ctx context.Context, tx *sql.Tx, l idem.Lease, outcome []byte, discardWrites bool) error {
+func (s *failingCommit) Commit(ctx context.Context, tx *sql.Tx, l store.Lease, outcome []byte, discardWrites bool) error {
 	if s.fail {
 		s.fail = false
 		if err := s.Store.Rollback(ctx, tx); err != nil {

@@ -8,13 +8,15 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/memstore"
 	"github.com/idemhq/idem/sqlitestore"
+	"github.com/idemhq/idem/store"
 )
 
-func newEngine(t testing.TB, s idem.Store, cfg *idem.Config) *idem.Engine {
+func newEngine(t testing.TB, s store.Store, cfg *idem.Config) *idem.Engine {
 	t.Helper()
 	e, err := idem.New(s, cfg)
 	if err != nil {
@@ -34,28 +36,30 @@ func mustNotRun(t *testing.T) func(context.Context) ([]byte, error) {
 	}
 }
 
-// leaseOwners counts the leases fn ran under, by owner.
+// leaseOwners counts the leases a store granted, by owner token.
 type leaseOwners struct {
 	mu sync.Mutex
 	n  map[string]int
 }
 
-// note counts the lease fn runs under, from its context.
-func (o *leaseOwners) note(ctx context.Context) {
-	l, _ := idem.LeaseFrom(ctx)
+// granted counts a lease the store granted to p.Owner.
+func (o *leaseOwners) granted(p store.ClaimParams, cr store.ClaimResult, err error) {
+	if err != nil || cr.Status != store.ClaimAcquired {
+		return
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.n == nil {
 		o.n = map[string]int{}
 	}
-	o.n[l.Owner]++
+	o.n[p.Owner]++
 }
 
-// checkUnique fails t unless fn ran and every owner held one lease.
+// checkUnique fails t unless leases were granted and every owner held one.
 func (o *leaseOwners) checkUnique(t *testing.T) {
 	t.Helper()
 	if len(o.n) == 0 {
-		t.Fatal("fn never ran")
+		t.Fatal("no lease was granted")
 	}
 	for owner, n := range o.n {
 		if n > 1 {
@@ -65,17 +69,47 @@ func (o *leaseOwners) checkUnique(t *testing.T) {
 	t.Logf("%d leases, each with its own owner", len(o.n))
 }
 
+// ownerSpy is a store that counts the leases it grants, by owner.
+type ownerSpy struct {
+	store.Store
+	owners *leaseOwners
+}
+
+func (s ownerSpy) Claim(ctx context.Context, p store.ClaimParams) (store.ClaimResult, error) {
+	cr, err := s.Store.Claim(ctx, p)
+	s.owners.granted(p, cr, err)
+	return cr, err
+}
+
+// txOwnerSpy is ownerSpy for a TxStore, counting the leases BeginClaim
+// grants too, whether their transaction commits or not.
+type txOwnerSpy struct {
+	*sqlitestore.Store
+	owners *leaseOwners
+}
+
+func (s txOwnerSpy) Claim(ctx context.Context, p store.ClaimParams) (store.ClaimResult, error) {
+	cr, err := s.Store.Claim(ctx, p)
+	s.owners.granted(p, cr, err)
+	return cr, err
+}
+
+func (s txOwnerSpy) BeginClaim(ctx context.Context, p store.ClaimParams, maxWait time.Duration) (*sql.Tx, store.ClaimResult, error) {
+	tx, cr, err := s.Store.BeginClaim(ctx, p, maxWait)
+	s.owners.granted(p, cr, err)
+	return tx, cr, err
+}
+
 // TestOwnersAreUniquePerLease: owner tokens of claims that did not acquire
 // are handed on to later calls, so the engine must never hand one token to
 // two leases. Replays, mismatches, transient errors and new keys race on
-// few keys; every lease fn ran under must have an owner of its own.
+// few keys; every lease the store grants must have an owner of its own.
 func TestOwnersAreUniquePerLease(t *testing.T) {
-	e := newEngine(t, memstore.New(), nil)
-	errTransient := errors.New("transient")
 	var owners leaseOwners
+	e := newEngine(t, ownerSpy{memstore.New(), &owners}, nil)
+	errTransient := errors.New("transient")
 	fn := func(fail bool) func(context.Context) ([]byte, error) {
 		return func(ctx context.Context) ([]byte, error) {
-			owners.note(ctx)
 			if fail {
 				return nil, errTransient
 			}
@@ -117,8 +151,8 @@ func TestOwnersAreUniquePerLeaseTx(t *testing.T) {
 	if err := s.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	e := newEngine(t, s, nil)
 	var owners leaseOwners
+	e := newEngine(t, txOwnerSpy{s, &owners}, nil)
 	// Replays leave unspent tokens in the spares of every flight shard;
 	// panicking RunTx calls and fresh Runs then take them.
 	const done = 1024
@@ -134,15 +168,11 @@ func TestOwnersAreUniquePerLeaseTx(t *testing.T) {
 				e.Run(t.Context(), fmt.Sprint("done-", (g*131+i*7)%done), mustNotRun(t), nil)
 				func() {
 					defer func() { recover() }()
-					idem.RunTx(t.Context(), e, fmt.Sprint("panic-", g, "-", i), func(ctx context.Context, _ *sql.Tx) ([]byte, error) {
-						owners.note(ctx)
+					idem.RunTx(t.Context(), e, fmt.Sprint("panic-", g, "-", i), func(context.Context, *sql.Tx) ([]byte, error) {
 						panic("boom")
 					}, nil)
 				}()
-				e.Run(t.Context(), fmt.Sprint("fresh-", g, "-", i), func(ctx context.Context) ([]byte, error) {
-					owners.note(ctx)
-					return []byte("v"), nil
-				}, nil)
+				e.Run(t.Context(), fmt.Sprint("fresh-", g, "-", i), value("v"), nil)
 			}
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/idemhq/idem/internal/faultproxy"
 	"github.com/idemhq/idem/internal/testenv"
 	"github.com/idemhq/idem/redisstore"
+	"github.com/idemhq/idem/store"
 )
 
 // TestFaultsFailClosed puts a fault proxy between the store and Redis. For
@@ -130,8 +131,8 @@ func TestShorterDeadlinesHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	cr, err := s.Claim(t.Context(), idem.ClaimParams{Key: "slow/" + rand.Text(), Owner: "o", LeaseTTL: time.Minute, Retention: time.Hour})
-	if err != nil || cr.Status != idem.ClaimAcquired {
+	cr, err := s.Claim(t.Context(), store.ClaimParams{Key: "slow/" + rand.Text(), Owner: "o", LeaseTTL: time.Minute, Retention: time.Hour})
+	if err != nil || cr.Status != store.ClaimAcquired {
 		t.Fatalf("Claim = (%v, %v), want acquired", cr.Status, err)
 	}
 	lease := cr.Lease
@@ -147,4 +148,3 @@ func TestShorterDeadlinesHold(t *testing.T) {
 		t.Fatalf("Renew with a %s deadline through a 1s latency = %v after %s, want an error within %s", deadline, err, took, deadline+50*time.Millisecond)
 	}
 }
-

@@ -27,11 +27,12 @@ import (
 	"github.com/idemhq/idem/pgstore"
 	"github.com/idemhq/idem/redisstore"
 	"github.com/idemhq/idem/sqlitestore"
+	"github.com/idemhq/idem/store"
 )
 
 // The durable stores of the storm, each on the server the tests use.
 
-func redisStore(t *testing.T) idem.Store {
+func redisStore(t *testing.T) store.Store {
 	opt, err := rueidis.ParseURL(testenv.RedisURL(t))
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +50,7 @@ func redisStore(t *testing.T) idem.Store {
 	return s
 }
 
-func sqliteStore(t *testing.T) idem.Store {
+func sqliteStore(t *testing.T) store.Store {
 	_, s := openSQLite(t)
 	return s
 }
@@ -72,7 +73,7 @@ func openSQLite(t *testing.T) (*sql.DB, *sqlitestore.Store) {
 	return db, s
 }
 
-func postgresStore(t *testing.T) idem.Store {
+func postgresStore(t *testing.T) store.Store {
 	pool, err := pgxpool.New(t.Context(), testenv.DatabaseURL(t))
 	if err != nil {
 		t.Fatal(err)
@@ -100,9 +101,9 @@ func postgresStore(t *testing.T) idem.Store {
 func TestStorm(t *testing.T) {
 	stores := []struct {
 		name string
-		new  func(t *testing.T) idem.Store
+		new  func(t *testing.T) store.Store
 	}{
-		{"memstore", func(*testing.T) idem.Store { return memstore.New() }},
+		{"memstore", func(*testing.T) store.Store { return memstore.New() }},
 		{"redis", redisStore},
 		{"sqlite", sqliteStore},
 		{"postgres", postgresStore},
@@ -112,7 +113,7 @@ func TestStorm(t *testing.T) {
 	}
 }
 
-func storm(t *testing.T, store idem.Store, requests, servers int) {
+func storm(t *testing.T, store store.Store, requests, servers int) {
 	// A namespace per run keeps durable stores' records apart between runs.
 	var nonce [6]byte
 	rand.Read(nonce[:])

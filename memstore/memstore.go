@@ -1,4 +1,4 @@
-// Package memstore is an in-process idem.Store: the embedded default for a
+// Package memstore is an in-process store.Store: the embedded default for a
 // single process, and the store tests use instead of a mock. It passes the
 // same conformance suite (storetest) as the durable stores.
 //
@@ -14,9 +14,10 @@ import (
 	"time"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/store"
 )
 
-// Store is an in-process idem.Store. The zero value is not usable; call New.
+// Store is an in-process store.Store. The zero value is not usable; call New.
 type Store struct {
 	mu      sync.Mutex
 	records map[string]*record
@@ -60,19 +61,19 @@ func (s *Store) now() time.Duration { return time.Since(s.born) }
 // fresh reading. Reusing the engine's saves a clock read per replay; the
 // reading is at most a moment old, which makes leases and records look
 // younger, never older, than they are.
-func (s *Store) claimedAt(p idem.ClaimParams) time.Duration {
+func (s *Store) claimedAt(p store.ClaimParams) time.Duration {
 	if p.Sent.IsZero() {
 		return s.now()
 	}
 	return p.Sent.Sub(s.born)
 }
 
-var _ idem.Store = (*Store)(nil)
+var _ store.Store = (*Store)(nil)
 
-// Claim implements idem.Store.
-func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
+// Claim implements store.Store.
+func (s *Store) Claim(ctx context.Context, p store.ClaimParams) (store.ClaimResult, error) {
 	if err := ctx.Err(); err != nil {
-		return idem.ClaimResult{}, err
+		return store.ClaimResult{}, err
 	}
 	now := s.claimedAt(p)
 	s.mu.Lock()
@@ -90,17 +91,17 @@ func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 	switch r.state {
 	case completed:
 		if r.fingerprint != p.Fingerprint {
-			return idem.ClaimResult{Status: idem.ClaimMismatch}, nil
+			return store.ClaimResult{Status: store.ClaimMismatch}, nil
 		}
-		return idem.ClaimResult{Status: idem.ClaimCompleted, Outcome: clone(r.outcome)}, nil
+		return store.ClaimResult{Status: store.ClaimCompleted, Outcome: clone(r.outcome)}, nil
 	case inProgress:
 		if r.fingerprint != p.Fingerprint {
-			return idem.ClaimResult{Status: idem.ClaimMismatch}, nil
+			return store.ClaimResult{Status: store.ClaimMismatch}, nil
 		}
 		if now < r.leaseUntil {
-			return idem.ClaimResult{
-				Status:     idem.ClaimInFlight,
-				Lease:      idem.Lease{Key: p.Key, Fence: r.fence},
+			return store.ClaimResult{
+				Status:     store.ClaimInFlight,
+				Lease:      store.Lease{Key: p.Key, Fence: r.fence},
 				RetryAfter: r.leaseUntil - now,
 			}, nil
 		}
@@ -115,22 +116,22 @@ func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 	r.retention = p.Retention
 	r.outcome = nil
 	r.extendLease(now)
-	return idem.ClaimResult{
-		Status:   idem.ClaimAcquired,
-		Lease:    idem.Lease{Key: p.Key, Owner: p.Owner, Fence: r.fence},
+	return store.ClaimResult{
+		Status:   store.ClaimAcquired,
+		Lease:    store.Lease{Key: p.Key, Owner: p.Owner, Fence: r.fence},
 		TookOver: tookOver,
 	}, nil
 }
 
-// Renew implements idem.Store.
-func (s *Store) Renew(ctx context.Context, l idem.Lease) error {
+// Renew implements store.Store.
+func (s *Store) Renew(ctx context.Context, l store.Lease) error {
 	return s.update(ctx, l, func(r *record, now time.Duration) {
 		r.extendLease(now)
 	})
 }
 
-// Complete implements idem.Store.
-func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
+// Complete implements store.Store.
+func (s *Store) Complete(ctx context.Context, l store.Lease, outcome []byte) error {
 	return s.update(ctx, l, func(r *record, now time.Duration) {
 		r.state = completed
 		r.outcome = clone(outcome)
@@ -139,8 +140,8 @@ func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) erro
 	})
 }
 
-// Release implements idem.Store.
-func (s *Store) Release(ctx context.Context, l idem.Lease) error {
+// Release implements store.Store.
+func (s *Store) Release(ctx context.Context, l store.Lease) error {
 	return s.update(ctx, l, func(r *record, now time.Duration) {
 		r.state = free
 		r.owner, r.fingerprint, r.outcome = "", "", nil
@@ -150,7 +151,7 @@ func (s *Store) Release(ctx context.Context, l idem.Lease) error {
 }
 
 // update applies f to l's record if l holds its current fence.
-func (s *Store) update(ctx context.Context, l idem.Lease, f func(*record, time.Duration)) error {
+func (s *Store) update(ctx context.Context, l store.Lease, f func(*record, time.Duration)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -164,7 +165,7 @@ func (s *Store) update(ctx context.Context, l idem.Lease, f func(*record, time.D
 	return nil
 }
 
-// Wait implements idem.Store.
+// Wait implements store.Store.
 func (s *Store) Wait(ctx context.Context, key string, fence int64) error {
 	s.mu.Lock()
 	r := s.records[key]

@@ -6,7 +6,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/store"
 )
 
 // TestSweepBoundsMemory adds a record every 10ms, each kept for 1s: about
@@ -18,9 +18,9 @@ func TestSweepBoundsMemory(t *testing.T) {
 		const keys, live = 20_000, 100
 		most := 0
 		for i := range keys {
-			p := idem.ClaimParams{Key: "k" + strconv.Itoa(i), Owner: "o", LeaseTTL: time.Second, Retention: time.Second}
+			p := store.ClaimParams{Key: "k" + strconv.Itoa(i), Owner: "o", LeaseTTL: time.Second, Retention: time.Second}
 			cr, err := s.Claim(t.Context(), p)
-			if err != nil || cr.Status != idem.ClaimAcquired {
+			if err != nil || cr.Status != store.ClaimAcquired {
 				t.Fatalf("Claim(%s) = %v, %v; want acquired", p.Key, cr.Status, err)
 			}
 			if err := s.Complete(t.Context(), cr.Lease, []byte("v")); err != nil {

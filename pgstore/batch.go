@@ -12,6 +12,7 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/internal/batch"
+	"github.com/idemhq/idem/store"
 )
 
 // Claims and completions go through one batcher (internal/batch): at
@@ -75,13 +76,13 @@ var errAlone = errors.New("pgstore: run the call on its own")
 // first execution's claim rides with other callers' completions, and its
 // completion with their claims.
 type write struct {
-	claim *idem.ClaimParams
+	claim *store.ClaimParams
 	done  completion
 }
 
 // completion is one call of Complete.
 type completion struct {
-	lease   idem.Lease
+	lease   store.Lease
 	outcome []byte
 }
 
@@ -117,8 +118,8 @@ func (w write) op() string {
 // answered in the order they came. A lock timeout, data the server
 // rejected in a batch, or a batch cut short by its earliest caller's
 // deadline answers errAlone. A completion's answer is its Err alone.
-func (s *Store) runWrites(ctx context.Context, ws []write) []batch.Result[idem.ClaimResult] {
-	out := make([]batch.Result[idem.ClaimResult], len(ws))
+func (s *Store) runWrites(ctx context.Context, ws []write) []batch.Result[store.ClaimResult] {
+	out := make([]batch.Result[store.ClaimResult], len(ws))
 	if len(ws) == 1 {
 		w := ws[0]
 		if w.claim != nil {
@@ -136,7 +137,7 @@ func (s *Store) runWrites(ctx context.Context, ws []write) []batch.Result[idem.C
 		// others': each runs again under its own.
 		alone := lockTimedOut(err) || badData(err) || errors.Is(err, context.DeadlineExceeded)
 		for i, w := range ws {
-			out[i] = batch.Result[idem.ClaimResult]{Err: errAlone}
+			out[i] = batch.Result[store.ClaimResult]{Err: errAlone}
 			if !alone {
 				out[i].Err = s.failed(w.op(), err)
 			}
@@ -164,7 +165,7 @@ func (s *Store) runWrites(ctx context.Context, ws []write) []batch.Result[idem.C
 // completion whose fence was not current gets ErrLeaseLost. After the
 // commit, writeMany notifies the waiters of the records it completed that
 // someone waits on. It fails as a whole or not at all.
-func (s *Store) writeMany(ctx context.Context, ws []write, out []batch.Result[idem.ClaimResult]) error {
+func (s *Store) writeMany(ctx context.Context, ws []write, out []batch.Result[store.ClaimResult]) error {
 	var claims, dones []int // positions in ws, each sorted by key
 	for i, w := range ws {
 		if w.claim != nil {
@@ -181,10 +182,10 @@ func (s *Store) writeMany(ctx context.Context, ws []write, out []batch.Result[id
 	err := s.retry(ctx, func() error {
 		waited = nil
 		for _, i := range claims {
-			out[i] = batch.Result[idem.ClaimResult]{Val: unseen(*ws[i].claim)}
+			out[i] = batch.Result[store.ClaimResult]{Val: unseen(*ws[i].claim)}
 		}
 		for _, i := range dones {
-			out[i] = batch.Result[idem.ClaimResult]{Err: idem.ErrLeaseLost}
+			out[i] = batch.Result[store.ClaimResult]{Err: idem.ErrLeaseLost}
 		}
 		// A new pgx.Batch each time: a queued query keeps what it learnt
 		// on the connection that first sent it.
@@ -263,13 +264,13 @@ func badData(err error) bool {
 }
 
 // claimOne runs stmt, a single-key claim statement, retrying lost races.
-func (s *Store) claimOne(ctx context.Context, stmt string, p idem.ClaimParams) (cr idem.ClaimResult, err error) {
+func (s *Store) claimOne(ctx context.Context, stmt string, p store.ClaimParams) (cr store.ClaimResult, err error) {
 	err = s.retry(ctx, func() (err error) {
 		cr, err = s.claimIn(ctx, s.pool, stmt, p)
 		return err
 	})
 	if err != nil {
-		return idem.ClaimResult{}, s.failed("claim", err)
+		return store.ClaimResult{}, s.failed("claim", err)
 	}
 	return cr, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/pgstore"
+	"github.com/idemhq/idem/store"
 	"github.com/idemhq/idem/storetest"
 )
 
@@ -22,20 +23,20 @@ import (
 func TestConformanceArrays(t *testing.T) {
 	pool := newPool(t)
 	s := newStore(t, pool, pgstore.Config{})
-	storetest.Run(t, func(*testing.T) idem.Store { return pgstore.Arrays{Store: s} })
+	storetest.Run(t, func(*testing.T) store.Store { return pgstore.Arrays{Store: s} })
 }
 
-func claimParams(key, owner, fingerprint string) idem.ClaimParams {
-	return idem.ClaimParams{Key: key, Owner: owner, Fingerprint: fingerprint, LeaseTTL: time.Minute, Retention: time.Hour}
+func claimParams(key, owner, fingerprint string) store.ClaimParams {
+	return store.ClaimParams{Key: key, Owner: owner, Fingerprint: fingerprint, LeaseTTL: time.Minute, Retention: time.Hour}
 }
 
 // acquire claims each key for "me" and returns the leases by key.
-func acquire(t *testing.T, s *pgstore.Store, keys ...string) map[string]idem.Lease {
+func acquire(t *testing.T, s *pgstore.Store, keys ...string) map[string]store.Lease {
 	t.Helper()
-	leases := map[string]idem.Lease{}
+	leases := map[string]store.Lease{}
 	for _, k := range keys {
 		cr, err := s.Claim(t.Context(), claimParams(k, "me", "fp"))
-		if err != nil || cr.Status != idem.ClaimAcquired {
+		if err != nil || cr.Status != store.ClaimAcquired {
 			t.Fatalf("claim %s = %+v, %v", k, cr, err)
 		}
 		leases[k] = cr.Lease
@@ -47,7 +48,7 @@ func acquire(t *testing.T, s *pgstore.Store, keys ...string) map[string]idem.Lea
 // rest find it in flight under the first's fence.
 func TestBatchClaimsOfOneKey(t *testing.T) {
 	s := newStore(t, newPool(t), pgstore.Config{})
-	ps := make([]idem.ClaimParams, 5)
+	ps := make([]store.ClaimParams, 5)
 	for i := range ps {
 		ps[i] = claimParams("same", "owner"+string(rune('a'+i)), "fp")
 	}
@@ -57,11 +58,11 @@ func TestBatchClaimsOfOneKey(t *testing.T) {
 			t.Fatalf("claim %d: %v", i, errs[i])
 		}
 	}
-	if got[0].Status != idem.ClaimAcquired || got[0].Lease.Owner != "ownera" {
+	if got[0].Status != store.ClaimAcquired || got[0].Lease.Owner != "ownera" {
 		t.Fatalf("first claim = %+v, want acquired by ownera", got[0])
 	}
 	for i, cr := range got[1:] {
-		if cr.Status != idem.ClaimInFlight || cr.Lease.Fence != got[0].Lease.Fence {
+		if cr.Status != store.ClaimInFlight || cr.Lease.Fence != got[0].Lease.Fence {
 			t.Errorf("claim %d = %+v, want in flight under fence %d", i+1, cr, got[0].Lease.Fence)
 		}
 	}
@@ -73,7 +74,7 @@ func TestBatchAnswersEachCall(t *testing.T) {
 	s := newStore(t, newPool(t), pgstore.Config{})
 	complete := func(key, fingerprint, outcome string) {
 		cr, err := s.Claim(ctx, claimParams(key, "setup", fingerprint))
-		if err != nil || cr.Status != idem.ClaimAcquired {
+		if err != nil || cr.Status != store.ClaimAcquired {
 			t.Fatalf("setup claim of %s = %+v, %v", key, cr, err)
 		}
 		if err := s.Complete(ctx, cr.Lease, []byte(outcome)); err != nil {
@@ -82,11 +83,11 @@ func TestBatchAnswersEachCall(t *testing.T) {
 	}
 	complete("b-done", "fp", "outcome b")
 	complete("a-other", "their-fp", "outcome a")
-	if cr, err := s.Claim(ctx, claimParams("c-held", "holder", "fp")); err != nil || cr.Status != idem.ClaimAcquired {
+	if cr, err := s.Claim(ctx, claimParams("c-held", "holder", "fp")); err != nil || cr.Status != store.ClaimAcquired {
 		t.Fatalf("setup claim of c-held = %+v, %v", cr, err)
 	}
 
-	got, errs := s.ClaimBatch(ctx, []idem.ClaimParams{
+	got, errs := s.ClaimBatch(ctx, []store.ClaimParams{
 		claimParams("d-new", "me", "fp"),
 		claimParams("b-done", "me", "fp"),
 		claimParams("a-other", "me", "fp"),
@@ -97,16 +98,16 @@ func TestBatchAnswersEachCall(t *testing.T) {
 			t.Fatalf("claim %d: %v", i, err)
 		}
 	}
-	if got[0].Status != idem.ClaimAcquired || got[0].Lease != (idem.Lease{Key: "d-new", Owner: "me", Fence: 1}) {
+	if got[0].Status != store.ClaimAcquired || got[0].Lease != (store.Lease{Key: "d-new", Owner: "me", Fence: 1}) {
 		t.Errorf("new key: %+v", got[0])
 	}
-	if got[1].Status != idem.ClaimCompleted || !bytes.Equal(got[1].Outcome, []byte("outcome b")) {
+	if got[1].Status != store.ClaimCompleted || !bytes.Equal(got[1].Outcome, []byte("outcome b")) {
 		t.Errorf("completed key: %+v", got[1])
 	}
-	if got[2].Status != idem.ClaimMismatch {
+	if got[2].Status != store.ClaimMismatch {
 		t.Errorf("key with another fingerprint: %+v", got[2])
 	}
-	if got[3].Status != idem.ClaimInFlight || got[3].RetryAfter <= 0 {
+	if got[3].Status != store.ClaimInFlight || got[3].RetryAfter <= 0 {
 		t.Errorf("held key: %+v", got[3])
 	}
 }
@@ -120,7 +121,7 @@ func TestBatchCompletions(t *testing.T) {
 	s := newStore(t, pool, pgstore.Config{Schema: schema})
 	keys := []string{"z", "x", "y"}
 	byKey := acquire(t, s, keys...)
-	leases := []idem.Lease{byKey["z"], byKey["x"], byKey["y"]}
+	leases := []store.Lease{byKey["z"], byKey["x"], byKey["y"]}
 	woken := make(chan error, 1)
 	go func() { woken <- s.Wait(ctx, "z", leases[0].Fence) }()
 	eventually(t, "the waiter marked the record", func() bool {
@@ -134,7 +135,7 @@ func TestBatchCompletions(t *testing.T) {
 
 	stale := leases[1]
 	stale.Fence++
-	errs := s.CompleteBatch(ctx, []idem.Lease{leases[0], stale, leases[2]},
+	errs := s.CompleteBatch(ctx, []store.Lease{leases[0], stale, leases[2]},
 		[][]byte{[]byte("out z"), []byte("out x"), []byte("out y")})
 	if errs[0] != nil || errs[2] != nil {
 		t.Fatalf("completions of held leases: %v, %v", errs[0], errs[2])
@@ -155,9 +156,9 @@ func TestBatchCompletions(t *testing.T) {
 		switch {
 		case err != nil:
 			t.Fatalf("claim %s: %v", keys[i], err)
-		case want == "" && cr.Status != idem.ClaimInFlight:
+		case want == "" && cr.Status != store.ClaimInFlight:
 			t.Errorf("%s, never completed: %+v", keys[i], cr)
-		case want != "" && (cr.Status != idem.ClaimCompleted || string(cr.Outcome) != want):
+		case want != "" && (cr.Status != store.ClaimCompleted || string(cr.Outcome) != want):
 			t.Errorf("%s: %+v, want outcome %q", keys[i], cr, want)
 		}
 	}
@@ -175,7 +176,7 @@ func TestBatchMixesClaimsAndCompletions(t *testing.T) {
 	leases := acquire(t, s, "a", "b", "e")
 	stale := leases["b"]
 	stale.Fence++
-	claim := func(key, owner string) *idem.ClaimParams { p := claimParams(key, owner, "fp"); return &p }
+	claim := func(key, owner string) *store.ClaimParams { p := claimParams(key, owner, "fp"); return &p }
 
 	got, errs := s.Batch(ctx, []pgstore.Write{
 		{Claim: claim("c", "me")},
@@ -189,13 +190,13 @@ func TestBatchMixesClaimsAndCompletions(t *testing.T) {
 			t.Fatalf("call %d: %v", i, errs[i])
 		}
 	}
-	if got[0].Status != idem.ClaimAcquired || got[4].Status != idem.ClaimAcquired {
+	if got[0].Status != store.ClaimAcquired || got[4].Status != store.ClaimAcquired {
 		t.Errorf("claims of new keys = %+v, %+v; want acquired", got[0], got[4])
 	}
-	if got[2].Status != idem.ClaimInFlight || got[2].Lease.Fence != leases["a"].Fence {
+	if got[2].Status != store.ClaimInFlight || got[2].Lease.Fence != leases["a"].Fence {
 		t.Errorf("claim of the key completed in the batch = %+v, want in flight under fence %d", got[2], leases["a"].Fence)
 	}
-	if cr, err := s.Claim(ctx, claimParams("a", "other", "fp")); err != nil || cr.Status != idem.ClaimCompleted || string(cr.Outcome) != "out a" {
+	if cr, err := s.Claim(ctx, claimParams("a", "other", "fp")); err != nil || cr.Status != store.ClaimCompleted || string(cr.Outcome) != "out a" {
 		t.Errorf("claim of a after the batch = %+v, %v; want its outcome", cr, err)
 	}
 	if !errors.Is(errs[3], idem.ErrLeaseLost) {
@@ -214,7 +215,7 @@ func TestBatchMixesClaimsAndCompletions(t *testing.T) {
 	// ran: none of them may stay.
 	_, errs = s.Batch(ctx, []pgstore.Write{
 		{Claim: claim("f", "me")},
-		{Lease: idem.Lease{Key: "bad\x00key", Owner: "me", Fence: 1}, Outcome: []byte("out")},
+		{Lease: store.Lease{Key: "bad\x00key", Owner: "me", Fence: 1}, Outcome: []byte("out")},
 		{Lease: leases["e"], Outcome: []byte("out e")},
 	})
 	for i, err := range errs {
@@ -222,10 +223,10 @@ func TestBatchMixesClaimsAndCompletions(t *testing.T) {
 			t.Errorf("call %d beside a bad completion = %v, want to run alone", i, err)
 		}
 	}
-	if cr, err := s.Claim(ctx, claimParams("f", "other", "fp")); err != nil || cr.Status != idem.ClaimAcquired || cr.Lease.Owner != "other" {
+	if cr, err := s.Claim(ctx, claimParams("f", "other", "fp")); err != nil || cr.Status != store.ClaimAcquired || cr.Lease.Owner != "other" {
 		t.Errorf("claim of f after its batch failed = %+v, %v; want acquired by other: the batch committed part of itself", cr, err)
 	}
-	if cr, err := s.Claim(ctx, claimParams("e", "other", "fp")); err != nil || cr.Status != idem.ClaimInFlight {
+	if cr, err := s.Claim(ctx, claimParams("e", "other", "fp")); err != nil || cr.Status != store.ClaimInFlight {
 		t.Errorf("claim of e after its batch failed = %+v, %v; want still in flight: the batch committed part of itself", cr, err)
 	}
 }
@@ -309,7 +310,7 @@ CREATE TRIGGER fail_once BEFORE UPDATE ON `+schema+`.idem_records FOR EACH STATE
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
-	if got[1].Status != idem.ClaimAcquired || got[1].Lease.Fence != 1 {
+	if got[1].Status != store.ClaimAcquired || got[1].Lease.Fence != 1 {
 		t.Errorf("claim of z = %+v, want acquired with fence 1", got[1])
 	}
 	var attempts int64
@@ -321,7 +322,7 @@ CREATE TRIGGER fail_once BEFORE UPDATE ON `+schema+`.idem_records FOR EACH STATE
 	}
 	for _, k := range []string{"x", "y"} {
 		cr, err := s.Claim(ctx, claimParams(k, "later", "fp"))
-		if err != nil || cr.Status != idem.ClaimCompleted || string(cr.Outcome) != "out "+k {
+		if err != nil || cr.Status != store.ClaimCompleted || string(cr.Outcome) != "out "+k {
 			t.Errorf("claim of %s after the batch = %+v, %v; want its outcome", k, cr, err)
 		}
 	}
@@ -340,11 +341,11 @@ func TestClaimAfterItsBatchFailed(t *testing.T) {
 	if err := pool.QueryRow(ctx, "SELECT fence FROM "+schema+".idem_claim('k', 'me', 'fp', 60000, 3600000)").Scan(&fence); err != nil {
 		t.Fatal(err)
 	}
-	if cr, err := s.ClaimAlone(ctx, claimParams("k", "other", "fp")); err != nil || cr.Status != idem.ClaimInFlight {
+	if cr, err := s.ClaimAlone(ctx, claimParams("k", "other", "fp")); err != nil || cr.Status != store.ClaimInFlight {
 		t.Errorf("claim under another owner = %+v, %v; want in flight", cr, err)
 	}
 	cr, err := s.ClaimAlone(ctx, claimParams("k", "me", "fp"))
-	if err != nil || cr.Status != idem.ClaimAcquired || cr.Lease != (idem.Lease{Key: "k", Owner: "me", Fence: fence}) {
+	if err != nil || cr.Status != store.ClaimAcquired || cr.Lease != (store.Lease{Key: "k", Owner: "me", Fence: fence}) {
 		t.Fatalf("claim its batch committed = %+v, %v; want acquired under fence %d", cr, err, fence)
 	}
 	if err := s.Complete(ctx, cr.Lease, []byte("out")); err != nil {
@@ -410,9 +411,9 @@ func TestCompletionAfterItsBatchFailed(t *testing.T) {
 	// A record reaped and claimed anew starts its fences again. A stale
 	// holder with the new holder's fence and outcome is still refused:
 	// the owner tells them apart.
-	old, err := s.Claim(ctx, idem.ClaimParams{Key: "reaped", Owner: "old", Fingerprint: "fp",
+	old, err := s.Claim(ctx, store.ClaimParams{Key: "reaped", Owner: "old", Fingerprint: "fp",
 		LeaseTTL: 10 * time.Millisecond, Retention: 10 * time.Millisecond})
-	if err != nil || old.Status != idem.ClaimAcquired {
+	if err != nil || old.Status != store.ClaimAcquired {
 		t.Fatalf("claim = %+v, %v", old, err)
 	}
 	eventually(t, "the expired record was reaped", func() bool {
@@ -423,7 +424,7 @@ func TestCompletionAfterItsBatchFailed(t *testing.T) {
 		return n > 0
 	})
 	newer, err := s.Claim(ctx, claimParams("reaped", "new", "fp"))
-	if err != nil || newer.Status != idem.ClaimAcquired || newer.Lease.Fence != old.Lease.Fence {
+	if err != nil || newer.Status != store.ClaimAcquired || newer.Lease.Fence != old.Lease.Fence {
 		t.Fatalf("claim of the reaped record = %+v, %v; want acquired under fence %d again", newer, err, old.Lease.Fence)
 	}
 	if err := s.Complete(ctx, newer.Lease, []byte("out")); err != nil {
@@ -508,7 +509,7 @@ func heldStore(t *testing.T) (*pgstore.Store, *pgxpool.Pool, string, func()) {
 	schema := "idemtest_" + strings.ToLower(rand.Text()[:12])
 	s := newStore(t, pool, pgstore.Config{Schema: schema, BatchSlots: 1})
 	tx, cr, err := s.BeginClaim(t.Context(), claimParams("held", "tx", "fp"), 0)
-	if err != nil || cr.Status != idem.ClaimAcquired {
+	if err != nil || cr.Status != store.ClaimAcquired {
 		t.Fatalf("BeginClaim = %+v, %v", cr, err)
 	}
 	release := func() { s.Rollback(context.Background(), tx) }
@@ -536,7 +537,7 @@ func awaitLockWait(t *testing.T, pool *pgxpool.Pool, schema string) {
 }
 
 type claimAnswer struct {
-	cr  idem.ClaimResult
+	cr  store.ClaimResult
 	err error
 }
 
@@ -572,7 +573,7 @@ func TestHeldRecordHoldsUpOnlyItsOwnClaims(t *testing.T) {
 	for i, ch := range free {
 		select {
 		case a := <-ch:
-			if a.err != nil || a.cr.Status != idem.ClaimAcquired {
+			if a.err != nil || a.cr.Status != store.ClaimAcquired {
 				t.Errorf("claim of free-%d = %+v, %v; want acquired", i, a.cr, a.err)
 			}
 		case <-time.After(2 * time.Second):
@@ -601,9 +602,9 @@ func TestHeldRecordHoldsUpOnlyItsOwnClaims(t *testing.T) {
 		switch {
 		case a.err != nil:
 			t.Errorf("claim of the released record: %v", a.err)
-		case a.cr.Status == idem.ClaimAcquired:
+		case a.cr.Status == store.ClaimAcquired:
 			acquired++
-		case a.cr.Status != idem.ClaimInFlight:
+		case a.cr.Status != store.ClaimInFlight:
 			t.Errorf("claim of the released record = %+v, want acquired or in flight", a.cr)
 		}
 	}
@@ -618,7 +619,7 @@ func TestBadCallFailsAlone(t *testing.T) {
 	ctx := t.Context()
 	s, pool, schema, _ := heldStore(t)
 	bad := claimParams("bad\x00key", "me", "fp")
-	for _, ps := range [][]idem.ClaimParams{
+	for _, ps := range [][]store.ClaimParams{
 		{claimParams("good-1", "me", "fp"), bad, claimParams("good-2", "me", "fp")},
 		{claimParams("good-1", "me", "fp"), claimParams("held", "me", "fp")},
 	} {
@@ -643,7 +644,7 @@ func TestBadCallFailsAlone(t *testing.T) {
 		t.Fatalf("claim of a bad key beside good ones = %v, want the store's error", a.err)
 	}
 	for i, ch := range []chan claimAnswer{good1, good2} {
-		if a := <-ch; a.err != nil || a.cr.Status != idem.ClaimAcquired {
+		if a := <-ch; a.err != nil || a.cr.Status != store.ClaimAcquired {
 			t.Errorf("claim %d beside a bad one = %+v, %v", i+1, a.cr, a.err)
 		}
 	}
@@ -663,11 +664,11 @@ func TestCallerGoneWhileWaiting(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "pgstore: claim: ") {
 		t.Fatalf("Claim = %v, want the store's deadline error", err)
 	}
-	if a := <-live; a.err != nil || a.cr.Status != idem.ClaimAcquired {
+	if a := <-live; a.err != nil || a.cr.Status != store.ClaimAcquired {
 		t.Fatalf("the call queued beside it = %+v, %v; want acquired", a.cr, a.err)
 	}
 	cr, err := s.Claim(ctx, claimParams("late", "again", "fp"))
-	if err != nil || cr.Status != idem.ClaimAcquired || cr.Lease.Fence != 1 {
+	if err != nil || cr.Status != store.ClaimAcquired || cr.Lease.Fence != 1 {
 		t.Fatalf("claim after the caller left = %+v, %v; want a fresh claim: the abandoned call claimed", cr, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -99,7 +100,7 @@ func BenchmarkFirstExecution(b *testing.B) {
 					tookOver, waits bool
 					outcome         []byte
 				}
-				err := pool.QueryRow(ctx, sql["claimTimed"], key, owner, "", idem.DefaultLeaseTTL.Milliseconds(), idem.DefaultRetention.Milliseconds()).
+				err := pool.QueryRow(ctx, sql["claimTimed"], key, owner, "", (30*time.Second).Milliseconds(), (24*time.Hour).Milliseconds()).
 					Scan(&r.status, &r.fence, &r.tookOver, &r.outcome, &r.leftMs)
 				if err != nil {
 					return err

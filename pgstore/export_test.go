@@ -5,25 +5,26 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/internal/batch"
+	"github.com/idemhq/idem/store"
 )
 
 // Write is one call of a batch: a claim when Claim is set, otherwise the
 // completion of Lease with Outcome.
 type Write struct {
-	Claim   *idem.ClaimParams
-	Lease   idem.Lease
+	Claim   *store.ClaimParams
+	Lease   store.Lease
 	Outcome []byte
 }
 
 // Batch runs ws as one batch, as the batcher does with calls that waited
 // together. A call answered ErrAlone would run again on its own.
-func (s *Store) Batch(ctx context.Context, ws []Write) ([]idem.ClaimResult, []error) {
+func (s *Store) Batch(ctx context.Context, ws []Write) ([]store.ClaimResult, []error) {
 	in := make([]write, len(ws))
 	for i, w := range ws {
 		in[i] = write{claim: w.Claim, done: completion{w.Lease, w.Outcome}}
 	}
 	rs := s.runWrites(ctx, in)
-	vals, errs := make([]idem.ClaimResult, len(rs)), make([]error, len(rs))
+	vals, errs := make([]store.ClaimResult, len(rs)), make([]error, len(rs))
 	for i, r := range rs {
 		vals[i], errs[i] = r.Val, r.Err
 	}
@@ -31,7 +32,7 @@ func (s *Store) Batch(ctx context.Context, ws []Write) ([]idem.ClaimResult, []er
 }
 
 // ClaimBatch and CompleteBatch run batches of one kind.
-func (s *Store) ClaimBatch(ctx context.Context, ps []idem.ClaimParams) ([]idem.ClaimResult, []error) {
+func (s *Store) ClaimBatch(ctx context.Context, ps []store.ClaimParams) ([]store.ClaimResult, []error) {
 	ws := make([]Write, len(ps))
 	for i := range ps {
 		ws[i].Claim = &ps[i]
@@ -39,7 +40,7 @@ func (s *Store) ClaimBatch(ctx context.Context, ps []idem.ClaimParams) ([]idem.C
 	return s.Batch(ctx, ws)
 }
 
-func (s *Store) CompleteBatch(ctx context.Context, ls []idem.Lease, outcomes [][]byte) []error {
+func (s *Store) CompleteBatch(ctx context.Context, ls []store.Lease, outcomes [][]byte) []error {
 	ws := make([]Write, len(ls))
 	for i := range ls {
 		ws[i] = Write{Lease: ls[i], Outcome: outcomes[i]}
@@ -52,11 +53,11 @@ var ErrAlone = errAlone
 
 // ClaimAlone and CompleteAlone run a call as one does after its batch
 // failed.
-func (s *Store) ClaimAlone(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
+func (s *Store) ClaimAlone(ctx context.Context, p store.ClaimParams) (store.ClaimResult, error) {
 	return s.claimAlone(ctx, p)
 }
 
-func (s *Store) CompleteAlone(ctx context.Context, l idem.Lease, outcome []byte) error {
+func (s *Store) CompleteAlone(ctx context.Context, l store.Lease, outcome []byte) error {
 	return s.completeAlone(ctx, l, outcome)
 }
 
@@ -64,7 +65,7 @@ func (s *Store) CompleteAlone(ctx context.Context, l idem.Lease, outcome []byte)
 // statements over arrays, each call a batch of its own.
 type Arrays struct{ *Store }
 
-func (a Arrays) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
+func (a Arrays) Claim(ctx context.Context, p store.ClaimParams) (store.ClaimResult, error) {
 	ctx, cancel := a.op(ctx)
 	defer cancel()
 	r, err := a.many(ctx, write{claim: &p})
@@ -72,12 +73,12 @@ func (a Arrays) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 		return a.Store.Claim(ctx, p)
 	}
 	if err != nil {
-		return idem.ClaimResult{}, a.failed("claim", err)
+		return store.ClaimResult{}, a.failed("claim", err)
 	}
 	return r.Val, nil
 }
 
-func (a Arrays) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
+func (a Arrays) Complete(ctx context.Context, l store.Lease, outcome []byte) error {
 	ctx, cancel := a.op(ctx)
 	defer cancel()
 	_, err := a.many(ctx, write{done: completion{l, outcome}})
@@ -90,8 +91,8 @@ func (a Arrays) Complete(ctx context.Context, l idem.Lease, outcome []byte) erro
 	return err
 }
 
-func (a Arrays) many(ctx context.Context, w write) (batch.Result[idem.ClaimResult], error) {
-	out := make([]batch.Result[idem.ClaimResult], 1)
+func (a Arrays) many(ctx context.Context, w write) (batch.Result[store.ClaimResult], error) {
+	out := make([]batch.Result[store.ClaimResult], 1)
 	if err := a.writeMany(ctx, []write{w}, out); err != nil {
 		return out[0], err
 	}

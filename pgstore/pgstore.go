@@ -1,4 +1,4 @@
-// Package pgstore is an idem.Store on PostgreSQL (pgx v5): the system of
+// Package pgstore is a store.Store on PostgreSQL (pgx v5): the system of
 // record for services on many nodes, and the store whose transactional mode
 // (idem.RunTx with a pgx.Tx) commits a caller's writes and their outcome
 // together.
@@ -53,6 +53,7 @@ import (
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/internal/batch"
 	"github.com/idemhq/idem/internal/waitlist"
+	"github.com/idemhq/idem/store"
 )
 
 // Defaults for Config.
@@ -151,7 +152,7 @@ func (c *Config) resolve() (Config, error) {
 	return r, nil
 }
 
-// Store is an idem.Store and an idem.TxStore[pgx.Tx] on PostgreSQL. It is
+// Store is a store.Store and a store.TxStore[pgx.Tx] on PostgreSQL. It is
 // safe for concurrent use. Close it to stop its listener and reaper; the
 // pool stays the caller's.
 type Store struct {
@@ -160,14 +161,14 @@ type Store struct {
 	channel string
 	sql     statements
 
-	writes *batch.Batcher[write, idem.ClaimResult]
+	writes *batch.Batcher[write, store.ClaimResult]
 
 	waiters waitlist.List[struct{}]
 	stop    context.CancelFunc
 	done    sync.WaitGroup
 }
 
-var _ idem.TxStore[pgx.Tx] = (*Store)(nil)
+var _ store.TxStore[pgx.Tx] = (*Store)(nil)
 
 // New returns a Store on pool. It starts listening for notifications, and
 // returns once the LISTEN is in place, then reaps expired records in the
@@ -406,8 +407,8 @@ func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.cfg.OpTimeout)
 }
 
-// Claim implements idem.Store.
-func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
+// Claim implements store.Store.
+func (s *Store) Claim(ctx context.Context, p store.ClaimParams) (store.ClaimResult, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	cr, err := s.writes.Do(ctx, write{claim: &p})
@@ -425,9 +426,9 @@ func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 // whole lease. When the check itself fails (the call's time ran out on
 // the claim), the claim is reported in flight, as it was found. Test:
 // TestClaimAfterItsBatchFailed.
-func (s *Store) claimAlone(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
+func (s *Store) claimAlone(ctx context.Context, p store.ClaimParams) (store.ClaimResult, error) {
 	cr, err := s.claimOne(ctx, s.sql.claim, p)
-	if err != nil || cr.Status != idem.ClaimInFlight {
+	if err != nil || cr.Status != store.ClaimInFlight {
 		return cr, err
 	}
 	var (
@@ -437,9 +438,9 @@ func (s *Store) claimAlone(ctx context.Context, p idem.ClaimParams) (idem.ClaimR
 	if err := s.pool.QueryRow(ctx, s.sql.claimedBy, p.Key, p.Owner).Scan(&fence, &tookOver); err != nil {
 		return cr, nil
 	}
-	return idem.ClaimResult{
-		Status:   idem.ClaimAcquired,
-		Lease:    idem.Lease{Key: p.Key, Owner: p.Owner, Fence: fence},
+	return store.ClaimResult{
+		Status:   store.ClaimAcquired,
+		Lease:    store.Lease{Key: p.Key, Owner: p.Owner, Fence: fence},
 		TookOver: tookOver,
 	}, nil
 }
@@ -453,7 +454,7 @@ type querier interface {
 // another transaction created after the statement's snapshot is invisible
 // to its second branch: that comes back as no row, and is reported in
 // flight with no fence, so the engine looks again at once.
-func (s *Store) claimIn(ctx context.Context, q querier, stmt string, p idem.ClaimParams) (idem.ClaimResult, error) {
+func (s *Store) claimIn(ctx context.Context, q querier, stmt string, p store.ClaimParams) (store.ClaimResult, error) {
 	var r claimRow
 	err := q.QueryRow(ctx, stmt, p.Key, p.Owner, p.Fingerprint, p.LeaseTTL.Milliseconds(), p.Retention.Milliseconds()).
 		Scan(r.fields()...)
@@ -461,7 +462,7 @@ func (s *Store) claimIn(ctx context.Context, q querier, stmt string, p idem.Clai
 	case errors.Is(err, pgx.ErrNoRows):
 		return unseen(p), nil
 	case err != nil:
-		return idem.ClaimResult{}, err
+		return store.ClaimResult{}, err
 	}
 	return r.result(p)
 }
@@ -479,36 +480,36 @@ func (r *claimRow) fields() []any {
 	return []any{&r.status, &r.fence, &r.tookOver, &r.outcome, &r.leftMs}
 }
 
-func (r *claimRow) result(p idem.ClaimParams) (idem.ClaimResult, error) {
+func (r *claimRow) result(p store.ClaimParams) (store.ClaimResult, error) {
 	switch r.status {
 	case 1:
-		return idem.ClaimResult{
-			Status:   idem.ClaimAcquired,
-			Lease:    idem.Lease{Key: p.Key, Owner: p.Owner, Fence: r.fence},
+		return store.ClaimResult{
+			Status:   store.ClaimAcquired,
+			Lease:    store.Lease{Key: p.Key, Owner: p.Owner, Fence: r.fence},
 			TookOver: r.tookOver,
 		}, nil
 	case 2:
-		return idem.ClaimResult{Status: idem.ClaimCompleted, Outcome: r.outcome}, nil
+		return store.ClaimResult{Status: store.ClaimCompleted, Outcome: r.outcome}, nil
 	case 3:
-		return idem.ClaimResult{
-			Status:     idem.ClaimInFlight,
-			Lease:      idem.Lease{Key: p.Key, Fence: r.fence},
+		return store.ClaimResult{
+			Status:     store.ClaimInFlight,
+			Lease:      store.Lease{Key: p.Key, Fence: r.fence},
 			RetryAfter: time.Duration(r.leftMs) * time.Millisecond,
 		}, nil
 	case 4:
-		return idem.ClaimResult{Status: idem.ClaimMismatch}, nil
+		return store.ClaimResult{Status: store.ClaimMismatch}, nil
 	}
-	return idem.ClaimResult{}, fmt.Errorf("unexpected claim status %d", r.status)
+	return store.ClaimResult{}, fmt.Errorf("unexpected claim status %d", r.status)
 }
 
 // unseen is the answer for a claim that found no row: a record created
 // after the statement's snapshot, in flight as far as the caller can tell.
-func unseen(p idem.ClaimParams) idem.ClaimResult {
-	return idem.ClaimResult{Status: idem.ClaimInFlight, Lease: idem.Lease{Key: p.Key}}
+func unseen(p store.ClaimParams) store.ClaimResult {
+	return store.ClaimResult{Status: store.ClaimInFlight, Lease: store.Lease{Key: p.Key}}
 }
 
-// Renew implements idem.Store.
-func (s *Store) Renew(ctx context.Context, l idem.Lease) error {
+// Renew implements store.Store.
+func (s *Store) Renew(ctx context.Context, l store.Lease) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	var tag pgconn.CommandTag
@@ -525,8 +526,8 @@ func (s *Store) Renew(ctx context.Context, l idem.Lease) error {
 	return nil
 }
 
-// Complete implements idem.Store.
-func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
+// Complete implements store.Store.
+func (s *Store) Complete(ctx context.Context, l store.Lease, outcome []byte) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	_, err := s.writes.Do(ctx, write{done: completion{l, outcome}})
@@ -544,7 +545,7 @@ func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) erro
 // The owner is what makes it the caller's: owners are unique per acquired
 // lease, while a record reaped and claimed anew starts its fences again.
 // Test: TestCompletionAfterItsBatchFailed.
-func (s *Store) completeAlone(ctx context.Context, l idem.Lease, outcome []byte) error {
+func (s *Store) completeAlone(ctx context.Context, l store.Lease, outcome []byte) error {
 	err := s.end(ctx, "complete", l, s.sql.complete, outcome)
 	if !errors.Is(err, idem.ErrLeaseLost) {
 		return err
@@ -562,8 +563,8 @@ func (s *Store) completeAlone(ctx context.Context, l idem.Lease, outcome []byte)
 	return nil
 }
 
-// Release implements idem.Store.
-func (s *Store) Release(ctx context.Context, l idem.Lease) error {
+// Release implements store.Store.
+func (s *Store) Release(ctx context.Context, l store.Lease) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	return s.end(ctx, "release", l, s.sql.release)
@@ -573,7 +574,7 @@ func (s *Store) Release(ctx context.Context, l idem.Lease) error {
 // reports ErrLeaseLost when the fence was not current. If someone waits on
 // the fence it then notifies them, after the commit: a notification lost
 // to a crash in between is covered by the waiters' polls.
-func (s *Store) end(ctx context.Context, op string, l idem.Lease, stmt string, extra ...any) error {
+func (s *Store) end(ctx context.Context, op string, l store.Lease, stmt string, extra ...any) error {
 	args := append([]any{l.Key, l.Owner, l.Fence}, extra...)
 	var ended, waited bool
 	err := s.retry(ctx, func() error {
@@ -605,7 +606,7 @@ func (s *Store) notify(ctx context.Context, op string, keys ...string) {
 	}
 }
 
-// Wait implements idem.Store.
+// Wait implements store.Store.
 func (s *Store) Wait(ctx context.Context, key string, fence int64) error {
 	woken := s.waiters.Add(key)
 	defer s.waiters.Remove(key, woken)
@@ -660,7 +661,7 @@ func (s *Store) Reap(ctx context.Context) (int64, error) {
 	}
 }
 
-// Conflict implements idem.TxStore: a serialization failure or a deadlock.
+// Conflict implements store.TxStore: a serialization failure or a deadlock.
 func (s *Store) Conflict(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")

@@ -17,6 +17,7 @@ import (
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/internal/testenv"
 	"github.com/idemhq/idem/pgstore"
+	"github.com/idemhq/idem/store"
 	"github.com/idemhq/idem/storetest"
 )
 
@@ -67,7 +68,7 @@ func newStore(t testing.TB, pool *pgxpool.Pool, cfg pgstore.Config) *pgstore.Sto
 func TestConformance(t *testing.T) {
 	pool := newPool(t)
 	s := newStore(t, pool, pgstore.Config{})
-	storetest.Run(t, func(*testing.T) idem.Store { return s })
+	storetest.Run(t, func(*testing.T) store.Store { return s })
 }
 
 // businessRows is a caller's table in the store's database.
@@ -106,7 +107,7 @@ func txEngine(t *testing.T, cfg pgstore.Config) (*pgxpool.Pool, storetest.Rows[p
 func TestConformanceTx(t *testing.T) {
 	pool := newPool(t)
 	s := newStore(t, pool, pgstore.Config{})
-	storetest.RunTx(t, func(*testing.T) idem.TxStore[pgx.Tx] { return s }, businessRows(t, pool))
+	storetest.RunTx(t, func(*testing.T) store.TxStore[pgx.Tx] { return s }, businessRows(t, pool))
 }
 
 // TestKilledBackendMidTransaction kills the backend of a transaction while
@@ -224,7 +225,7 @@ func TestClaimBeforeMigrateSaysWhatToDo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	_, err = s.Claim(t.Context(), idem.ClaimParams{Key: "k", Owner: "o", LeaseTTL: time.Second, Retention: time.Hour})
+	_, err = s.Claim(t.Context(), store.ClaimParams{Key: "k", Owner: "o", LeaseTTL: time.Second, Retention: time.Hour})
 	if err == nil || !strings.Contains(err.Error(), "Migrate") {
 		t.Fatalf("Claim before Migrate = %v, want an error that says to call Migrate", err)
 	}
@@ -249,9 +250,9 @@ func TestReapDeletesExpiredRecordsInBatches(t *testing.T) {
 	pool := newPool(t)
 	s := newStore(t, pool, pgstore.Config{ReapInterval: -1, ReapBatch: 3})
 	ctx := t.Context()
-	claim := func(key string, lease, retention time.Duration) idem.Lease {
-		cr, err := s.Claim(ctx, idem.ClaimParams{Key: key, Owner: "o", LeaseTTL: lease, Retention: retention})
-		if err != nil || cr.Status != idem.ClaimAcquired {
+	claim := func(key string, lease, retention time.Duration) store.Lease {
+		cr, err := s.Claim(ctx, store.ClaimParams{Key: key, Owner: "o", LeaseTTL: lease, Retention: retention})
+		if err != nil || cr.Status != store.ClaimAcquired {
 			t.Fatalf("Claim(%s) = (%v, %v)", key, cr.Status, err)
 		}
 		return cr.Lease
@@ -275,8 +276,8 @@ func TestReapDeletesExpiredRecordsInBatches(t *testing.T) {
 		t.Fatalf("Reap() again = %d, %v; want nothing left to delete", n, err)
 	}
 	for _, key := range []string{"live", "kept"} {
-		cr, err := s.Claim(ctx, idem.ClaimParams{Key: key, Owner: "p", LeaseTTL: time.Minute, Retention: time.Hour})
-		if err != nil || cr.Status == idem.ClaimAcquired {
+		cr, err := s.Claim(ctx, store.ClaimParams{Key: key, Owner: "p", LeaseTTL: time.Minute, Retention: time.Hour})
+		if err != nil || cr.Status == store.ClaimAcquired {
 			t.Fatalf("Claim(%s) after reaping = (%v, %v), want the record still there", key, cr.Status, err)
 		}
 	}
@@ -291,8 +292,8 @@ func TestReapSkipsRecordsInUse(t *testing.T) {
 	s := newStore(t, pool, pgstore.Config{Schema: schema, ReapInterval: -1, ReapBatch: 2})
 	ctx := t.Context()
 	for _, key := range []string{"a", "b", "c"} {
-		cr, err := s.Claim(ctx, idem.ClaimParams{Key: key, Owner: "o", LeaseTTL: time.Minute, Retention: time.Millisecond})
-		if err != nil || cr.Status != idem.ClaimAcquired {
+		cr, err := s.Claim(ctx, store.ClaimParams{Key: key, Owner: "o", LeaseTTL: time.Minute, Retention: time.Millisecond})
+		if err != nil || cr.Status != store.ClaimAcquired {
 			t.Fatalf("Claim(%s) = (%v, %v)", key, cr.Status, err)
 		}
 		if err := s.Complete(ctx, cr.Lease, []byte("x")); err != nil {
@@ -367,7 +368,7 @@ func TestCommitRollsBackWithoutItsClaim(t *testing.T) {
 			return nil, err
 		}
 		l, _ := idem.LeaseFrom(ctx)
-		_, err := tx.Exec(ctx, "UPDATE "+table+" SET fence = fence + 1 WHERE key = $1", l.Key)
+		_, err := tx.Exec(ctx, "UPDATE "+table+" SET fence = fence + 1 WHERE key = $1", l.StoreKey)
 		return []byte("ok"), err
 	}, nil)
 	se, ok := errors.AsType[*idem.StoreError](err)

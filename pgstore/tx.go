@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/store"
 )
 
 // The transactional mode: the claim is made inside the caller's future
@@ -21,12 +21,12 @@ import (
 
 const savepoint = "idem_fn"
 
-// BeginClaim implements idem.TxStore: BEGIN, the lock timeout, the claim
+// BeginClaim implements store.TxStore: BEGIN, the lock timeout, the claim
 // and a savepoint in one round trip.
-func (s *Store) BeginClaim(ctx context.Context, p idem.ClaimParams, maxWait time.Duration) (pgx.Tx, idem.ClaimResult, error) {
+func (s *Store) BeginClaim(ctx context.Context, p store.ClaimParams, maxWait time.Duration) (pgx.Tx, store.ClaimResult, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, idem.ClaimResult{}, s.failed("claim", err)
+		return nil, store.ClaimResult{}, s.failed("claim", err)
 	}
 	// lock_timeout 0 means no limit: don't wait means wait 1ms.
 	lockTimeout := fmt.Sprintf("%dms", max(maxWait.Milliseconds(), 1))
@@ -35,7 +35,7 @@ func (s *Store) BeginClaim(ctx context.Context, p idem.ClaimParams, maxWait time
 	b.Queue(`SELECT set_config('lock_timeout', $1, true)`, lockTimeout)
 	claim := b.Queue(s.sql.claim, p.Key, p.Owner, p.Fingerprint, p.LeaseTTL.Milliseconds(), p.Retention.Milliseconds())
 	b.Queue(`SAVEPOINT ` + savepoint)
-	var cr idem.ClaimResult
+	var cr store.ClaimResult
 	claim.QueryRow(func(row pgx.Row) error {
 		var err error
 		cr, err = s.claimIn(ctx, rowQuerier{row}, s.sql.claim, p)
@@ -47,13 +47,13 @@ func (s *Store) BeginClaim(ctx context.Context, p idem.ClaimParams, maxWait time
 	switch {
 	case lockTimedOut(err):
 		tx.end(context.WithoutCancel(ctx))
-		return nil, idem.ClaimResult{Status: idem.ClaimInFlight, Lease: idem.Lease{Key: p.Key}}, nil
+		return nil, store.ClaimResult{Status: store.ClaimInFlight, Lease: store.Lease{Key: p.Key}}, nil
 	case err != nil:
 		tx.end(context.WithoutCancel(ctx))
-		return nil, idem.ClaimResult{}, s.failed("claim", err)
-	case cr.Status != idem.ClaimAcquired:
+		return nil, store.ClaimResult{}, s.failed("claim", err)
+	case cr.Status != store.ClaimAcquired:
 		if err := tx.end(ctx); err != nil {
-			return nil, idem.ClaimResult{}, s.failed("claim", err)
+			return nil, store.ClaimResult{}, s.failed("claim", err)
 		}
 		return nil, cr, nil
 	}
@@ -65,10 +65,10 @@ type rowQuerier struct{ row pgx.Row }
 
 func (q rowQuerier) QueryRow(context.Context, string, ...any) pgx.Row { return q.row }
 
-// Commit implements idem.TxStore: the outcome, checked against the claim,
+// Commit implements store.TxStore: the outcome, checked against the claim,
 // and the COMMIT go in one round trip. If the claim is not the
 // transaction's any more, the check fails and the COMMIT rolls back.
-func (s *Store) Commit(ctx context.Context, tx pgx.Tx, l idem.Lease, outcome []byte, discardWrites bool) error {
+func (s *Store) Commit(ctx context.Context, tx pgx.Tx, l store.Lease, outcome []byte, discardWrites bool) error {
 	t, ok := tx.(*claimTx)
 	if !ok {
 		return fmt.Errorf("pgstore: commit: %T is not a transaction BeginClaim began", tx)
@@ -96,7 +96,7 @@ func (s *Store) Commit(ctx context.Context, tx pgx.Tx, l idem.Lease, outcome []b
 	return nil
 }
 
-// Rollback implements idem.TxStore.
+// Rollback implements store.TxStore.
 func (s *Store) Rollback(ctx context.Context, tx pgx.Tx) error {
 	t, ok := tx.(*claimTx)
 	if !ok {

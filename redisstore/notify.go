@@ -82,7 +82,7 @@ func (s *Store) subscribe(ctx context.Context) error {
 	return fmt.Errorf("redisstore: subscribe to %s: not confirmed within %s", s.channel, s.cfg.OpTimeout)
 }
 
-// Wait implements idem.Store.
+// Wait implements store.Store.
 func (s *Store) Wait(ctx context.Context, key string, fence int64) error {
 	rkey := s.recordKey(key)
 	woken := s.waiters.Add(rkey)

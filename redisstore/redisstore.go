@@ -1,4 +1,4 @@
-// Package redisstore is an idem.Store on Redis, for services that run on
+// Package redisstore is a store.Store on Redis, for services that run on
 // many nodes and want a claim or a replay in one round trip.
 //
 // Every store step is one atomic step in one round trip. A claim is a plain
@@ -47,6 +47,7 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/internal/waitlist"
+	"github.com/idemhq/idem/store"
 )
 
 // Defaults for Config.
@@ -139,7 +140,7 @@ var (
 	waitLua string
 )
 
-// Store is an idem.Store on Redis. It is safe for concurrent use. Close it
+// Store is a store.Store on Redis. It is safe for concurrent use. Close it
 // to end its notification subscription; the client stays the caller's.
 type Store struct {
 	client  rueidis.Client
@@ -155,7 +156,7 @@ type Store struct {
 	stopped   chan struct{}
 }
 
-var _ idem.Store = (*Store)(nil)
+var _ store.Store = (*Store)(nil)
 
 // New returns a Store on client, which may be a standalone, Sentinel or
 // Cluster client. It checks the server's version and eviction policy and
@@ -274,16 +275,16 @@ func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc, er
 	return opCtx, cancel, nil
 }
 
-// Claim implements idem.Store. Its first step is a plain SET … NX GET: it
+// Claim implements store.Store. Its first step is a plain SET … NX GET: it
 // writes a new in-progress record with fence 1 if the key has none, and
 // returns the record if it has one, so a first claim and a replay each
 // cost one command that Redis runs about as fast as a GET. Only a record
 // in progress or free needs the claim script, a second round trip: a
 // takeover, a wait, a retry after a release.
-func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
+func (s *Store) Claim(ctx context.Context, p store.ClaimParams) (store.ClaimResult, error) {
 	ctx, cancel, err := s.op(ctx)
 	if err != nil {
-		return idem.ClaimResult{}, s.failed(ctx, "claim", err)
+		return store.ClaimResult{}, s.failed(ctx, "claim", err)
 	}
 	defer cancel()
 	key := s.recordKey(p.Key)
@@ -291,9 +292,9 @@ func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 		Nx().Get().PxMilliseconds((p.LeaseTTL + p.Retention).Milliseconds()).Build()).ToString()
 	switch {
 	case rueidis.IsRedisNil(err):
-		return idem.ClaimResult{Status: idem.ClaimAcquired, Lease: idem.Lease{Key: p.Key, Owner: p.Owner, Fence: 1}}, nil
+		return store.ClaimResult{Status: store.ClaimAcquired, Lease: store.Lease{Key: p.Key, Owner: p.Owner, Fence: 1}}, nil
 	case err != nil:
-		return idem.ClaimResult{}, s.failed(ctx, "claim", err)
+		return store.ClaimResult{}, s.failed(ctx, "claim", err)
 	case strings.HasPrefix(found, "c"):
 		return completedRecord(p, found)
 	}
@@ -301,14 +302,14 @@ func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 		p.Owner, p.Fingerprint, millis(p.LeaseTTL), millis(p.Retention), s.channel,
 	}).ToArray()
 	if err != nil {
-		return idem.ClaimResult{}, s.failed(ctx, "claim", err)
+		return store.ClaimResult{}, s.failed(ctx, "claim", err)
 	}
 	return parseClaim(p, reply)
 }
 
 // newRecord is the in-progress record a first claim writes, in the format
 // lua/lib.lua describes: fence 1, not waited on.
-func newRecord(p idem.ClaimParams) string {
+func newRecord(p store.ClaimParams) string {
 	var b strings.Builder
 	b.Grow(48 + len(p.Owner) + len(p.Fingerprint))
 	b.WriteString("p1:")
@@ -325,22 +326,22 @@ func newRecord(p idem.ClaimParams) string {
 
 // completedRecord reads a completed record, c<fence>:<len(fp)>:<fp><outcome>:
 // a replay for the same fingerprint, a mismatch for another.
-func completedRecord(p idem.ClaimParams, v string) (idem.ClaimResult, error) {
+func completedRecord(p store.ClaimParams, v string) (store.ClaimResult, error) {
 	_, rest, ok1 := strings.Cut(v[1:], ":")
 	n, rest, ok2 := strings.Cut(rest, ":")
 	fpLen, err := strconv.Atoi(n)
 	if !ok1 || !ok2 || err != nil || fpLen < 0 || fpLen > len(rest) {
-		return idem.ClaimResult{}, errors.New("redisstore: claim: malformed completed record")
+		return store.ClaimResult{}, errors.New("redisstore: claim: malformed completed record")
 	}
 	if rest[:fpLen] != p.Fingerprint {
-		return idem.ClaimResult{Status: idem.ClaimMismatch}, nil
+		return store.ClaimResult{Status: store.ClaimMismatch}, nil
 	}
-	return idem.ClaimResult{Status: idem.ClaimCompleted, Outcome: []byte(rest[fpLen:])}, nil
+	return store.ClaimResult{Status: store.ClaimCompleted, Outcome: []byte(rest[fpLen:])}, nil
 }
 
-func parseClaim(p idem.ClaimParams, reply []rueidis.RedisMessage) (idem.ClaimResult, error) {
-	bad := func(err error) (idem.ClaimResult, error) {
-		return idem.ClaimResult{}, fmt.Errorf("redisstore: claim: unexpected reply: %w", err)
+func parseClaim(p store.ClaimParams, reply []rueidis.RedisMessage) (store.ClaimResult, error) {
+	bad := func(err error) (store.ClaimResult, error) {
+		return store.ClaimResult{}, fmt.Errorf("redisstore: claim: unexpected reply: %w", err)
 	}
 	if len(reply) == 0 {
 		return bad(errors.New("empty"))
@@ -356,9 +357,9 @@ func parseClaim(p idem.ClaimParams, reply []rueidis.RedisMessage) (idem.ClaimRes
 		if err := errors.Join(err1, err2); err != nil {
 			return bad(err)
 		}
-		return idem.ClaimResult{
-			Status:   idem.ClaimAcquired,
-			Lease:    idem.Lease{Key: p.Key, Owner: p.Owner, Fence: fence},
+		return store.ClaimResult{
+			Status:   store.ClaimAcquired,
+			Lease:    store.Lease{Key: p.Key, Owner: p.Owner, Fence: fence},
 			TookOver: tookOver == 1,
 		}, nil
 	case status == 2 && len(reply) == 2:
@@ -366,26 +367,26 @@ func parseClaim(p idem.ClaimParams, reply []rueidis.RedisMessage) (idem.ClaimRes
 		if err != nil {
 			return bad(err)
 		}
-		return idem.ClaimResult{Status: idem.ClaimCompleted, Outcome: outcome}, nil
+		return store.ClaimResult{Status: store.ClaimCompleted, Outcome: outcome}, nil
 	case status == 3 && len(reply) == 3:
 		fence, err1 := reply[1].AsInt64()
 		left, err2 := reply[2].AsInt64()
 		if err := errors.Join(err1, err2); err != nil {
 			return bad(err)
 		}
-		return idem.ClaimResult{
-			Status:     idem.ClaimInFlight,
-			Lease:      idem.Lease{Key: p.Key, Fence: fence},
+		return store.ClaimResult{
+			Status:     store.ClaimInFlight,
+			Lease:      store.Lease{Key: p.Key, Fence: fence},
 			RetryAfter: time.Duration(left) * time.Millisecond,
 		}, nil
 	case status == 4:
-		return idem.ClaimResult{Status: idem.ClaimMismatch}, nil
+		return store.ClaimResult{Status: store.ClaimMismatch}, nil
 	}
 	return bad(fmt.Errorf("status %d with %d fields", status, len(reply)))
 }
 
-// Renew implements idem.Store.
-func (s *Store) Renew(ctx context.Context, l idem.Lease) error {
+// Renew implements store.Store.
+func (s *Store) Renew(ctx context.Context, l store.Lease) error {
 	ctx, cancel, err := s.op(ctx)
 	if err != nil {
 		return s.failed(ctx, "renew", err)
@@ -394,10 +395,10 @@ func (s *Store) Renew(ctx context.Context, l idem.Lease) error {
 	return s.fenced(ctx, "renew", s.renew, l)
 }
 
-// Complete implements idem.Store. With Config.WaitReplicas it also waits for
+// Complete implements store.Store. With Config.WaitReplicas it also waits for
 // replicas, on the same connection, and reports ErrNotDurable if too few
 // acknowledge.
-func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
+func (s *Store) Complete(ctx context.Context, l store.Lease, outcome []byte) error {
 	ctx, cancel, err := s.op(ctx)
 	if err != nil {
 		return s.failed(ctx, "complete", err)
@@ -409,8 +410,8 @@ func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) erro
 	return s.fenced(ctx, "complete", s.complete, l, rueidis.BinaryString(outcome), s.channel)
 }
 
-// Release implements idem.Store.
-func (s *Store) Release(ctx context.Context, l idem.Lease) error {
+// Release implements store.Store.
+func (s *Store) Release(ctx context.Context, l store.Lease) error {
 	ctx, cancel, err := s.op(ctx)
 	if err != nil {
 		return s.failed(ctx, "release", err)
@@ -421,7 +422,7 @@ func (s *Store) Release(ctx context.Context, l idem.Lease) error {
 
 // fenced runs a compare-and-set script on l's record: its reply is 1, or 0
 // when l's fence is no longer current.
-func (s *Store) fenced(ctx context.Context, op string, script *rueidis.Lua, l idem.Lease, extra ...string) error {
+func (s *Store) fenced(ctx context.Context, op string, script *rueidis.Lua, l store.Lease, extra ...string) error {
 	args := append([]string{l.Owner, strconv.FormatInt(l.Fence, 10)}, extra...)
 	n, err := script.Exec(ctx, s.client, []string{s.recordKey(l.Key)}, args).AsInt64()
 	if err != nil {
@@ -435,7 +436,7 @@ func (s *Store) fenced(ctx context.Context, op string, script *rueidis.Lua, l id
 
 // completeDurably sends the completion and WAIT on one dedicated connection:
 // WAIT counts the replicas that have the writes of its own connection.
-func (s *Store) completeDurably(ctx context.Context, l idem.Lease, outcome []byte) error {
+func (s *Store) completeDurably(ctx context.Context, l store.Lease, outcome []byte) error {
 	key := s.recordKey(l.Key)
 	args := []string{l.Owner, strconv.FormatInt(l.Fence, 10), rueidis.BinaryString(outcome), s.channel}
 	var done, acked int64

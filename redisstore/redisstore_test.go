@@ -15,6 +15,7 @@ import (
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/internal/testenv"
 	"github.com/idemhq/idem/redisstore"
+	"github.com/idemhq/idem/store"
 	"github.com/idemhq/idem/storetest"
 )
 
@@ -65,7 +66,7 @@ var conformanceConfig = redisstore.Config{PollInterval: time.Minute}
 
 func TestConformance(t *testing.T) {
 	client := newClient(t, testenv.RedisURL(t))
-	storetest.Run(t, func(t *testing.T) idem.Store { return newStore(t, client, conformanceConfig) })
+	storetest.Run(t, func(t *testing.T) store.Store { return newStore(t, client, conformanceConfig) })
 }
 
 // TestConformanceCluster runs the suite on a real three-master Redis
@@ -76,7 +77,7 @@ func TestConformanceCluster(t *testing.T) {
 	if mode := client.Mode(); mode != rueidis.ClientModeCluster {
 		t.Fatalf("client mode = %v, want cluster", mode)
 	}
-	storetest.Run(t, func(t *testing.T) idem.Store { return newStore(t, client, conformanceConfig) })
+	storetest.Run(t, func(t *testing.T) store.Store { return newStore(t, client, conformanceConfig) })
 }
 
 // TestPollingCoversLostNotifications loses a notification on purpose (the
@@ -118,10 +119,10 @@ func TestPollingCoversLostNotifications(t *testing.T) {
 	}
 }
 
-func acquire(t *testing.T, s idem.Store, key string) idem.Lease {
+func acquire(t *testing.T, s store.Store, key string) store.Lease {
 	t.Helper()
-	cr, err := s.Claim(t.Context(), idem.ClaimParams{Key: key, Owner: "o", LeaseTTL: time.Minute, Retention: time.Hour})
-	if err != nil || cr.Status != idem.ClaimAcquired {
+	cr, err := s.Claim(t.Context(), store.ClaimParams{Key: key, Owner: "o", LeaseTTL: time.Minute, Retention: time.Hour})
+	if err != nil || cr.Status != store.ClaimAcquired {
 		t.Fatalf("Claim = (%v, %v), want acquired", cr.Status, err)
 	}
 	return cr.Lease
@@ -253,11 +254,11 @@ func TestForeignRecordFailsClosed(t *testing.T) {
 
 // keyProbe records the store key the engine derives.
 type keyProbe struct {
-	idem.Store
+	store.Store
 	key string
 }
 
-func (p *keyProbe) Claim(ctx context.Context, cp idem.ClaimParams) (idem.ClaimResult, error) {
+func (p *keyProbe) Claim(ctx context.Context, cp store.ClaimParams) (store.ClaimResult, error) {
 	p.key = cp.Key
 	return p.Store.Claim(ctx, cp)
 }

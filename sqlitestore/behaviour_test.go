@@ -14,12 +14,13 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/sqlitestore"
+	"github.com/idemhq/idem/store"
 )
 
 func newKey() string { return "test/" + rand.Text() }
 
-func claimParams(key, owner, fingerprint string) idem.ClaimParams {
-	return idem.ClaimParams{Key: key, Owner: owner, Fingerprint: fingerprint, LeaseTTL: time.Minute, Retention: time.Hour}
+func claimParams(key, owner, fingerprint string) store.ClaimParams {
+	return store.ClaimParams{Key: key, Owner: owner, Fingerprint: fingerprint, LeaseTTL: time.Minute, Retention: time.Hour}
 }
 
 func TestFingerprintsComparedByteForByte(t *testing.T) {
@@ -35,10 +36,10 @@ func TestFingerprintsComparedByteForByte(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			k := newKey()
 			cr, err := s.Claim(t.Context(), claimParams(k, "a", tc.held))
-			if err != nil || cr.Status != idem.ClaimAcquired {
+			if err != nil || cr.Status != store.ClaimAcquired {
 				t.Fatalf("Claim(%q) = %v, %v; want acquired", tc.held, cr.Status, err)
 			}
-			for fp, want := range map[string]idem.ClaimStatus{tc.held: idem.ClaimInFlight, tc.other: idem.ClaimMismatch} {
+			for fp, want := range map[string]store.ClaimStatus{tc.held: store.ClaimInFlight, tc.other: store.ClaimMismatch} {
 				if got, err := s.Claim(t.Context(), claimParams(k, "b", fp)); err != nil || got.Status != want {
 					t.Errorf("Claim(%q) while %q holds = %v, %v; want %v", fp, tc.held, got.Status, err, want)
 				}
@@ -214,7 +215,7 @@ func TestBusyWaitsForAnotherProcess(t *testing.T) {
 	time.AfterFunc(200*time.Millisecond, unlock)
 	start := time.Now()
 	cr, err := s.Claim(t.Context(), claimParams(newKey(), "a", ""))
-	if err != nil || cr.Status != idem.ClaimAcquired {
+	if err != nil || cr.Status != store.ClaimAcquired {
 		t.Fatalf("Claim while another handle held the lock = %v, %v; want acquired once it was released", cr.Status, err)
 	}
 	if d := time.Since(start); d < 150*time.Millisecond {
@@ -284,12 +285,12 @@ func TestBeginClaimWaitsForTheTransaction(t *testing.T) {
 	s := newStore(t, newDB(t), nil)
 	k := newKey()
 	tx, cr, err := s.BeginClaim(t.Context(), claimParams(k, "a", "fp"), 0)
-	if err != nil || cr.Status != idem.ClaimAcquired {
+	if err != nil || cr.Status != store.ClaimAcquired {
 		t.Fatalf("BeginClaim = %v, %v; want acquired", cr.Status, err)
 	}
 
 	start := time.Now()
-	if tx2, cr, err := s.BeginClaim(t.Context(), claimParams(k, "b", "fp"), 0); err != nil || cr.Status != idem.ClaimInFlight || tx2 != nil {
+	if tx2, cr, err := s.BeginClaim(t.Context(), claimParams(k, "b", "fp"), 0); err != nil || cr.Status != store.ClaimInFlight || tx2 != nil {
 		t.Fatalf("BeginClaim with no wait while the key is held = (%v, %v, %v), want in flight and no transaction", tx2, cr.Status, err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -298,7 +299,7 @@ func TestBeginClaimWaitsForTheTransaction(t *testing.T) {
 
 	type result struct {
 		tx  *sql.Tx
-		cr  idem.ClaimResult
+		cr  store.ClaimResult
 		err error
 	}
 	waited := make(chan result, 1)
@@ -311,11 +312,11 @@ func TestBeginClaimWaitsForTheTransaction(t *testing.T) {
 		t.Fatalf("Commit: %v", err)
 	}
 	r := <-waited
-	if r.err != nil || r.cr.Status != idem.ClaimCompleted || string(r.cr.Outcome) != "done" || r.tx != nil {
+	if r.err != nil || r.cr.Status != store.ClaimCompleted || string(r.cr.Outcome) != "done" || r.tx != nil {
 		t.Fatalf("waiting BeginClaim = (%v, %v %q, %v), want completed with the outcome and no transaction", r.tx, r.cr.Status, r.cr.Outcome, r.err)
 	}
 	// Committed: the write lock is free again.
-	if cr, err := s.Claim(t.Context(), claimParams(newKey(), "d", "")); err != nil || cr.Status != idem.ClaimAcquired {
+	if cr, err := s.Claim(t.Context(), claimParams(newKey(), "d", "")); err != nil || cr.Status != store.ClaimAcquired {
 		t.Fatalf("Claim after Commit = %v, %v", cr.Status, err)
 	}
 }
@@ -328,7 +329,7 @@ func TestRollbackLeavesNothing(t *testing.T) {
 	createBusiness(t, db)
 	k := newKey()
 	tx, cr, err := s.BeginClaim(t.Context(), claimParams(k, "a", ""), time.Second)
-	if err != nil || cr.Status != idem.ClaimAcquired {
+	if err != nil || cr.Status != store.ClaimAcquired {
 		t.Fatalf("BeginClaim = %v, %v", cr.Status, err)
 	}
 	if _, err := tx.ExecContext(t.Context(), "INSERT INTO business VALUES (?, 1)", k); err != nil {
@@ -345,7 +346,7 @@ func TestRollbackLeavesNothing(t *testing.T) {
 		t.Fatalf("after Rollback: %d rows and %d records, want none", n, records)
 	}
 	cr, err = s.Claim(t.Context(), claimParams(k, "b", "other"))
-	if err != nil || cr.Status != idem.ClaimAcquired || cr.Lease.Fence != 1 {
+	if err != nil || cr.Status != store.ClaimAcquired || cr.Lease.Fence != 1 {
 		t.Fatalf("Claim after Rollback = %v (fence %d), %v; want acquired with fence 1", cr.Status, cr.Lease.Fence, err)
 	}
 }
@@ -426,14 +427,14 @@ func TestTransactionTakesOverExpiredLease(t *testing.T) {
 	p := claimParams(k, "old", "fp")
 	p.LeaseTTL = 50 * time.Millisecond
 	old, err := s.Claim(t.Context(), p)
-	if err != nil || old.Status != idem.ClaimAcquired {
+	if err != nil || old.Status != store.ClaimAcquired {
 		t.Fatalf("Claim = %v, %v", old.Status, err)
 	}
 	woken := make(chan error, 1)
 	go func() { woken <- s.Wait(t.Context(), k, old.Lease.Fence) }()
 	time.Sleep(100 * time.Millisecond) // past the lease
 	tx, cr, err := s.BeginClaim(t.Context(), claimParams(k, "new", "fp"), time.Second)
-	if err != nil || cr.Status != idem.ClaimAcquired || !cr.TookOver || cr.Lease.Fence != old.Lease.Fence+1 {
+	if err != nil || cr.Status != store.ClaimAcquired || !cr.TookOver || cr.Lease.Fence != old.Lease.Fence+1 {
 		t.Fatalf("BeginClaim after the lease expired = %+v, %v; want acquired, took over, fence %d", cr, err, old.Lease.Fence+1)
 	}
 	select {
@@ -539,7 +540,7 @@ func TestWriteQueuesWithTheStore(t *testing.T) {
 	}
 
 	tx, cr, err := s.BeginClaim(ctx, claimParams(newKey(), "b", ""), time.Second)
-	if err != nil || cr.Status != idem.ClaimAcquired {
+	if err != nil || cr.Status != store.ClaimAcquired {
 		t.Fatalf("BeginClaim = %v, %v", cr.Status, err)
 	}
 	entered, wrote := make(chan struct{}), make(chan error, 1)
@@ -573,7 +574,7 @@ func TestWriteFailsBusy(t *testing.T) {
 	s := newStore(t, newDB(t), &sqlitestore.Config{BusyTimeout: 100 * time.Millisecond})
 	ctx := t.Context()
 	tx, cr, err := s.BeginClaim(ctx, claimParams(newKey(), "a", ""), time.Second)
-	if err != nil || cr.Status != idem.ClaimAcquired {
+	if err != nil || cr.Status != store.ClaimAcquired {
 		t.Fatalf("BeginClaim = %v, %v", cr.Status, err)
 	}
 	defer s.Rollback(ctx, tx)

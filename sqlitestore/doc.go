@@ -1,6 +1,6 @@
-// Package sqlitestore is an idem.Store on SQLite, for a single node: the
+// Package sqlitestore is a store.Store on SQLite, for a single node: the
 // durable embedded store, in pure Go (modernc.org/sqlite, no cgo). It is
-// also an idem.TxStore[*sql.Tx]: idem.RunTx runs fn's writes and records
+// also a store.TxStore[*sql.Tx]: idem.RunTx runs fn's writes and records
 // the outcome in one SQLite transaction, so they commit together or not at
 // all.
 //

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/store"
 )
 
 // newTestStore returns a migrated Store on a file of the test's own.
@@ -95,8 +95,8 @@ func TestReapDeletesExpiredInBatches(t *testing.T) {
 		t.Fatalf("second reap = %d, %v; want nothing to do", n, err)
 	}
 	// A reaped key is new again.
-	cr, err := s.Claim(t.Context(), idem.ClaimParams{Key: "expired/completed", Owner: "a", Fingerprint: "other", LeaseTTL: time.Minute, Retention: time.Hour})
-	if err != nil || cr.Status != idem.ClaimAcquired || cr.Lease.Fence != 1 {
+	cr, err := s.Claim(t.Context(), store.ClaimParams{Key: "expired/completed", Owner: "a", Fingerprint: "other", LeaseTTL: time.Minute, Retention: time.Hour})
+	if err != nil || cr.Status != store.ClaimAcquired || cr.Lease.Fence != 1 {
 		t.Fatalf("Claim of a reaped key = %v (fence %d), %v; want acquired with fence 1", cr.Status, cr.Lease.Fence, err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/sqlitestore"
+	"github.com/idemhq/idem/store"
 )
 
 // Two *sql.DB handles on one file are how two processes look to SQLite:
@@ -43,7 +44,7 @@ func TestTwoHandlesOneFile(t *testing.T) {
 	}
 
 	const goroutines, keys = 32, 40
-	storm := func(t *testing.T, run func(e *idem.Engine, key string, executions *atomic.Int32) (idem.Result, error)) [keys]int32 {
+	storm := func(t *testing.T, run func(e *idem.Engine, key string, executions *atomic.Int32) (idem.Result[[]byte], error)) [keys]int32 {
 		prefix := rand.Text()
 		var (
 			executions [keys]atomic.Int32
@@ -81,7 +82,7 @@ func TestTwoHandlesOneFile(t *testing.T) {
 	}
 
 	t.Run("Run", func(t *testing.T) {
-		counts := storm(t, func(e *idem.Engine, key string, executions *atomic.Int32) (idem.Result, error) {
+		counts := storm(t, func(e *idem.Engine, key string, executions *atomic.Int32) (idem.Result[[]byte], error) {
 			return e.Run(t.Context(), key, func(context.Context) ([]byte, error) {
 				n := executions.Add(1)
 				time.Sleep(time.Millisecond) // overlap the callers
@@ -97,7 +98,7 @@ func TestTwoHandlesOneFile(t *testing.T) {
 
 	t.Run("RunTx", func(t *testing.T) {
 		var keysSeen sync.Map
-		counts := storm(t, func(e *idem.Engine, key string, executions *atomic.Int32) (idem.Result, error) {
+		counts := storm(t, func(e *idem.Engine, key string, executions *atomic.Int32) (idem.Result[[]byte], error) {
 			keysSeen.Store(key, true)
 			return idem.RunTx(t.Context(), e, key, func(ctx context.Context, tx *sql.Tx) ([]byte, error) {
 				n := executions.Add(1)
@@ -128,9 +129,9 @@ func TestWaitSeesAnotherHandle(t *testing.T) {
 	const poll = 50 * time.Millisecond
 	holder := newStore(t, openDB(t, dir, "shared.db"), nil)
 	waiter := newStore(t, openDB(t, dir, "shared.db"), &sqlitestore.Config{PollInterval: poll})
-	p := idem.ClaimParams{Key: "test/" + rand.Text(), Owner: "a", LeaseTTL: time.Minute, Retention: time.Hour}
+	p := store.ClaimParams{Key: "test/" + rand.Text(), Owner: "a", LeaseTTL: time.Minute, Retention: time.Hour}
 	cr, err := holder.Claim(t.Context(), p)
-	if err != nil || cr.Status != idem.ClaimAcquired {
+	if err != nil || cr.Status != store.ClaimAcquired {
 		t.Fatalf("Claim = %v, %v; want acquired", cr.Status, err)
 	}
 	woken := make(chan error, 1)

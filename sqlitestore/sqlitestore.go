@@ -17,6 +17,7 @@ import (
 	"modernc.org/sqlite"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/store"
 )
 
 // Defaults for Config.
@@ -93,7 +94,7 @@ func (c *Config) resolve() (Config, error) {
 	return r, nil
 }
 
-// Store is an idem.Store and an idem.TxStore[*sql.Tx] on one SQLite
+// Store is a store.Store and a store.TxStore[*sql.Tx] on one SQLite
 // database. It is safe for concurrent use. Use one Store per database file
 // in a process: the Store serialises this process's writes itself, which
 // two Stores on one file cannot do for each other (they still work, through
@@ -120,8 +121,8 @@ type Store struct {
 }
 
 var (
-	_ idem.Store            = (*Store)(nil)
-	_ idem.TxStore[*sql.Tx] = (*Store)(nil)
+	_ store.Store            = (*Store)(nil)
+	_ store.TxStore[*sql.Tx] = (*Store)(nil)
 )
 
 // New returns a Store on db and starts its reaper. Call Migrate before the
@@ -267,7 +268,7 @@ type record struct {
 // claimable when the claim may take the record (absent, free, expired, or
 // in progress with an expired lease and the same fingerprint, which is a
 // takeover).
-func decide(p idem.ClaimParams, r record, found bool, now int64) (cr idem.ClaimResult, claimable, takeover bool) {
+func decide(p store.ClaimParams, r record, found bool, now int64) (cr store.ClaimResult, claimable, takeover bool) {
 	if !found {
 		return cr, true, false
 	}
@@ -277,21 +278,21 @@ func decide(p idem.ClaimParams, r record, found bool, now int64) (cr idem.ClaimR
 	switch r.state {
 	case stateCompleted:
 		if r.same != 1 {
-			return idem.ClaimResult{Status: idem.ClaimMismatch}, false, false
+			return store.ClaimResult{Status: store.ClaimMismatch}, false, false
 		}
 		out := r.outcome
 		if out == nil {
 			out = []byte{}
 		}
-		return idem.ClaimResult{Status: idem.ClaimCompleted, Outcome: out}, false, false
+		return store.ClaimResult{Status: store.ClaimCompleted, Outcome: out}, false, false
 	case stateInProgress:
 		if r.same != 1 {
-			return idem.ClaimResult{Status: idem.ClaimMismatch}, false, false
+			return store.ClaimResult{Status: store.ClaimMismatch}, false, false
 		}
 		if now < r.leaseUntil {
-			return idem.ClaimResult{
-				Status:     idem.ClaimInFlight,
-				Lease:      idem.Lease{Key: p.Key, Fence: r.fence},
+			return store.ClaimResult{
+				Status:     store.ClaimInFlight,
+				Lease:      store.Lease{Key: p.Key, Fence: r.fence},
 				RetryAfter: time.Duration(r.leaseUntil-now) * time.Millisecond,
 			}, false, false
 		}
@@ -302,7 +303,7 @@ func decide(p idem.ClaimParams, r record, found bool, now int64) (cr idem.ClaimR
 
 // inspect judges key's record for p's claim, as decide does. The record
 // is peeked at first: a replay, or an absent key, needs nothing more.
-func inspect(ctx context.Context, st *statements, p idem.ClaimParams) (cr idem.ClaimResult, claimable, takeover bool, r record, found bool, err error) {
+func inspect(ctx context.Context, st *statements, p store.ClaimParams) (cr store.ClaimResult, claimable, takeover bool, r record, found bool, err error) {
 	var v any
 	err = st.peek.QueryRowContext(ctx, p.Key, p.Fingerprint, now()).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -315,7 +316,7 @@ func inspect(ctx context.Context, st *statements, p idem.ClaimParams) (cr idem.C
 		if out == nil {
 			out = []byte{}
 		}
-		return idem.ClaimResult{Status: idem.ClaimCompleted, Outcome: out}, false, false, r, true, nil
+		return store.ClaimResult{Status: store.ClaimCompleted, Outcome: out}, false, false, r, true, nil
 	}
 	if r, found, err = read(ctx, st.read, p); err != nil {
 		return cr, false, false, r, false, err
@@ -325,7 +326,7 @@ func inspect(ctx context.Context, st *statements, p idem.ClaimParams) (cr idem.C
 }
 
 // read reads key's record through stmt (st.read, or its transaction copy).
-func read(ctx context.Context, stmt *sql.Stmt, p idem.ClaimParams) (r record, found bool, err error) {
+func read(ctx context.Context, stmt *sql.Stmt, p store.ClaimParams) (r record, found bool, err error) {
 	err = stmt.QueryRowContext(ctx, p.Key, p.Fingerprint).Scan(&r.state, &r.fence, &r.same, &r.leaseUntil, &r.expiresAt, &r.outcome)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, false, nil
@@ -341,7 +342,7 @@ func read(ctx context.Context, stmt *sql.Stmt, p idem.ClaimParams) (r record, fo
 // fence, state and lease are still as read. ok is false when the record
 // changed since it was read. bind maps a statement into the caller's
 // transaction, if any.
-func take(ctx context.Context, st *statements, bind func(*sql.Stmt) *sql.Stmt, p idem.ClaimParams, r record, found bool, now int64) (ok bool, err error) {
+func take(ctx context.Context, st *statements, bind func(*sql.Stmt) *sql.Stmt, p store.ClaimParams, r record, found bool, now int64) (ok bool, err error) {
 	lease, retention := p.LeaseTTL.Milliseconds(), p.Retention.Milliseconds()
 	var res sql.Result
 	if !found {
@@ -357,26 +358,26 @@ func take(ctx context.Context, st *statements, bind func(*sql.Stmt) *sql.Stmt, p
 }
 
 // acquired is the result of a claim that took r.
-func acquired(p idem.ClaimParams, r record, found, takeover bool) idem.ClaimResult {
+func acquired(p store.ClaimParams, r record, found, takeover bool) store.ClaimResult {
 	fence := int64(1)
 	if found {
 		fence = r.fence + 1
 	}
-	return idem.ClaimResult{
-		Status:   idem.ClaimAcquired,
-		Lease:    idem.Lease{Key: p.Key, Owner: p.Owner, Fence: fence},
+	return store.ClaimResult{
+		Status:   store.ClaimAcquired,
+		Lease:    store.Lease{Key: p.Key, Owner: p.Owner, Fence: fence},
 		TookOver: takeover,
 	}
 }
 
-// Claim implements idem.Store. A completed record, a live lease and a
+// Claim implements store.Store. A completed record, a live lease and a
 // mismatch are read without the write lock; only a claim that takes the key writes, with
 // a compare-and-set against what it read, and reads again if the record
 // changed in between.
-func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
+func (s *Store) Claim(ctx context.Context, p store.ClaimParams) (store.ClaimResult, error) {
 	st, err := s.ready(ctx)
 	if err != nil {
-		return idem.ClaimResult{}, err
+		return store.ClaimResult{}, err
 	}
 	for {
 		cr, claimable, takeover, r, found, err := inspect(ctx, st, p)
@@ -392,7 +393,7 @@ func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 			return err
 		})
 		if err != nil {
-			return idem.ClaimResult{}, failed("claim", err)
+			return store.ClaimResult{}, failed("claim", err)
 		}
 		if ok {
 			if takeover {
@@ -406,13 +407,13 @@ func (s *Store) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult
 // plain binds a statement to no transaction.
 func plain(stmt *sql.Stmt) *sql.Stmt { return stmt }
 
-// Renew implements idem.Store.
-func (s *Store) Renew(ctx context.Context, l idem.Lease) error {
+// Renew implements store.Store.
+func (s *Store) Renew(ctx context.Context, l store.Lease) error {
 	return s.fenced(ctx, "renew", func(st *statements) *sql.Stmt { return st.renew }, l)
 }
 
-// Complete implements idem.Store.
-func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) error {
+// Complete implements store.Store.
+func (s *Store) Complete(ctx context.Context, l store.Lease, outcome []byte) error {
 	if err := s.fenced(ctx, "complete", func(st *statements) *sql.Stmt { return st.complete }, l, outcome); err != nil {
 		return err
 	}
@@ -420,8 +421,8 @@ func (s *Store) Complete(ctx context.Context, l idem.Lease, outcome []byte) erro
 	return nil
 }
 
-// Release implements idem.Store.
-func (s *Store) Release(ctx context.Context, l idem.Lease) error {
+// Release implements store.Store.
+func (s *Store) Release(ctx context.Context, l store.Lease) error {
 	if err := s.fenced(ctx, "release", func(st *statements) *sql.Stmt { return st.release }, l); err != nil {
 		return err
 	}
@@ -432,7 +433,7 @@ func (s *Store) Release(ctx context.Context, l idem.Lease) error {
 // fenced runs a compare-and-set statement on l's record, whose parameters
 // are key, owner, fence, the store's clock, then extra. It returns
 // idem.ErrLeaseLost when l's fence is no longer current.
-func (s *Store) fenced(ctx context.Context, op string, pick func(*statements) *sql.Stmt, l idem.Lease, extra ...any) error {
+func (s *Store) fenced(ctx context.Context, op string, pick func(*statements) *sql.Stmt, l store.Lease, extra ...any) error {
 	st, err := s.ready(ctx)
 	if err != nil {
 		return err

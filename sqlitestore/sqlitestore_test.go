@@ -14,6 +14,7 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/sqlitestore"
+	"github.com/idemhq/idem/store"
 	"github.com/idemhq/idem/storetest"
 )
 
@@ -65,7 +66,7 @@ func newStore(t testing.TB, db *sql.DB, cfg *sqlitestore.Config) *sqlitestore.St
 var conformanceConfig = sqlitestore.Config{PollInterval: time.Minute}
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) idem.Store {
+	storetest.Run(t, func(t *testing.T) store.Store {
 		return newStore(t, newDB(t), &conformanceConfig)
 	})
 }
@@ -98,7 +99,7 @@ func countRows(ctx context.Context, db *sql.DB, id string) (int, error) {
 // which starts with the subtest's name: that finds the subtest's database.
 func TestConformanceTx(t *testing.T) {
 	var dbs sync.Map // subtest name → *sql.DB
-	storetest.RunTx(t, func(t *testing.T) idem.TxStore[*sql.Tx] {
+	storetest.RunTx(t, func(t *testing.T) store.TxStore[*sql.Tx] {
 		db := newDB(t)
 		createBusiness(t, db)
 		dbs.Store(t.Name(), db)

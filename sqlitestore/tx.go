@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/store"
 )
 
 // minLockWait is the least BeginClaim waits for the write lock, even with
@@ -26,7 +27,7 @@ type activeTx struct {
 	cancel context.CancelFunc // the transaction's context
 }
 
-// BeginClaim implements idem.TxStore. It begins a write transaction (the
+// BeginClaim implements store.TxStore. It begins a write transaction (the
 // database's one write lock, held until Commit or Rollback), claims p.Key
 // inside it and takes a savepoint for fn's writes.
 //
@@ -41,10 +42,10 @@ type activeTx struct {
 // this process or another, waits for it: keep fn short, and write only
 // through tx (a write through the *sql.DB would wait for the lock tx holds).
 // RunTx calls do not nest.
-func (s *Store) BeginClaim(ctx context.Context, p idem.ClaimParams, maxWait time.Duration) (*sql.Tx, idem.ClaimResult, error) {
+func (s *Store) BeginClaim(ctx context.Context, p store.ClaimParams, maxWait time.Duration) (*sql.Tx, store.ClaimResult, error) {
 	st, err := s.ready(ctx)
 	if err != nil {
-		return nil, idem.ClaimResult{}, err
+		return nil, store.ClaimResult{}, err
 	}
 	cr, claimable, takeover, r, found, err := inspect(ctx, st, p)
 	if err != nil || !claimable {
@@ -54,7 +55,7 @@ func (s *Store) BeginClaim(ctx context.Context, p idem.ClaimParams, maxWait time
 	a, err := s.begin(ctx, st, deadline)
 	if err == nil {
 		cr, err = s.claimIn(ctx, a, p, r, found, takeover, deadline)
-		if err == nil && cr.Status == idem.ClaimAcquired {
+		if err == nil && cr.Status == store.ClaimAcquired {
 			return a.tx, cr, nil
 		}
 		a.tx.Rollback()
@@ -64,11 +65,11 @@ func (s *Store) BeginClaim(ctx context.Context, p idem.ClaimParams, maxWait time
 	case err == nil:
 		return nil, cr, nil
 	case ctx.Err() != nil:
-		return nil, idem.ClaimResult{}, failed("claim", ctx.Err())
+		return nil, store.ClaimResult{}, failed("claim", ctx.Err())
 	case busy(err):
-		return nil, idem.ClaimResult{Status: idem.ClaimInFlight, Lease: idem.Lease{Key: p.Key, Fence: r.fence}}, nil
+		return nil, store.ClaimResult{Status: store.ClaimInFlight, Lease: store.Lease{Key: p.Key, Fence: r.fence}}, nil
 	}
-	return nil, idem.ClaimResult{}, failed("claim", err)
+	return nil, store.ClaimResult{}, failed("claim", err)
 }
 
 // begin takes this process's write lock and begins a transaction, waiting
@@ -107,7 +108,7 @@ func (s *Store) begin(ctx context.Context, st *statements, deadline time.Time) (
 }
 
 // claimIn claims p in a's transaction, given r as read before it began.
-func (s *Store) claimIn(ctx context.Context, a *activeTx, p idem.ClaimParams, r record, found, takeover bool, deadline time.Time) (idem.ClaimResult, error) {
+func (s *Store) claimIn(ctx context.Context, a *activeTx, p store.ClaimParams, r record, found, takeover bool, deadline time.Time) (store.ClaimResult, error) {
 	bind := func(stmt *sql.Stmt) *sql.Stmt { return a.tx.StmtContext(ctx, stmt) }
 	// The first statement writes, so from here on the transaction holds the
 	// write lock whatever its begin mode (a db opened without
@@ -118,31 +119,31 @@ func (s *Store) claimIn(ctx context.Context, a *activeTx, p idem.ClaimParams, r 
 	cancel()
 	if err != nil {
 		if wctx.Err() != nil && ctx.Err() == nil {
-			return idem.ClaimResult{}, errLockWait
+			return store.ClaimResult{}, errLockWait
 		}
-		return idem.ClaimResult{}, err
+		return store.ClaimResult{}, err
 	}
 	if !ok {
 		// The record changed between the first read and the lock. Under the
 		// lock it cannot change again.
 		r, found, err = read(ctx, bind(a.st.read), p)
 		if err != nil {
-			return idem.ClaimResult{}, err
+			return store.ClaimResult{}, err
 		}
-		var cr idem.ClaimResult
+		var cr store.ClaimResult
 		var claimable bool
 		if cr, claimable, takeover = decide(p, r, found, now()); !claimable {
 			return cr, nil
 		}
 		if ok, err = take(ctx, a.st, bind, p, r, found, now()); err != nil {
-			return idem.ClaimResult{}, err
+			return store.ClaimResult{}, err
 		}
 		if !ok {
-			return idem.ClaimResult{}, errors.New("the record changed while the write lock was held")
+			return store.ClaimResult{}, errors.New("the record changed while the write lock was held")
 		}
 	}
 	if _, err := bind(a.st.savepoint).ExecContext(ctx); err != nil {
-		return idem.ClaimResult{}, err
+		return store.ClaimResult{}, err
 	}
 	return acquired(p, r, found, takeover), nil
 }
@@ -155,9 +156,9 @@ func (s *Store) end(a *activeTx) {
 	}
 }
 
-// Commit implements idem.TxStore. It always ends tx: on an error nothing
+// Commit implements store.TxStore. It always ends tx: on an error nothing
 // of tx is committed.
-func (s *Store) Commit(ctx context.Context, tx *sql.Tx, l idem.Lease, outcome []byte, discardWrites bool) error {
+func (s *Store) Commit(ctx context.Context, tx *sql.Tx, l store.Lease, outcome []byte, discardWrites bool) error {
 	a := s.active.Load()
 	if a == nil || a.tx != tx {
 		return errors.New("sqlitestore: Commit: tx is not the open transaction of a BeginClaim")
@@ -189,7 +190,7 @@ func (s *Store) Commit(ctx context.Context, tx *sql.Tx, l idem.Lease, outcome []
 	return nil
 }
 
-// Rollback implements idem.TxStore.
+// Rollback implements store.TxStore.
 func (s *Store) Rollback(_ context.Context, tx *sql.Tx) error {
 	err := tx.Rollback()
 	if a := s.active.Load(); a != nil && a.tx == tx {
@@ -201,7 +202,7 @@ func (s *Store) Rollback(_ context.Context, tx *sql.Tx) error {
 	return failed("rollback", err)
 }
 
-// Conflict implements idem.TxStore: SQLITE_BUSY and SQLITE_LOCKED, with
+// Conflict implements store.TxStore: SQLITE_BUSY and SQLITE_LOCKED, with
 // their extended codes, mean the transaction met another writer and may
 // succeed if run again.
 func (s *Store) Conflict(err error) bool { return busy(err) }

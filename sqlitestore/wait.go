@@ -80,7 +80,7 @@ func (w *waiters) closeAll() {
 	}
 }
 
-// Wait implements idem.Store. A change made through this Store wakes the
+// Wait implements store.Store. A change made through this Store wakes the
 // waiter at once; one made by another process sharing the file is seen at
 // the next poll, within Config.PollInterval.
 func (s *Store) Wait(ctx context.Context, key string, fence int64) error {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/store"
 )
 
 // Durations of the suite. Short leases are long enough to survive a loaded
@@ -38,12 +39,12 @@ func newKey(t *testing.T) string {
 }
 
 // params returns ClaimParams with the suite's defaults.
-func params(key, owner, fingerprint string, lease time.Duration) idem.ClaimParams {
-	return idem.ClaimParams{Key: key, Owner: owner, Fingerprint: fingerprint, LeaseTTL: lease, Retention: longRetention}
+func params(key, owner, fingerprint string, lease time.Duration) store.ClaimParams {
+	return store.ClaimParams{Key: key, Owner: owner, Fingerprint: fingerprint, LeaseTTL: lease, Retention: longRetention}
 }
 
 // claim claims p, sent now as the engine sends its claims.
-func claim(t *testing.T, s idem.Store, p idem.ClaimParams) idem.ClaimResult {
+func claim(t *testing.T, s store.Store, p store.ClaimParams) store.ClaimResult {
 	t.Helper()
 	p.Sent = time.Now()
 	cr, err := s.Claim(t.Context(), p)
@@ -54,10 +55,10 @@ func claim(t *testing.T, s idem.Store, p idem.ClaimParams) idem.ClaimResult {
 }
 
 // acquire claims p and fails the test unless it acquired the lease.
-func acquire(t *testing.T, s idem.Store, p idem.ClaimParams) idem.Lease {
+func acquire(t *testing.T, s store.Store, p store.ClaimParams) store.Lease {
 	t.Helper()
 	cr := claim(t, s, p)
-	if cr.Status != idem.ClaimAcquired {
+	if cr.Status != store.ClaimAcquired {
 		t.Fatalf("Claim(owner %q) = %v, want acquired", p.Owner, cr.Status)
 	}
 	if cr.Lease.Key != p.Key || cr.Lease.Owner != p.Owner || cr.Lease.Fence <= 0 {
@@ -67,7 +68,7 @@ func acquire(t *testing.T, s idem.Store, p idem.ClaimParams) idem.Lease {
 }
 
 // wantStatus claims p and fails the test unless the status is want.
-func wantStatus(t *testing.T, s idem.Store, p idem.ClaimParams, want idem.ClaimStatus) idem.ClaimResult {
+func wantStatus(t *testing.T, s store.Store, p store.ClaimParams, want store.ClaimStatus) store.ClaimResult {
 	t.Helper()
 	cr := claim(t, s, p)
 	if cr.Status != want {
@@ -77,15 +78,15 @@ func wantStatus(t *testing.T, s idem.Store, p idem.ClaimParams, want idem.ClaimS
 }
 
 // awaitAcquire claims p until it acquires the lease, polling within patience.
-func awaitAcquire(t *testing.T, s idem.Store, p idem.ClaimParams) idem.ClaimResult {
+func awaitAcquire(t *testing.T, s store.Store, p store.ClaimParams) store.ClaimResult {
 	t.Helper()
 	deadline := time.Now().Add(patience)
 	for {
 		cr := claim(t, s, p)
-		if cr.Status == idem.ClaimAcquired {
+		if cr.Status == store.ClaimAcquired {
 			return cr
 		}
-		if cr.Status != idem.ClaimInFlight {
+		if cr.Status != store.ClaimInFlight {
 			t.Fatalf("Claim(owner %q) while waiting for expiry = %v, want in flight then acquired", p.Owner, cr.Status)
 		}
 		if time.Now().After(deadline) {
@@ -95,14 +96,14 @@ func awaitAcquire(t *testing.T, s idem.Store, p idem.ClaimParams) idem.ClaimResu
 	}
 }
 
-func complete(t *testing.T, s idem.Store, l idem.Lease, outcome []byte) {
+func complete(t *testing.T, s store.Store, l store.Lease, outcome []byte) {
 	t.Helper()
 	if err := s.Complete(t.Context(), l, outcome); err != nil {
 		t.Fatalf("Complete(fence %d): %v", l.Fence, err)
 	}
 }
 
-func release(t *testing.T, s idem.Store, l idem.Lease) {
+func release(t *testing.T, s store.Store, l store.Lease) {
 	t.Helper()
 	if err := s.Release(t.Context(), l); err != nil {
 		t.Fatalf("Release(fence %d): %v", l.Fence, err)
@@ -111,7 +112,7 @@ func release(t *testing.T, s idem.Store, l idem.Lease) {
 
 // wantLeaseLost checks that renew, complete and release by l are all
 // refused with idem.ErrLeaseLost.
-func wantLeaseLost(t *testing.T, s idem.Store, l idem.Lease) {
+func wantLeaseLost(t *testing.T, s store.Store, l store.Lease) {
 	t.Helper()
 	ctx := t.Context()
 	if err := s.Renew(ctx, l); !errors.Is(err, idem.ErrLeaseLost) {
@@ -127,7 +128,7 @@ func wantLeaseLost(t *testing.T, s idem.Store, l idem.Lease) {
 
 // waitAsync starts s.Wait in a goroutine and returns a channel that yields
 // its error.
-func waitAsync(ctx context.Context, s idem.Store, key string, fence int64) <-chan error {
+func waitAsync(ctx context.Context, s store.Store, key string, fence int64) <-chan error {
 	done := make(chan error, 1)
 	go func() { done <- s.Wait(ctx, key, fence) }()
 	return done
@@ -136,7 +137,7 @@ func waitAsync(ctx context.Context, s idem.Store, key string, fence int64) <-cha
 // blockedWaiter claims a new key on a long lease and starts a waiter on it.
 // It returns once the waiter has had time to register, or, if Wait did not
 // block, with its error (an error saying "nil" if it returned nil).
-func blockedWaiter(t *testing.T, s idem.Store) (idem.Lease, <-chan error, error) {
+func blockedWaiter(t *testing.T, s store.Store) (store.Lease, <-chan error, error) {
 	t.Helper()
 	a := acquire(t, s, params(newKey(t), "a", "fp", longLease))
 	woken := waitAsync(t.Context(), s, a.Key, a.Fence)
@@ -166,7 +167,7 @@ func wantWoken(t *testing.T, woken <-chan error, after string) {
 }
 
 // newEngine returns an engine on s in a namespace of its own.
-func newEngine(t *testing.T, s idem.Store, cfg idem.Config) *idem.Engine {
+func newEngine(t *testing.T, s store.Store, cfg idem.Config) *idem.Engine {
 	t.Helper()
 	if cfg.Namespace == "" {
 		cfg.Namespace = "storetest"

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/store"
 )
 
 // RunNotificationLoss checks how a store that wakes waiters by notification
@@ -16,7 +16,7 @@ import (
 // reports true only for a channel opened since. The store must poll no
 // more often than Run requires (see the package documentation), or the
 // test proves nothing.
-func RunNotificationLoss(t *testing.T, s idem.Store, drop func(t *testing.T), back func(t *testing.T) bool) {
+func RunNotificationLoss(t *testing.T, s store.Store, drop func(t *testing.T), back func(t *testing.T) bool) {
 	t.Helper()
 	_, woken, err := blockedWaiter(t, s)
 	if err != nil {

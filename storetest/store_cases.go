@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/store"
 )
 
-func testClaimAbsentAcquires(t *testing.T, s idem.Store) {
+func testClaimAbsentAcquires(t *testing.T, s store.Store) {
 	k := newKey(t)
 	cr := claim(t, s, params(k, "a", "fp", longLease))
-	if cr.Status != idem.ClaimAcquired || cr.TookOver {
+	if cr.Status != store.ClaimAcquired || cr.TookOver {
 		t.Fatalf("Claim(absent key) = %v (took over %t), want acquired, no takeover", cr.Status, cr.TookOver)
 	}
 	if cr.Lease.Key != k || cr.Lease.Owner != "a" || cr.Lease.Fence <= 0 {
@@ -24,10 +24,10 @@ func testClaimAbsentAcquires(t *testing.T, s idem.Store) {
 	}
 }
 
-func testClaimLiveLeaseInFlight(t *testing.T, s idem.Store) {
+func testClaimLiveLeaseInFlight(t *testing.T, s store.Store) {
 	k := newKey(t)
 	a := acquire(t, s, params(k, "a", "fp", longLease))
-	cr := wantStatus(t, s, params(k, "b", "fp", longLease), idem.ClaimInFlight)
+	cr := wantStatus(t, s, params(k, "b", "fp", longLease), store.ClaimInFlight)
 	if cr.Lease.Fence != a.Fence {
 		t.Errorf("in-flight fence = %d, want the holder's %d", cr.Lease.Fence, a.Fence)
 	}
@@ -35,10 +35,10 @@ func testClaimLiveLeaseInFlight(t *testing.T, s idem.Store) {
 		t.Errorf("RetryAfter = %s, want within (0, %s]", cr.RetryAfter, longLease)
 	}
 	// The holder itself is refused a second claim too: a lease is not re-entrant.
-	wantStatus(t, s, params(k, "a", "fp", longLease), idem.ClaimInFlight)
+	wantStatus(t, s, params(k, "a", "fp", longLease), store.ClaimInFlight)
 }
 
-func testClaimCompletedReplays(t *testing.T, s idem.Store) {
+func testClaimCompletedReplays(t *testing.T, s store.Store) {
 	big := make([]byte, 1<<20)
 	rand.Read(big)
 	for _, tc := range []struct {
@@ -54,7 +54,7 @@ func testClaimCompletedReplays(t *testing.T, s idem.Store) {
 		a := acquire(t, s, params(k, "a", "fp", longLease))
 		complete(t, s, a, tc.outcome)
 		for _, owner := range []string{"b", "c"} {
-			cr := wantStatus(t, s, params(k, owner, "fp", longLease), idem.ClaimCompleted)
+			cr := wantStatus(t, s, params(k, owner, "fp", longLease), store.ClaimCompleted)
 			if !bytes.Equal(cr.Outcome, tc.outcome) {
 				t.Fatalf("%s: replayed outcome (%d bytes) differs from the recorded one (%d bytes)", tc.name, len(cr.Outcome), len(tc.outcome))
 			}
@@ -67,14 +67,14 @@ func testClaimCompletedReplays(t *testing.T, s idem.Store) {
 	}
 }
 
-func testConcurrentClaimsOneWinner(t *testing.T, s idem.Store) {
+func testConcurrentClaimsOneWinner(t *testing.T, s store.Store) {
 	const n = 32
 	k := newKey(t)
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		acquired int
-		statuses = map[idem.ClaimStatus]int{}
+		statuses = map[store.ClaimStatus]int{}
 	)
 	for i := range n {
 		wg.Go(func() {
@@ -86,18 +86,18 @@ func testConcurrentClaimsOneWinner(t *testing.T, s idem.Store) {
 			mu.Lock()
 			defer mu.Unlock()
 			statuses[cr.Status]++
-			if cr.Status == idem.ClaimAcquired {
+			if cr.Status == store.ClaimAcquired {
 				acquired++
 			}
 		})
 	}
 	wg.Wait()
-	if acquired != 1 || statuses[idem.ClaimInFlight] != n-1 {
+	if acquired != 1 || statuses[store.ClaimInFlight] != n-1 {
 		t.Fatalf("%d concurrent claims: %v, want 1 acquired and %d in flight", n, statuses, n-1)
 	}
 }
 
-func testCancelledClaimFailsClosed(t *testing.T, s idem.Store) {
+func testCancelledClaimFailsClosed(t *testing.T, s store.Store) {
 	k := newKey(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
@@ -108,20 +108,20 @@ func testCancelledClaimFailsClosed(t *testing.T, s idem.Store) {
 	acquire(t, s, params(k, "b", "fp", longLease))
 }
 
-func testKeysIndependent(t *testing.T, s idem.Store) {
+func testKeysIndependent(t *testing.T, s store.Store) {
 	k1, k2 := newKey(t), newKey(t)
 	a := acquire(t, s, params(k1, "a", "fp", longLease))
 	b := acquire(t, s, params(k2, "b", "other", longLease))
 	complete(t, s, a, []byte("one"))
-	wantStatus(t, s, params(k1, "c", "fp", longLease), idem.ClaimCompleted)
-	wantStatus(t, s, params(k2, "c", "other", longLease), idem.ClaimInFlight)
+	wantStatus(t, s, params(k1, "c", "fp", longLease), store.ClaimCompleted)
+	wantStatus(t, s, params(k2, "c", "other", longLease), store.ClaimInFlight)
 	complete(t, s, b, []byte("two"))
-	if cr := wantStatus(t, s, params(k2, "c", "other", longLease), idem.ClaimCompleted); string(cr.Outcome) != "two" {
+	if cr := wantStatus(t, s, params(k2, "c", "other", longLease), store.ClaimCompleted); string(cr.Outcome) != "two" {
 		t.Fatalf("key 2 outcome = %q, want %q", cr.Outcome, "two")
 	}
 }
 
-func testFencesStrictlyIncrease(t *testing.T, s idem.Store) {
+func testFencesStrictlyIncrease(t *testing.T, s store.Store) {
 	k := newKey(t)
 	first := acquire(t, s, params(k, "a", "fp", longLease))
 	release(t, s, first)
@@ -134,10 +134,10 @@ func testFencesStrictlyIncrease(t *testing.T, s idem.Store) {
 		t.Fatalf("fence after takeover = %d, want > %d", afterTakeover.Lease.Fence, afterRelease.Fence)
 	}
 	complete(t, s, afterTakeover.Lease, []byte("done"))
-	wantStatus(t, s, params(k, "d", "fp", longLease), idem.ClaimCompleted)
+	wantStatus(t, s, params(k, "d", "fp", longLease), store.ClaimCompleted)
 }
 
-func testTakeoverAfterLeaseExpiry(t *testing.T, s idem.Store) {
+func testTakeoverAfterLeaseExpiry(t *testing.T, s store.Store) {
 	k := newKey(t)
 	start := time.Now()
 	a := acquire(t, s, params(k, "a", "fp", shortLease))
@@ -148,11 +148,11 @@ func testTakeoverAfterLeaseExpiry(t *testing.T, s idem.Store) {
 	switch {
 	case err != nil:
 		t.Fatalf("Claim(owner \"b\") = %v", err)
-	case cr.Status == idem.ClaimInFlight:
+	case cr.Status == store.ClaimInFlight:
 		cr = awaitAcquire(t, s, params(k, "b", "fp", longLease))
 	case time.Since(start) < shortLease:
 		t.Fatalf("Claim(owner \"b\") while the lease is live = %v, want in flight", cr.Status)
-	case cr.Status != idem.ClaimAcquired:
+	case cr.Status != store.ClaimAcquired:
 		t.Fatalf("Claim(owner \"b\") %s after the first = %v, want in flight or, past the lease, acquired", time.Since(start), cr.Status)
 	}
 	if !cr.TookOver {
@@ -163,7 +163,7 @@ func testTakeoverAfterLeaseExpiry(t *testing.T, s idem.Store) {
 	}
 }
 
-func testRenewKeepsLeasePastRetention(t *testing.T, s idem.Store) {
+func testRenewKeepsLeasePastRetention(t *testing.T, s store.Store) {
 	const (
 		lease = 500 * time.Millisecond
 		every = 100 * time.Millisecond
@@ -178,7 +178,7 @@ func testRenewKeepsLeasePastRetention(t *testing.T, s idem.Store) {
 		if err := s.Renew(t.Context(), a); err != nil {
 			t.Fatalf("Renew after %s: %v", time.Since(start).Round(time.Millisecond), err)
 		}
-		wantStatus(t, s, params(k, "b", "fp", longLease), idem.ClaimInFlight)
+		wantStatus(t, s, params(k, "b", "fp", longLease), store.ClaimInFlight)
 	}
 	// Renewals stop: the lease runs out and b takes over.
 	cr := awaitAcquire(t, s, params(k, "b", "fp", longLease))
@@ -187,7 +187,7 @@ func testRenewKeepsLeasePastRetention(t *testing.T, s idem.Store) {
 	}
 }
 
-func testStaleHolderRefused(t *testing.T, s idem.Store) {
+func testStaleHolderRefused(t *testing.T, s store.Store) {
 	k := newKey(t)
 	stale := acquire(t, s, params(k, "a", "fp", shortLease))
 	fresh := awaitAcquire(t, s, params(k, "b", "fp", longLease)).Lease
@@ -196,19 +196,19 @@ func testStaleHolderRefused(t *testing.T, s idem.Store) {
 	// Still refused once the newer holder has completed, and the newer
 	// holder's outcome stands.
 	wantLeaseLost(t, s, stale)
-	if cr := wantStatus(t, s, params(k, "c", "fp", longLease), idem.ClaimCompleted); string(cr.Outcome) != "fresh" {
+	if cr := wantStatus(t, s, params(k, "c", "fp", longLease), store.ClaimCompleted); string(cr.Outcome) != "fresh" {
 		t.Fatalf("outcome = %q, want the newer holder's %q", cr.Outcome, "fresh")
 	}
 	// The completed holder cannot write twice either.
 	wantLeaseLost(t, s, fresh)
 }
 
-func testWrongOwnerRefused(t *testing.T, s idem.Store) {
+func testWrongOwnerRefused(t *testing.T, s store.Store) {
 	k := newKey(t)
 	a := acquire(t, s, params(k, "a", "fp", longLease))
-	wantLeaseLost(t, s, idem.Lease{Key: k, Owner: "impostor", Fence: a.Fence})
-	wantLeaseLost(t, s, idem.Lease{Key: k, Owner: "a", Fence: a.Fence + 1})
-	wantLeaseLost(t, s, idem.Lease{Key: newKey(t), Owner: "a", Fence: a.Fence})
+	wantLeaseLost(t, s, store.Lease{Key: k, Owner: "impostor", Fence: a.Fence})
+	wantLeaseLost(t, s, store.Lease{Key: k, Owner: "a", Fence: a.Fence + 1})
+	wantLeaseLost(t, s, store.Lease{Key: newKey(t), Owner: "a", Fence: a.Fence})
 	// The holder is unaffected.
 	if err := s.Renew(t.Context(), a); err != nil {
 		t.Fatalf("Renew by the holder after refused impostors: %v", err)
@@ -216,50 +216,50 @@ func testWrongOwnerRefused(t *testing.T, s idem.Store) {
 	complete(t, s, a, []byte("a"))
 }
 
-func testExpiredHolderCompletesUntilTakenOver(t *testing.T, s idem.Store) {
+func testExpiredHolderCompletesUntilTakenOver(t *testing.T, s store.Store) {
 	k := newKey(t)
 	a := acquire(t, s, params(k, "a", "fp", shortLease))
 	time.Sleep(2 * shortLease)
 	// Nobody took over, so a's fence is still current: the outcome it
 	// reports is the only one there is.
 	complete(t, s, a, []byte("late"))
-	if cr := wantStatus(t, s, params(k, "b", "fp", longLease), idem.ClaimCompleted); string(cr.Outcome) != "late" {
+	if cr := wantStatus(t, s, params(k, "b", "fp", longLease), store.ClaimCompleted); string(cr.Outcome) != "late" {
 		t.Fatalf("outcome = %q, want %q", cr.Outcome, "late")
 	}
 }
 
-func testMismatchWhileInFlight(t *testing.T, s idem.Store) {
+func testMismatchWhileInFlight(t *testing.T, s store.Store) {
 	k := newKey(t)
 	a := acquire(t, s, params(k, "a", "fp-a", longLease))
-	wantStatus(t, s, params(k, "b", "fp-b", longLease), idem.ClaimMismatch)
+	wantStatus(t, s, params(k, "b", "fp-b", longLease), store.ClaimMismatch)
 	complete(t, s, a, []byte("a"))
 }
 
-func testMismatchAfterCompleted(t *testing.T, s idem.Store) {
+func testMismatchAfterCompleted(t *testing.T, s store.Store) {
 	k := newKey(t)
 	a := acquire(t, s, params(k, "a", "fp-a", longLease))
 	complete(t, s, a, []byte("a"))
-	if cr := wantStatus(t, s, params(k, "b", "fp-b", longLease), idem.ClaimMismatch); len(cr.Outcome) != 0 {
+	if cr := wantStatus(t, s, params(k, "b", "fp-b", longLease), store.ClaimMismatch); len(cr.Outcome) != 0 {
 		t.Fatalf("mismatch returned the other request's outcome %q", cr.Outcome)
 	}
 }
 
 // testMismatchAfterLeaseExpiry checks that a different request never takes
 // over: the key stays bound to the first request's fingerprint.
-func testMismatchAfterLeaseExpiry(t *testing.T, s idem.Store) {
+func testMismatchAfterLeaseExpiry(t *testing.T, s store.Store) {
 	k := newKey(t)
 	acquire(t, s, params(k, "a", "fp-a", shortLease))
 	time.Sleep(2 * shortLease)
-	wantStatus(t, s, params(k, "b", "fp-b", longLease), idem.ClaimMismatch)
+	wantStatus(t, s, params(k, "b", "fp-b", longLease), store.ClaimMismatch)
 }
 
-func testMismatchEmptyFingerprint(t *testing.T, s idem.Store) {
+func testMismatchEmptyFingerprint(t *testing.T, s store.Store) {
 	k := newKey(t)
 	acquire(t, s, params(k, "a", "", longLease))
-	wantStatus(t, s, params(k, "b", "fp", longLease), idem.ClaimMismatch)
+	wantStatus(t, s, params(k, "b", "fp", longLease), store.ClaimMismatch)
 }
 
-func testReleaseFreesKey(t *testing.T, s idem.Store) {
+func testReleaseFreesKey(t *testing.T, s store.Store) {
 	k := newKey(t)
 	a := acquire(t, s, params(k, "a", "fp-a", longLease))
 	release(t, s, a)
@@ -272,21 +272,21 @@ func testReleaseFreesKey(t *testing.T, s idem.Store) {
 	wantLeaseLost(t, s, a)
 }
 
-func testRetentionExpires(t *testing.T, s idem.Store) {
+func testRetentionExpires(t *testing.T, s store.Store) {
 	k := newKey(t)
 	p := params(k, "a", "fp", longLease)
 	p.Retention = 300 * time.Millisecond
 	a := acquire(t, s, p)
 	complete(t, s, a, []byte("done"))
-	wantStatus(t, s, params(k, "b", "fp", longLease), idem.ClaimCompleted)
+	wantStatus(t, s, params(k, "b", "fp", longLease), store.ClaimCompleted)
 	// Past retention the key is new again, for any fingerprint.
 	deadline := time.Now().Add(patience)
 	for {
 		cr := claim(t, s, params(k, "c", "other", longLease))
-		if cr.Status == idem.ClaimAcquired {
+		if cr.Status == store.ClaimAcquired {
 			return
 		}
-		if cr.Status != idem.ClaimMismatch {
+		if cr.Status != store.ClaimMismatch {
 			t.Fatalf("Claim during retention = %v, want mismatch until it expires", cr.Status)
 		}
 		if time.Now().After(deadline) {
@@ -296,17 +296,17 @@ func testRetentionExpires(t *testing.T, s idem.Store) {
 	}
 }
 
-func testWaitWokenOnComplete(t *testing.T, s idem.Store) {
-	testWaitWoken(t, s, func(l idem.Lease) { complete(t, s, l, []byte("done")) })
+func testWaitWokenOnComplete(t *testing.T, s store.Store) {
+	testWaitWoken(t, s, func(l store.Lease) { complete(t, s, l, []byte("done")) })
 }
 
-func testWaitWokenOnRelease(t *testing.T, s idem.Store) {
-	testWaitWoken(t, s, func(l idem.Lease) { release(t, s, l) })
+func testWaitWokenOnRelease(t *testing.T, s store.Store) {
+	testWaitWoken(t, s, func(l store.Lease) { release(t, s, l) })
 }
 
 // testWaitWoken checks that a waiter on a long lease returns promptly once
 // end is applied to the lease, long before the lease would expire.
-func testWaitWoken(t *testing.T, s idem.Store, end func(idem.Lease)) {
+func testWaitWoken(t *testing.T, s store.Store, end func(store.Lease)) {
 	a, woken, err := blockedWaiter(t, s)
 	if err != nil {
 		t.Fatalf("Wait returned %v before the record changed", err)
@@ -315,7 +315,7 @@ func testWaitWoken(t *testing.T, s idem.Store, end func(idem.Lease)) {
 	wantWoken(t, woken, "the change")
 }
 
-func testWaitReturnsAtOnceWhenChanged(t *testing.T, s idem.Store) {
+func testWaitReturnsAtOnceWhenChanged(t *testing.T, s store.Store) {
 	k := newKey(t)
 	a := acquire(t, s, params(k, "a", "fp", longLease))
 	complete(t, s, a, []byte("done"))
@@ -341,7 +341,7 @@ func testWaitReturnsAtOnceWhenChanged(t *testing.T, s idem.Store) {
 	}
 }
 
-func testWaitHonoursContext(t *testing.T, s idem.Store) {
+func testWaitHonoursContext(t *testing.T, s store.Store) {
 	k := newKey(t)
 	a := acquire(t, s, params(k, "a", "fp", longLease))
 	const timeout = 200 * time.Millisecond

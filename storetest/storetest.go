@@ -1,9 +1,9 @@
-// Package storetest is the conformance suite for idem.Store. A store is
+// Package storetest is the conformance suite for store.Store. A store is
 // correct when it passes Run; every store in this module does, against a
 // real server where it has one.
 //
 //	func TestConformance(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) idem.Store { return newStoreForTest(t) })
+//		storetest.Run(t, func(t *testing.T) store.Store { return newStoreForTest(t) })
 //	}
 //
 // Subtests run in parallel and each uses its own keys, so newStore may
@@ -29,12 +29,12 @@ import (
 	"testing"
 	"testing/synctest"
 
-	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/store"
 )
 
 // Run runs every conformance subtest against stores from newStore, in real
 // time.
-func Run(t *testing.T, newStore func(t *testing.T) idem.Store) {
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Helper()
 	for _, c := range cases() {
 		t.Run(c.name, func(t *testing.T) {
@@ -48,7 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) idem.Store) {
 // testing/synctest bubble, so lease expiry and retention take no real time.
 // newStore is called inside the bubble. Only stores whose clock is this
 // process's time.Now can use it.
-func RunSynctest(t *testing.T, newStore func(t *testing.T) idem.Store) {
+func RunSynctest(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Helper()
 	for _, c := range cases() {
 		t.Run(c.name, func(t *testing.T) {
@@ -62,7 +62,7 @@ func RunSynctest(t *testing.T, newStore func(t *testing.T) idem.Store) {
 
 type testCase struct {
 	name string
-	run  func(t *testing.T, s idem.Store)
+	run  func(t *testing.T, s store.Store)
 }
 
 // cases lists the suite. Subtests must not call t.Run: RunSynctest runs

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/store"
 )
 
 // Rows lets the transactional suite write and count business rows in the
@@ -23,11 +24,11 @@ type Rows[Tx any] struct {
 // RunTx runs the transactional conformance subtests (idem.RunTx) against
 // stores from newStore, with rows standing in for the caller's writes. A
 // TxStore must pass Run as well.
-func RunTx[Tx any](t *testing.T, newStore func(t *testing.T) idem.TxStore[Tx], rows Rows[Tx]) {
+func RunTx[Tx any](t *testing.T, newStore func(t *testing.T) store.TxStore[Tx], rows Rows[Tx]) {
 	t.Helper()
 	for _, c := range []struct {
 		name string
-		run  func(t *testing.T, s idem.TxStore[Tx], rows Rows[Tx])
+		run  func(t *testing.T, s store.TxStore[Tx], rows Rows[Tx])
 	}{
 		{"TxStormOneRow", testTxStormOneRow[Tx]},
 		{"TxReplayWritesNothing", testTxReplayWritesNothing[Tx]},
@@ -54,7 +55,7 @@ func countRows[Tx any](t *testing.T, rows Rows[Tx], id string) int {
 
 // testTxStormOneRow: 64 goroutines through four engines, one key: exactly
 // one business row and one execution, and every caller sees its value.
-func testTxStormOneRow[Tx any](t *testing.T, s idem.TxStore[Tx], rows Rows[Tx]) {
+func testTxStormOneRow[Tx any](t *testing.T, s store.TxStore[Tx], rows Rows[Tx]) {
 	const goroutines, engines = 64, 4
 	var engs [engines]*idem.Engine
 	for i := range engs {
@@ -97,7 +98,7 @@ func testTxStormOneRow[Tx any](t *testing.T, s idem.TxStore[Tx], rows Rows[Tx]) 
 	}
 }
 
-func testTxReplayWritesNothing[Tx any](t *testing.T, s idem.TxStore[Tx], rows Rows[Tx]) {
+func testTxReplayWritesNothing[Tx any](t *testing.T, s store.TxStore[Tx], rows Rows[Tx]) {
 	e := newEngine(t, s, idem.Config{})
 	key := newRunKey(t)
 	insert := func(ctx context.Context, tx Tx) ([]byte, error) { return []byte("inserted"), rows.Insert(ctx, tx, key) }
@@ -121,7 +122,7 @@ func testTxReplayWritesNothing[Tx any](t *testing.T, s idem.TxStore[Tx], rows Ro
 
 // testTxTransientErrorRollsBack: a transient error undoes fn's writes and
 // the claim, so the next call runs fn again, once.
-func testTxTransientErrorRollsBack[Tx any](t *testing.T, s idem.TxStore[Tx], rows Rows[Tx]) {
+func testTxTransientErrorRollsBack[Tx any](t *testing.T, s store.TxStore[Tx], rows Rows[Tx]) {
 	e := newEngine(t, s, idem.Config{})
 	key := newRunKey(t)
 	errBusy := errors.New("provider busy")
@@ -151,7 +152,7 @@ func testTxTransientErrorRollsBack[Tx any](t *testing.T, s idem.TxStore[Tx], row
 
 // testTxFinalErrorRecordedWithoutWrites: a final error is recorded and
 // replayed, and fn's writes before it are undone.
-func testTxFinalErrorRecordedWithoutWrites[Tx any](t *testing.T, s idem.TxStore[Tx], rows Rows[Tx]) {
+func testTxFinalErrorRecordedWithoutWrites[Tx any](t *testing.T, s store.TxStore[Tx], rows Rows[Tx]) {
 	errDeclined := errors.New("declined")
 	e := newEngine(t, s, idem.Config{Errors: map[string]error{"declined": errDeclined}})
 	key := newRunKey(t)
@@ -176,7 +177,7 @@ func testTxFinalErrorRecordedWithoutWrites[Tx any](t *testing.T, s idem.TxStore[
 	}
 }
 
-func testTxPanicRollsBack[Tx any](t *testing.T, s idem.TxStore[Tx], rows Rows[Tx]) {
+func testTxPanicRollsBack[Tx any](t *testing.T, s store.TxStore[Tx], rows Rows[Tx]) {
 	e := newEngine(t, s, idem.Config{})
 	key := newRunKey(t)
 	func() {
@@ -203,7 +204,7 @@ func testTxPanicRollsBack[Tx any](t *testing.T, s idem.TxStore[Tx], rows Rows[Tx
 	}
 }
 
-func testTxMismatch[Tx any](t *testing.T, s idem.TxStore[Tx], rows Rows[Tx]) {
+func testTxMismatch[Tx any](t *testing.T, s store.TxStore[Tx], rows Rows[Tx]) {
 	e := newEngine(t, s, idem.Config{})
 	key := newRunKey(t)
 	insert := func(ctx context.Context, tx Tx) ([]byte, error) { return nil, rows.Insert(ctx, tx, key) }

@@ -14,16 +14,17 @@ import (
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/memstore"
+	"github.com/idemhq/idem/store"
 	"github.com/idemhq/idem/webhook"
 )
 
 // spyStore counts claims, to show which requests reach the store.
 type spyStore struct {
-	idem.Store
+	store.Store
 	claims atomic.Int64
 }
 
-func (s *spyStore) Claim(ctx context.Context, p idem.ClaimParams) (idem.ClaimResult, error) {
+func (s *spyStore) Claim(ctx context.Context, p store.ClaimParams) (store.ClaimResult, error) {
 	s.claims.Add(1)
 	return s.Store.Claim(ctx, p)
 }
@@ -54,7 +55,7 @@ func (l *ledger) count(key string) int {
 	return l.applied[key]
 }
 
-func newHandler(t *testing.T, store idem.Store, l *ledger) http.Handler {
+func newHandler(t *testing.T, store store.Store, l *ledger) http.Handler {
 	t.Helper()
 	engine, err := idem.New(store, &idem.Config{Namespace: "webhooks"})
 	if err != nil {

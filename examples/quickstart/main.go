@@ -51,7 +51,7 @@ func run(ctx context.Context) error {
 			if amount > 100_000 {
 				return charge{}, errDeclined
 			}
-			return charge{ID: "ch_" + lease.Key[len("charges/"):][:12], Amount: amount}, nil
+			return charge{ID: "ch_" + lease.ProviderKey()[:12], Amount: amount}, nil
 		}
 	}
 	fingerprint := func(amount int64) *idem.RunOptions {
@@ -66,10 +66,10 @@ func run(ctx context.Context) error {
 	)
 	for range 20 {
 		wg.Go(func() {
-			c, _, err := idem.Do(ctx, engine, "order-1001", chargeCard(1999), fingerprint(1999))
+			res, err := idem.Do(ctx, engine, "order-1001", chargeCard(1999), fingerprint(1999))
 			mu.Lock()
 			defer mu.Unlock()
-			responses[fmt.Sprintf("%s %d %v", c.ID, c.Amount, err)]++
+			responses[fmt.Sprintf("%s %d %v", res.Value.ID, res.Value.Amount, err)]++
 		})
 	}
 	wg.Wait()
@@ -79,17 +79,17 @@ func run(ctx context.Context) error {
 	fmt.Printf("   provider charged %d time(s)\n", providerCalls.Load())
 
 	fmt.Println("2. The client retries an hour later with the same key:")
-	c, replayed, err := idem.Do(ctx, engine, "order-1001", chargeCard(1999), fingerprint(1999))
-	fmt.Printf("   got %s %d (replayed %t, err %v); provider calls still %d\n", c.ID, c.Amount, replayed, err, providerCalls.Load())
+	res, err := idem.Do(ctx, engine, "order-1001", chargeCard(1999), fingerprint(1999))
+	fmt.Printf("   got %s %d (replayed %t, err %v); provider calls still %d\n", res.Value.ID, res.Value.Amount, res.Replayed, err, providerCalls.Load())
 
 	fmt.Println("3. A buggy client reuses the key for a different amount:")
-	_, _, err = idem.Do(ctx, engine, "order-1001", chargeCard(5000), fingerprint(5000))
+	_, err = idem.Do(ctx, engine, "order-1001", chargeCard(5000), fingerprint(5000))
 	fmt.Printf("   refused: %v (ErrMismatch %t)\n", err, errors.Is(err, idem.ErrMismatch))
 
 	fmt.Println("4. A declined card is an outcome too, replayed on retry:")
 	for range 2 {
-		_, replayed, err = idem.Do(ctx, engine, "order-1002", chargeCard(250_000), fingerprint(250_000))
-		fmt.Printf("   %v (replayed %t, still errors.Is declined: %t)\n", err, replayed, errors.Is(err, errDeclined))
+		res, err = idem.Do(ctx, engine, "order-1002", chargeCard(250_000), fingerprint(250_000))
+		fmt.Printf("   %v (replayed %t, still errors.Is declined: %t)\n", err, res.Replayed, errors.Is(err, errDeclined))
 	}
 	fmt.Printf("Provider calls in all: %d, for 2 orders.\n", providerCalls.Load())
 	if providerCalls.Load() != 2 {

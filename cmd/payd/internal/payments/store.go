@@ -19,6 +19,7 @@ import (
 	"github.com/idemhq/idem/idemhttp"
 	"github.com/idemhq/idem/pgstore"
 	"github.com/idemhq/idem/sqlitestore"
+	"github.com/idemhq/idem/store"
 )
 
 // defaultMaxConns is the PostgreSQL pool's size unless the URL sets
@@ -32,7 +33,7 @@ type Store struct {
 	url     string
 	dialect dialect
 	pool    querier
-	idem    idem.Store
+	idem    store.Store
 	sql     statements
 	log     *slog.Logger
 
@@ -202,7 +203,7 @@ func (s *Store) Close() {
 func (s *Store) Dialect() string { return s.dialect.name }
 
 // IdemStore is the store of idempotency records, in the same database.
-func (s *Store) IdemStore() idem.Store { return s.idem }
+func (s *Store) IdemStore() store.Store { return s.idem }
 
 // Middleware is idemhttp.MiddlewareTx for this database: handlers under it
 // write through the transaction that records their response, and Create

@@ -1,9 +1,16 @@
-package idem
+package store
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrLeaseLost is what Renew, Complete, Release and Commit return when the
+// lease's fence is no longer current: another holder took the key over, or
+// the record is gone. The engine returns it to the caller as
+// idem.ErrLeaseLost, the same value.
+var ErrLeaseLost = errors.New("idem: lease lost: outcome discarded, a newer holder decides the key")
 
 // Store keeps one record per key and arbitrates who may run fn. Each method
 // is one atomic step in one round trip (one Lua script, one SQL statement).
@@ -118,19 +125,7 @@ type ClaimResult struct {
 // exclusive: only the holder of a key's current fence can renew, complete
 // or release it.
 type Lease struct {
-	Key   string // the store key
-	Owner string
+	Key   string // the store key the engine derived, never the caller's key
+	Owner string // unique per attempt
 	Fence int64
-}
-
-type leaseKey struct{}
-
-// LeaseFrom returns the lease under which fn runs. Pass Key downstream as a
-// stable idempotency key (it names the caller's key without revealing it),
-// and Fence to fence writes: a business row written with
-// "WHERE fence <= $fence" cannot be overwritten by a holder that lost its
-// lease. ok is false outside fn.
-func LeaseFrom(ctx context.Context) (l Lease, ok bool) {
-	l, ok = ctx.Value(leaseKey{}).(Lease)
-	return l, ok
 }
