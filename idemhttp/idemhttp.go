@@ -76,10 +76,10 @@ type Config struct {
 	// itself idempotent, since a retry runs it again.
 	RetryStatuses []int
 
-	// Wait is how long a request waits for another request with the same
+	// MaxWait is how long a request waits for another request with the same
 	// key to finish, and then gets its response, before answering 409.
 	// Default 0: answer 409 at once, as the IETF draft and Stripe do.
-	Wait time.Duration
+	MaxWait time.Duration
 
 	// RetryAfter is the Retry-After sent with 409 and 503, rounded up to
 	// whole seconds. Default 1s.
@@ -200,7 +200,7 @@ func newMiddleware(engine *idem.Engine, principal func(*http.Request) (string, e
 		optional:    c.Optional,
 		route:       c.Route,
 		retry:       []int{http.StatusTooManyRequests, http.StatusServiceUnavailable},
-		wait:        c.Wait,
+		wait:        c.MaxWait,
 		maxRequest:  c.MaxRequestBytes,
 		maxResponse: c.MaxResponseBytes,
 		log:         c.Logger,
@@ -246,7 +246,7 @@ func newMiddleware(engine *idem.Engine, principal func(*http.Request) (string, e
 		}
 	}
 	if m.wait < 0 {
-		return nil, fmt.Errorf("idemhttp: Wait must not be negative, got %s", m.wait)
+		return nil, fmt.Errorf("idemhttp: MaxWait must not be negative, got %s", m.wait)
 	}
 	ra := c.RetryAfter
 	if ra == 0 {

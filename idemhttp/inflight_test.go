@@ -60,10 +60,10 @@ func TestInFlight(t *testing.T) {
 	}{
 		{name: "409 at once, same instance", sameEngine: true, holdFor: time.Minute, want: 409},
 		{name: "409 at once, other instance", holdFor: time.Minute, want: 409},
-		{name: "wait, then replay, same instance", sameEngine: true, cfg: &idemhttp.Config{Wait: 5 * time.Second}, holdFor: 3 * time.Second, want: 201, replayed: true, waited: 3 * time.Second},
-		{name: "wait, then replay, other instance", cfg: &idemhttp.Config{Wait: 5 * time.Second}, holdFor: 3 * time.Second, want: 201, replayed: true, waited: 3 * time.Second},
-		{name: "wait is bounded, same instance", sameEngine: true, cfg: &idemhttp.Config{Wait: 2 * time.Second, RetryAfter: 1500 * time.Millisecond}, holdFor: time.Minute, want: 409, waited: 2 * time.Second},
-		{name: "wait is bounded, other instance", cfg: &idemhttp.Config{Wait: 2 * time.Second}, holdFor: time.Minute, want: 409, waited: 2 * time.Second},
+		{name: "wait, then replay, same instance", sameEngine: true, cfg: &idemhttp.Config{MaxWait: 5 * time.Second}, holdFor: 3 * time.Second, want: 201, replayed: true, waited: 3 * time.Second},
+		{name: "wait, then replay, other instance", cfg: &idemhttp.Config{MaxWait: 5 * time.Second}, holdFor: 3 * time.Second, want: 201, replayed: true, waited: 3 * time.Second},
+		{name: "wait is bounded, same instance", sameEngine: true, cfg: &idemhttp.Config{MaxWait: 2 * time.Second, RetryAfter: 1500 * time.Millisecond}, holdFor: time.Minute, want: 409, waited: 2 * time.Second},
+		{name: "wait is bounded, other instance", cfg: &idemhttp.Config{MaxWait: 2 * time.Second}, holdFor: time.Minute, want: 409, waited: 2 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

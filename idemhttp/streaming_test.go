@@ -83,7 +83,7 @@ func TestConfigRefused(t *testing.T) {
 		{name: "hop-by-hop replayed", engine: engine, principal: userPrincipal, cfg: &idemhttp.Config{ReplayHeaders: []string{"Transfer-Encoding"}}},
 		{name: "bad header name", engine: engine, principal: userPrincipal, cfg: &idemhttp.Config{FingerprintHeaders: []string{"a b"}}},
 		{name: "1xx retry status", engine: engine, principal: userPrincipal, cfg: &idemhttp.Config{RetryStatuses: []int{100}}},
-		{name: "negative wait", engine: engine, principal: userPrincipal, cfg: &idemhttp.Config{Wait: -1}},
+		{name: "negative wait", engine: engine, principal: userPrincipal, cfg: &idemhttp.Config{MaxWait: -1}},
 		{name: "negative body cap", engine: engine, principal: userPrincipal, cfg: &idemhttp.Config{MaxRequestBytes: -1}},
 	}
 	for _, tt := range tests {

@@ -138,7 +138,7 @@ func TestOwnersAreUniquePerLease(t *testing.T) {
 // token the copy spent must not go back to the spares, also when fn
 // panics.
 func TestOwnersAreUniquePerLeaseTx(t *testing.T) {
-	db, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "idem.db"))
+	db, err := sqlitestore.OpenDB(t.Context(), filepath.Join(t.TempDir(), "idem.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

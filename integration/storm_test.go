@@ -57,7 +57,7 @@ func sqliteStore(t *testing.T) store.Store {
 
 // openSQLite opens a migrated SQLite store on a new file.
 func openSQLite(t *testing.T) (*sql.DB, *sqlitestore.Store) {
-	db, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "storm.db"))
+	db, err := sqlitestore.OpenDB(t.Context(), filepath.Join(t.TempDir(), "storm.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

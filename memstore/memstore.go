@@ -51,6 +51,10 @@ func New() *Store {
 	return &Store{records: make(map[string]*record), born: time.Now()}
 }
 
+// Close returns nil: a memstore holds no connection or goroutine, and its
+// records go with it. It is here so that every store closes the same way.
+func (s *Store) Close() error { return nil }
+
 // now is the store's clock: monotonic time since New. It reads only the
 // monotonic clock, at about half the cost of time.Now, which matters on the
 // replay path; records compare instants and never show them.

@@ -108,3 +108,6 @@ func (s *Store) Statements() map[string]string {
 		"claimTimed": s.sql.claimTimed, "completeTimed": s.sql.completeTimed,
 	}
 }
+
+// SchemaOf returns the schema s keeps its records in.
+func SchemaOf(s *Store) string { return s.cfg.Schema }

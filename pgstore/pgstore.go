@@ -210,11 +210,13 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 }
 
 // Close stops the listener and the reaper and wakes any waiters. It does not
-// close the pool.
-func (s *Store) Close() {
+// close the pool, and always returns nil: it has the same shape as every
+// store's Close.
+func (s *Store) Close() error {
 	s.stop()
 	s.done.Wait()
 	s.waiters.WakeAll(struct{}{})
+	return nil
 }
 
 //go:embed migrations/*.sql
@@ -236,8 +238,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+schema); err != nil {
 			return fmt.Errorf("pgstore: migrate: create schema %s: %w", s.cfg.Schema, err)
 		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+schema+`.idem_migrations (
-			name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		if _, err := tx.Exec(ctx, migrationsTable(schema)); err != nil {
 			return fmt.Errorf("pgstore: migrate: %w", err)
 		}
 		for _, name := range names {

@@ -22,7 +22,7 @@
 // Redis acknowledges writes before they reach a replica, and a failover can
 // lose them: a lost in-progress record lets a second holder run, a lost
 // completed record lets a retry run fn again, a lost fence increment can
-// hand out a fence twice. Config.WaitReplicas narrows the window (a
+// hand out a fence twice. Config.Replicas narrows the window (a
 // completion not acknowledged by enough replicas is reported as not
 // durable) but, as Redis's own documentation says of WAIT, does not make
 // Redis strongly consistent. Use Redis where a rare second execution is
@@ -55,11 +55,11 @@ const (
 	DefaultPrefix       = "idem:"
 	DefaultOpTimeout    = time.Second
 	DefaultPollInterval = time.Second
-	DefaultWaitTimeout  = 100 * time.Millisecond
+	DefaultReplicaTimeout  = 100 * time.Millisecond
 )
 
 // ErrNotDurable is returned (wrapped) by Complete when fewer replicas than
-// Config.WaitReplicas acknowledged the record in time. The record is on the
+// Config.Replicas acknowledged the record in time. The record is on the
 // primary; a failover may still lose it.
 var ErrNotDurable = errors.New("redisstore: completion not acknowledged by enough replicas")
 
@@ -79,13 +79,13 @@ type Config struct {
 	// notification was lost. Default 1s.
 	PollInterval time.Duration
 
-	// WaitReplicas, if positive, makes Complete wait (Redis WAIT) until that
-	// many replicas acknowledge the record, or WaitTimeout passes; a record
+	// Replicas, if positive, makes Complete wait (Redis WAIT) until that
+	// many replicas acknowledge the record, or ReplicaTimeout passes; a record
 	// they do not acknowledge is reported with ErrNotDurable. Default 0:
 	// don't wait.
-	WaitReplicas int
-	// WaitTimeout bounds WAIT. Default 100ms.
-	WaitTimeout time.Duration
+	Replicas int
+	// ReplicaTimeout bounds WAIT. Default 100ms.
+	ReplicaTimeout time.Duration
 
 	// AllowEvictingServer skips the maxmemory-policy check in New. Set it
 	// only for a server that cannot evict for another reason, or where
@@ -113,11 +113,11 @@ func (c *Config) resolve() (Config, error) {
 	if r.PollInterval == 0 {
 		r.PollInterval = DefaultPollInterval
 	}
-	if r.WaitTimeout == 0 {
-		r.WaitTimeout = DefaultWaitTimeout
+	if r.ReplicaTimeout == 0 {
+		r.ReplicaTimeout = DefaultReplicaTimeout
 	}
-	if r.OpTimeout < 0 || r.PollInterval < 0 || r.WaitTimeout < 0 || r.WaitReplicas < 0 {
-		return r, errors.New("redisstore: OpTimeout, PollInterval, WaitTimeout and WaitReplicas must not be negative")
+	if r.OpTimeout < 0 || r.PollInterval < 0 || r.ReplicaTimeout < 0 || r.Replicas < 0 {
+		return r, errors.New("redisstore: OpTimeout, PollInterval, ReplicaTimeout and Replicas must not be negative")
 	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
@@ -395,7 +395,7 @@ func (s *Store) Renew(ctx context.Context, l store.Lease) error {
 	return s.fenced(ctx, "renew", s.renew, l)
 }
 
-// Complete implements store.Store. With Config.WaitReplicas it also waits for
+// Complete implements store.Store. With Config.Replicas it also waits for
 // replicas, on the same connection, and reports ErrNotDurable if too few
 // acknowledge.
 func (s *Store) Complete(ctx context.Context, l store.Lease, outcome []byte) error {
@@ -404,7 +404,7 @@ func (s *Store) Complete(ctx context.Context, l store.Lease, outcome []byte) err
 		return s.failed(ctx, "complete", err)
 	}
 	defer cancel()
-	if s.cfg.WaitReplicas > 0 {
+	if s.cfg.Replicas > 0 {
 		return s.completeDurably(ctx, l, outcome)
 	}
 	return s.fenced(ctx, "complete", s.complete, l, rueidis.BinaryString(outcome), s.channel)
@@ -443,7 +443,7 @@ func (s *Store) completeDurably(ctx context.Context, l store.Lease, outcome []by
 	err := s.client.Dedicated(func(c rueidis.DedicatedClient) error {
 		// Commands are recycled once sent: build each one afresh.
 		wait := func() rueidis.Completed {
-			return c.B().Wait().Numreplicas(int64(s.cfg.WaitReplicas)).Timeout(s.cfg.WaitTimeout.Milliseconds()).Build()
+			return c.B().Wait().Numreplicas(int64(s.cfg.Replicas)).Timeout(s.cfg.ReplicaTimeout.Milliseconds()).Build()
 		}
 		replies := c.DoMulti(ctx, c.B().Evalsha().Sha1(s.completeSHA).Numkeys(1).Key(key).Arg(args...).Build(), wait())
 		if rerr, ok := rueidis.IsRedisErr(replies[0].Error()); ok && rerr.IsNoScript() {
@@ -461,8 +461,8 @@ func (s *Store) completeDurably(ctx context.Context, l store.Lease, outcome []by
 	if done != 1 {
 		return idem.ErrLeaseLost
 	}
-	if acked < int64(s.cfg.WaitReplicas) {
-		return fmt.Errorf("%w: %d of %d within %s", ErrNotDurable, acked, s.cfg.WaitReplicas, s.cfg.WaitTimeout)
+	if acked < int64(s.cfg.Replicas) {
+		return fmt.Errorf("%w: %d of %d within %s", ErrNotDurable, acked, s.cfg.Replicas, s.cfg.ReplicaTimeout)
 	}
 	return nil
 }

@@ -144,7 +144,7 @@ func TestNewValidatesConfig(t *testing.T) {
 	for _, cfg := range []redisstore.Config{
 		{Prefix: "a{b}:"},
 		{OpTimeout: -time.Second},
-		{WaitReplicas: -1},
+		{Replicas: -1},
 	} {
 		if _, err := redisstore.New(t.Context(), client, &cfg); err == nil {
 			t.Errorf("New(%+v) = nil error, want one", cfg)
@@ -156,7 +156,7 @@ func TestNewValidatesConfig(t *testing.T) {
 // server forgets them (NOSCRIPT), on a private server.
 func TestScriptCacheFlushRecovers(t *testing.T) {
 	client := newClientOpt(t, rueidis.ClientOption{InitAddress: []string{testenv.RedisServer(t)}})
-	for _, cfg := range []redisstore.Config{{}, {WaitReplicas: 1, WaitTimeout: time.Millisecond}} {
+	for _, cfg := range []redisstore.Config{{}, {Replicas: 1, ReplicaTimeout: time.Millisecond}} {
 		e, err := idem.New(newStore(t, client, cfg), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -165,10 +165,10 @@ func TestScriptCacheFlushRecovers(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = e.Run(t.Context(), "after-flush-"+rand.Text(), func(context.Context) ([]byte, error) { return []byte("v"), nil }, nil)
-		if cfg.WaitReplicas > 0 {
+		if cfg.Replicas > 0 {
 			// No replicas here: the record is written but not durable.
 			if !errors.Is(err, redisstore.ErrNotDurable) {
-				t.Fatalf("Run with WaitReplicas after SCRIPT FLUSH = %v, want ErrNotDurable", err)
+				t.Fatalf("Run with Replicas after SCRIPT FLUSH = %v, want ErrNotDurable", err)
 			}
 			continue
 		}
@@ -187,21 +187,21 @@ func TestWaitReplicas(t *testing.T) {
 	client := newClientOpt(t, rueidis.ClientOption{InitAddress: []string{primary}})
 	waitForReplica(t, client)
 
-	durable, err := idem.New(newStore(t, client, redisstore.Config{WaitReplicas: 1, WaitTimeout: 2 * time.Second}), nil)
+	durable, err := idem.New(newStore(t, client, redisstore.Config{Replicas: 1, ReplicaTimeout: 2 * time.Second}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := durable.Run(t.Context(), "k", func(context.Context) ([]byte, error) { return []byte("v"), nil }, nil); err != nil {
-		t.Fatalf("Run with one replica and WaitReplicas 1 = %v", err)
+		t.Fatalf("Run with one replica and Replicas 1 = %v", err)
 	}
 
-	greedy, err := idem.New(newStore(t, client, redisstore.Config{WaitReplicas: 2, WaitTimeout: 50 * time.Millisecond}), nil)
+	greedy, err := idem.New(newStore(t, client, redisstore.Config{Replicas: 2, ReplicaTimeout: 50 * time.Millisecond}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = greedy.Run(t.Context(), "k", func(context.Context) ([]byte, error) { return []byte("v"), nil }, nil)
 	if !errors.Is(err, redisstore.ErrNotDurable) || !errors.Is(err, idem.ErrNotRecorded) {
-		t.Fatalf("Run with WaitReplicas 2 and one replica = %v, want ErrNotDurable reported as not recorded", err)
+		t.Fatalf("Run with Replicas 2 and one replica = %v, want ErrNotDurable reported as not recorded", err)
 	}
 }
 

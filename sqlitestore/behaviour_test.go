@@ -92,9 +92,9 @@ func TestMigrateConcurrently(t *testing.T) {
 
 func TestOpenRefusesNonFiles(t *testing.T) {
 	for _, path := range []string{"", ":memory:", "file::memory:?cache=shared"} {
-		if db, err := sqlitestore.Open(t.Context(), path); err == nil {
+		if db, err := sqlitestore.OpenDB(t.Context(), path); err == nil {
 			db.Close()
-			t.Errorf("Open(%q) = nil error, want a refusal", path)
+			t.Errorf("OpenDB(%q) = nil error, want a refusal", path)
 		}
 	}
 }

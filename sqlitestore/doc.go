@@ -4,7 +4,7 @@
 // the outcome in one SQLite transaction, so they commit together or not at
 // all.
 //
-//	db, err := sqlitestore.Open(ctx, "app.db")
+//	db, err := sqlitestore.OpenDB(ctx, "app.db")
 //	...
 //	store, err := sqlitestore.New(db, nil)
 //	...
@@ -69,7 +69,7 @@
 //
 // # Durability
 //
-// Open sets synchronous=FULL in WAL mode: a record is on disk when its
+// OpenDB sets synchronous=FULL in WAL mode: a record is on disk when its
 // operation returns, and survives power loss. With synchronous=NORMAL
 // (a db opened by the caller) commits are faster and survive a crash of the
 // process but not of the machine: the last records can be lost, and a lost

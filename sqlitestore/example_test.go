@@ -19,7 +19,7 @@ func Example() {
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
 
-	db, err := sqlitestore.Open(ctx, filepath.Join(dir, "app.db"))
+	db, err := sqlitestore.OpenDB(ctx, filepath.Join(dir, "app.db"))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func Example_transaction() {
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
 
-	db, err := sqlitestore.Open(ctx, filepath.Join(dir, "app.db"))
+	db, err := sqlitestore.OpenDB(ctx, filepath.Join(dir, "app.db"))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -109,11 +109,7 @@ func migrate(ctx context.Context, db *sql.DB) (err error) {
 			conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
-	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS idem_migrations (
-		version    INTEGER PRIMARY KEY,
-		name       TEXT NOT NULL,
-		applied_at INTEGER NOT NULL
-	) STRICT`); err != nil {
+	if _, err := conn.ExecContext(ctx, migrationsTable); err != nil {
 		return err
 	}
 	var have int

@@ -11,7 +11,7 @@ import (
 // newTestStore returns a migrated Store on a file of the test's own.
 func newTestStore(t *testing.T, cfg *Config) *Store {
 	t.Helper()
-	db, err := Open(t.Context(), filepath.Join(t.TempDir(), "reap.db"))
+	db, err := OpenDB(t.Context(), filepath.Join(t.TempDir(), "reap.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestReapDeletesExpiredInBatches(t *testing.T) {
 	} {
 		plant(t, s, r.key, r.state, r.lease, r.expiration)
 	}
-	n, err := s.reap(t.Context())
+	n, err := s.Reap(t.Context())
 	if err != nil || n != 5 {
 		t.Fatalf("reap = %d, %v; want 5 deleted", n, err)
 	}
@@ -91,7 +91,7 @@ func TestReapDeletesExpiredInBatches(t *testing.T) {
 	if len(got) != 4 {
 		t.Errorf("records left: %v, want the 4 kept ones", got)
 	}
-	if n, err := s.reap(t.Context()); err != nil || n != 0 {
+	if n, err := s.Reap(t.Context()); err != nil || n != 0 {
 		t.Fatalf("second reap = %d, %v; want nothing to do", n, err)
 	}
 	// A reaped key is new again.

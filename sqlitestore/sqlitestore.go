@@ -136,7 +136,7 @@ var (
 // WAL mode. The db stays the caller's: Close does not close it.
 func New(db *sql.DB, cfg *Config) (*Store, error) {
 	if db == nil {
-		return nil, errors.New("sqlitestore: New needs a *sql.DB (sqlitestore.Open opens one)")
+		return nil, errors.New("sqlitestore: New needs a *sql.DB (sqlitestore.OpenDB opens one)")
 	}
 	if _, ok := db.Driver().(*sqlite.Driver); !ok {
 		return nil, fmt.Errorf("sqlitestore: New needs a database of the modernc.org/sqlite driver, got driver %T", db.Driver())
@@ -181,7 +181,7 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Open opens the SQLite database file at path (created if missing) with
+// OpenDB opens the SQLite database file at path (created if missing) with
 // the settings the Store expects, which also suit the caller's own tables:
 //
 //   - WAL journal mode, so readers never block the writer or each other;
@@ -201,9 +201,9 @@ func (s *Store) Close() error {
 //   - a pool of max(4, GOMAXPROCS+1) connections: one writer at a time (the
 //     Store queues writers in process) and the rest for concurrent readers.
 //
-// Open checks that the file is reachable and in WAL mode before it
+// OpenDB checks that the file is reachable and in WAL mode before it
 // returns. Close the db when done, after the Store.
-func Open(ctx context.Context, path string) (*sql.DB, error) {
+func OpenDB(ctx context.Context, path string) (*sql.DB, error) {
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
 		return nil, fmt.Errorf("sqlitestore: Open needs a file path, got %q (for a store in memory use memstore)", path)
 	}
@@ -237,7 +237,7 @@ func checkWAL(ctx context.Context, db *sql.DB) error {
 		return failed("check journal mode", err)
 	}
 	if !strings.EqualFold(mode, "wal") {
-		return fmt.Errorf("sqlitestore: the database is in journal mode %q, want wal (PRAGMA journal_mode=WAL on a file; sqlitestore.Open sets it)", mode)
+		return fmt.Errorf("sqlitestore: the database is in journal mode %q, want wal (PRAGMA journal_mode=WAL on a file; sqlitestore.OpenDB sets it)", mode)
 	}
 	return nil
 }

@@ -20,11 +20,11 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// openDB opens the database file name in dir with sqlitestore.Open,
+// openDB opens the database file name in dir with sqlitestore.OpenDB,
 // closing it when the test ends.
 func openDB(t testing.TB, dir, name string) *sql.DB {
 	t.Helper()
-	db, err := sqlitestore.Open(t.Context(), filepath.Join(dir, name))
+	db, err := sqlitestore.OpenDB(t.Context(), filepath.Join(dir, name))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

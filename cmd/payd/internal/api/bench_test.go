@@ -34,7 +34,7 @@ func BenchmarkAcceptToSucceeded(b *testing.B) {
 			var insert, simpleUpdate func(ctx context.Context, i int) error
 			if database == "sqlite" {
 				url = filepath.Join(b.TempDir(), "payd.db")
-				db, err := sqlitestore.Open(b.Context(), filepath.Join(b.TempDir(), "floor.db"))
+				db, err := sqlitestore.OpenDB(b.Context(), filepath.Join(b.TempDir(), "floor.db"))
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -82,7 +82,7 @@ func TestFailedRefundRollsBack(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "payd.db")
 	f := newFixtureOn(t, path, &fastWorkers)
 	c := f.chargeNow(t, 1000)
-	db, err := sqlitestore.Open(t.Context(), path)
+	db, err := sqlitestore.OpenDB(t.Context(), path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,7 +114,7 @@ func NewServer(cfg Config) (http.Handler, error) {
 	mw, err := cfg.Store.Middleware(cfg.Engine, principal, &idemhttp.Config{
 		Methods:       []string{http.MethodPost},
 		RetryStatuses: retryStatuses,
-		Wait:          s.idemWait,
+		MaxWait:       s.idemWait,
 		Logger:        s.log,
 	})
 	if err != nil {

@@ -73,7 +73,7 @@ func openPaydDB(ctx context.Context, databaseURL string) (*paydDB, error) {
 		}
 		return &paydDB{pg: pool}, nil
 	}
-	db, err := sqlitestore.Open(ctx, databaseURL)
+	db, err := sqlitestore.OpenDB(ctx, databaseURL)
 	if err != nil {
 		return nil, err
 	}

@@ -46,7 +46,7 @@ INSERT INTO ledger_balances VALUES ('merchant:acct_1', 'usd', -1000, 3), ('merch
 func openTestDB(t *testing.T, schema ...string) *paydDB {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "payd.db")
-	lite, err := sqlitestore.Open(t.Context(), path)
+	lite, err := sqlitestore.OpenDB(t.Context(), path)
 	if err != nil {
 		t.Fatal(err)
 	}

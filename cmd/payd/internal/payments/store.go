@@ -122,7 +122,7 @@ func openPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, er
 		},
 		write:   func(ctx context.Context, f func(ctx context.Context) error) error { return f(ctx) },
 		ping:    pool.Ping,
-		closers: []func(){is.Close, pool.Close},
+		closers: []func(){func() { is.Close() }, pool.Close},
 	}
 	s.migrate = func(ctx context.Context) error {
 		if err := is.Migrate(ctx); err != nil {
@@ -140,7 +140,7 @@ func openPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, er
 }
 
 func openSQLite(ctx context.Context, path string, log *slog.Logger) (*Store, error) {
-	db, err := sqlitestore.Open(ctx, path)
+	db, err := sqlitestore.OpenDB(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("payments: open SQLite file %s: %w", path, err)
 	}

@@ -92,7 +92,7 @@ func TestEnsureAccountWaitsOutABusyDatabase(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "payd.db")
 	s := openStore(t, path)
-	other, err := sqlitestore.Open(t.Context(), path)
+	other, err := sqlitestore.OpenDB(t.Context(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
