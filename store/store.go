@@ -23,38 +23,61 @@ var ErrLeaseLost = errors.New("idem: lease lost: outcome discarded, a newer hold
 // it. Keys are derived by the engine (namespace, "/", 64 hex digits); stores
 // may use them verbatim.
 //
-// storetest.Run checks every rule here; a Store is correct when it passes.
+// storetest.Run checks every rule here, each method's with the subtests
+// its comment names; a Store is correct when it passes.
 type Store interface {
-	// Claim takes the key for p.Owner when it is absent, or in progress with
-	// an expired lease (a takeover), handing out a fence strictly greater
-	// than any fence it issued for the key before. A completed record is
-	// returned as is (ClaimCompleted), a live lease is reported with its
-	// remaining time (ClaimInFlight), and a record whose fingerprint differs
-	// from p.Fingerprint is reported as ClaimMismatch. A completed record
-	// past its retention counts as absent.
+	// Claim takes the key for p.Owner when it is absent (ClaimAbsentAcquires),
+	// or in progress with an expired lease, a takeover
+	// (TakeoverAfterLeaseExpiry), handing out a fence strictly greater than
+	// any fence it issued for the key before (FencesStrictlyIncrease). Of
+	// concurrent claims of one key exactly one acquires
+	// (ConcurrentClaimsOneWinner); keys never affect each other
+	// (KeysIndependent). A completed record is returned as is, as
+	// ClaimCompleted (ClaimCompletedReplays); a live lease is reported as
+	// ClaimInFlight with its remaining time (ClaimLiveLeaseInFlight); and a
+	// record whose fingerprint differs from p.Fingerprint is reported as
+	// ClaimMismatch, in flight, completed or expired, and with an empty
+	// fingerprint on either side (MismatchWhileInFlight,
+	// MismatchAfterCompleted, MismatchAfterLeaseExpiry,
+	// MismatchEmptyFingerprint). A completed record past its retention
+	// counts as absent (RetentionExpires). A claim whose ctx is done fails
+	// with an error and takes nothing (CancelledClaimFailsClosed).
 	Claim(ctx context.Context, p ClaimParams) (ClaimResult, error)
 
-	// Renew extends l's lease by the lease TTL it was claimed with. It
-	// returns ErrLeaseLost if l's fence is no longer current.
+	// Renew extends l's lease by the lease TTL it was claimed with, and
+	// keeps the record for as long as it is renewed, whatever the retention
+	// (RenewKeepsLeasePastRetention). It returns ErrLeaseLost if l's fence
+	// is no longer current or l's owner is not the holder
+	// (StaleHolderRefused, WrongOwnerRefused).
 	Renew(ctx context.Context, l Lease) error
 
 	// Complete records outcome for l's key, kept for the retention it was
-	// claimed with, and wakes waiters. It returns ErrLeaseLost, recording
-	// nothing, if l's fence is no longer current.
+	// claimed with (ClaimCompletedReplays, RetentionExpires), and wakes
+	// waiters (WaitWokenOnComplete). A holder whose lease expired may still
+	// complete while nobody has taken over, since its fence is still current
+	// (ExpiredHolderCompletesUntilTakenOver). It returns ErrLeaseLost,
+	// recording nothing, if l's fence is no longer current, l's owner is not
+	// the holder, or the key is already completed (StaleHolderRefused,
+	// WrongOwnerRefused).
 	Complete(ctx context.Context, l Lease, outcome []byte) error
 
-	// Release returns l's key to absent, keeping its fence, and wakes
-	// waiters. It returns ErrLeaseLost if l's fence is no longer current.
+	// Release returns l's key to absent, keeping its fence
+	// (ReleaseFreesKey, FencesStrictlyIncrease), and wakes waiters
+	// (WaitWokenOnRelease). It returns ErrLeaseLost if l's fence is no
+	// longer current or l's owner is not the holder (StaleHolderRefused,
+	// WrongOwnerRefused).
 	Release(ctx context.Context, l Lease) error
 
 	// Wait blocks until the record of key leaves the in-progress state with
-	// the given fence (completed, released or taken over), or ctx is done,
-	// and returns at once if that already happened. It must not miss a
+	// the given fence (completed, released or taken over), or ctx is done
+	// (WaitWokenOnComplete, WaitWokenOnRelease), and returns at once if that
+	// already happened (WaitReturnsAtOnceWhenChanged). It must not miss a
 	// change made after the Claim that reported the fence. It may return nil
 	// for a change it cannot rule out, such as after its notification
-	// channel dropped, but not routinely. It returns ctx.Err() when ctx ends
-	// first. Lease expiry needs no wake-up: the engine bounds ctx by the
-	// holder's remaining lease.
+	// channel dropped (storetest.RunNotificationLoss checks the recovery),
+	// but not routinely. It returns ctx.Err() when ctx ends first
+	// (WaitHonoursContext). Lease expiry needs no wake-up: the engine
+	// bounds ctx by the holder's remaining lease.
 	Wait(ctx context.Context, key string, fence int64) error
 }
 
