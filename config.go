@@ -64,11 +64,11 @@ type Config struct {
 	// Codec encodes the values of Do. Default JSON.
 	Codec Codec
 
-	// Logger receives takeovers, lease losses and store errors, and above
-	// all ErrNotRecorded, at error level. Keys are logged as store keys
-	// (namespace and hash), never raw. Default: slog.Default(), at warn
-	// level and above, so a lost outcome is never silent
-	// (TestDefaultLoggerWarns).
+	// Logger receives takeovers (info), lease losses and store errors
+	// (warn), and outcomes that were not recorded (error: ErrNotRecorded).
+	// Keys are logged as store keys (namespace and hash), never raw.
+	// Default: slog.Default() as New finds it, at warn and above, so a lost
+	// outcome is never silent (TestDefaultLoggerWarns).
 	Logger *slog.Logger
 
 	// Observer, if set, is called synchronously for every event of a call,
