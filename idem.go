@@ -224,7 +224,7 @@ func (e *Engine) execute(ctx context.Context, c *call) (res result, err error, s
 		if err != nil {
 			// The claim may have landed, so the owner is spent.
 			c.owner = ""
-			return result{}, e.storeFailed(ctx, "claim", c.key, false, err), false
+			return result{}, e.storeFailed(ctx, "claim", c.key, err), false
 		}
 		if cr.Status == store.ClaimAcquired {
 			c.owner = ""
@@ -242,7 +242,7 @@ func (e *Engine) execute(ctx context.Context, c *call) (res result, err error, s
 				return result{}, err, false
 			}
 		default:
-			return result{}, e.storeFailed(ctx, "claim", c.key, false, fmt.Errorf("invalid claim status %d", cr.Status)), false
+			return result{}, e.storeFailed(ctx, "claim", c.key, fmt.Errorf("invalid claim status %d", cr.Status)), false
 		}
 	}
 }
@@ -289,7 +289,7 @@ func (e *Engine) wait(ctx context.Context, c *call, cr store.ClaimResult) error 
 		return ctx.Err()
 	}
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return e.storeFailed(ctx, "wait", c.key, false, err)
+		return e.storeFailed(ctx, "wait", c.key, err)
 	}
 	e.observe(ctx, observe.Event{Kind: observe.Waited, Key: c.key, Fence: cr.Lease.Fence, Duration: time.Since(start)})
 	return nil
@@ -299,7 +299,7 @@ func (e *Engine) wait(ctx context.Context, c *call, cr store.ClaimResult) error 
 func (e *Engine) replay(ctx context.Context, key string, b []byte) (result, error, bool) {
 	o, err := decodeOutcome(b)
 	if err != nil {
-		return result{}, e.storeFailed(ctx, "claim", key, false, err), false
+		return result{}, e.storeFailed(ctx, "claim", key, err), false
 	}
 	e.observe(ctx, observe.Event{Kind: observe.Replayed, Key: key})
 	if o.isErr {
@@ -356,7 +356,7 @@ func (e *Engine) hold(ctx context.Context, c *call, cr store.ClaimResult, claimS
 		e.leaseLost(ctx, l, took, fnErr)
 		return result{}, ErrLeaseLost, false
 	case err != nil:
-		return result{Value: value}, e.storeFailed(ctx, "complete", l.Key, true, err), false
+		return result{Value: value}, e.notRecorded(ctx, "complete", l, took, err), false
 	}
 	e.observe(ctx, observe.Event{Kind: observe.Executed, Key: l.Key, Fence: l.Fence, Duration: took, Err: fnErr})
 	return result{Value: value}, fnErr, true
@@ -383,23 +383,27 @@ func (e *Engine) leaseLost(ctx context.Context, l store.Lease, took time.Duratio
 		slog.String("key", l.Key), slog.Int64("fence", l.Fence), slog.Duration("fn_duration", took))
 }
 
-// storeFailed builds the StoreError for op and reports it, unless the
-// caller's own cancellation caused it before fn ran.
-func (e *Engine) storeFailed(ctx context.Context, op, key string, executed bool, err error) error {
-	se := &StoreError{Op: op, Key: key, Executed: executed, Err: err}
-	if !executed && ctx.Err() != nil {
+// storeFailed builds the StoreError for op, which failed before fn ran,
+// and reports it, unless the caller's own cancellation caused it.
+func (e *Engine) storeFailed(ctx context.Context, op, key string, err error) error {
+	se := &StoreError{Op: op, Key: key, Err: err}
+	if ctx.Err() != nil {
 		return se
 	}
-	kind := observe.StoreError
-	if executed {
-		kind = observe.NotRecorded
-	}
-	e.observe(ctx, observe.Event{Kind: kind, Key: key, Err: se})
-	level, msg := slog.LevelWarn, "idem: store failed before fn ran; fn did not run"
-	if executed {
-		level, msg = slog.LevelError, "idem: fn ran but its outcome was not recorded; a retry may run it again"
-	}
-	e.cfg.Logger.LogAttrs(ctx, level, msg, slog.String("op", op), slog.String("key", key), slog.Any("error", err))
+	e.observe(ctx, observe.Event{Kind: observe.StoreError, Key: key, Err: se})
+	e.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "idem: store failed before fn ran; fn did not run",
+		slog.String("op", op), slog.String("key", key), slog.Any("error", err))
+	return se
+}
+
+// notRecorded builds the StoreError for op, which failed to record the
+// outcome of fn, run under l for took, and reports it: the error to alert
+// on.
+func (e *Engine) notRecorded(ctx context.Context, op string, l store.Lease, took time.Duration, err error) error {
+	se := &StoreError{Op: op, Key: l.Key, Executed: true, Err: err}
+	e.observe(ctx, observe.Event{Kind: observe.NotRecorded, Key: l.Key, Fence: l.Fence, Duration: took, Err: se})
+	e.cfg.Logger.LogAttrs(ctx, slog.LevelError, "idem: fn ran but its outcome was not recorded; a retry may run it again",
+		slog.String("op", op), slog.String("key", l.Key), slog.Int64("fence", l.Fence), slog.Any("error", err))
 	return se
 }
 

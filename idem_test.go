@@ -485,8 +485,8 @@ func TestLostRecordIsLoud(t *testing.T) {
 	if !strings.Contains(logs.String(), `"level":"ERROR"`) || strings.Contains(logs.String(), "order-1") {
 		t.Errorf("log %q: want an ERROR line that does not name the raw key", logs.String())
 	}
-	if len(events) != 1 || events[0].Kind != observe.NotRecorded || !errors.Is(events[0].Err, idem.ErrNotRecorded) {
-		t.Errorf("events = %+v, want one not_recorded matching ErrNotRecorded", events)
+	if len(events) != 1 || events[0].Kind != observe.NotRecorded || !errors.Is(events[0].Err, idem.ErrNotRecorded) || events[0].Fence != 1 {
+		t.Errorf("events = %+v, want one not_recorded at fence 1 matching ErrNotRecorded", events)
 	}
 }
 

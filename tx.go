@@ -67,7 +67,7 @@ func (t *txCall[Tx]) execute(ctx context.Context, e *Engine, cv call) (result, e
 		tx, cr, err := t.store.BeginClaim(ctx, e.claimParams(c), wait)
 		if err != nil {
 			c.owner = ""
-			return result{}, e.storeFailed(ctx, "claim", c.key, false, err), false
+			return result{}, e.storeFailed(ctx, "claim", c.key, err), false
 		}
 		if cr.Status == store.ClaimAcquired {
 			c.owner = ""
@@ -95,7 +95,7 @@ func (t *txCall[Tx]) execute(ctx context.Context, e *Engine, cv call) (result, e
 				return result{}, err, false
 			}
 		default:
-			return result{}, e.storeFailed(ctx, "claim", c.key, false, fmt.Errorf("invalid claim status %d", cr.Status)), false
+			return result{}, e.storeFailed(ctx, "claim", c.key, fmt.Errorf("invalid claim status %d", cr.Status)), false
 		}
 	}
 }
@@ -136,7 +136,7 @@ func (t *txCall[Tx]) hold(ctx context.Context, e *Engine, c *call, tx Tx, l stor
 			e.observe(ctx, observe.Event{Kind: observe.Released, Key: l.Key, Fence: l.Fence, Err: err})
 			return result{}, fmt.Errorf("%w: %w", errConflict, err), false
 		}
-		return result{}, e.storeFailed(ctx, "commit", l.Key, true, err), false
+		return result{}, e.notRecorded(ctx, "commit", l, took, err), false
 	}
 	e.observe(ctx, observe.Event{Kind: observe.Executed, Key: l.Key, Fence: l.Fence, Duration: took, Err: fnErr})
 	return result{Value: value}, fnErr, true
