@@ -10,8 +10,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/idemhq/idem"
-	"github.com/idemhq/idem/memstore"
 	"github.com/idemhq/idem/idemotel"
+	"github.com/idemhq/idem/memstore"
 )
 
 // The observer on an engine: each call's events become spans in the

@@ -24,9 +24,9 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/idemotel"
 	"github.com/idemhq/idem/memstore"
 	"github.com/idemhq/idem/observe"
-	"github.com/idemhq/idem/idemotel"
 	"github.com/idemhq/idem/store"
 )
 

@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/idemhq/idem"
-	"github.com/idemhq/idem/memstore"
 	"github.com/idemhq/idem/idemprom"
+	"github.com/idemhq/idem/memstore"
 )
 
 // The observer on an engine, its metrics labelled with the store and served

@@ -16,8 +16,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/idemhq/idem"
-	"github.com/idemhq/idem/memstore"
 	"github.com/idemhq/idem/idemprom"
+	"github.com/idemhq/idem/memstore"
 	"github.com/idemhq/idem/store"
 )
 
