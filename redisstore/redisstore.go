@@ -52,10 +52,10 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultPrefix       = "idem:"
-	DefaultOpTimeout    = time.Second
-	DefaultPollInterval = time.Second
-	DefaultReplicaTimeout  = 100 * time.Millisecond
+	DefaultPrefix         = "idem:"
+	DefaultOpTimeout      = time.Second
+	DefaultPollInterval   = time.Second
+	DefaultReplicaTimeout = 100 * time.Millisecond
 )
 
 // ErrNotDurable is returned (wrapped) by Complete when fewer replicas than
