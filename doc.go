@@ -4,7 +4,9 @@
 //
 //	engine, err := idem.New(memstore.New(), nil)
 //	...
-//	charge, replayed, err := idem.Do(ctx, engine, "order-1234", chargeCard, nil)
+//	res, err := idem.Do(ctx, engine, "order-1234", chargeCard, nil)
+//	// res.Value is the charge; res.Replayed is true when it came from an
+//	// earlier or concurrent call.
 //
 // A call derives a store key from its key (the namespace and a SHA-256 of
 // the key; raw keys never reach the store, logs or metrics) and claims it.
@@ -15,9 +17,10 @@
 // Every store step is one atomic operation in one round trip: a replay costs
 // one round trip, a first execution two.
 //
-// The root package imports only the standard library. Stores live in their
-// own packages: memstore (one process), and the durable ones. storetest is
-// the conformance suite they all pass.
+// The root package imports only the standard library, and its own store
+// (the contract a store implements) and observe (the events an Observer
+// gets). Stores live in their own packages: memstore (one process), and the
+// durable ones. storetest is the conformance suite they all pass.
 //
 // # Guarantees
 //
@@ -59,7 +62,7 @@
 //     before fn is a *StoreError with Executed false (TestStoreFailureBeforeFnFailsClosed,
 //     CancelledClaimFailsClosed). A store error after fn ran is a
 //     *StoreError with Executed true that matches ErrNotRecorded, logged at
-//     ERROR and reported as EventStoreError (TestLostRecordIsLoud,
+//     ERROR and reported as observe.NotRecorded (TestLostRecordIsLoud,
 //     EngineTakeoverAfterCrash).
 //  5. Fingerprints. A key reused with a different fingerprint never runs fn
 //     and never returns the other request's outcome, whether that request is
@@ -90,9 +93,9 @@
 // again. Effects happen exactly once only when the effect itself is
 // idempotent or fenced:
 //
-//   - pass LeaseFrom(ctx).Key downstream as the idempotency key of the
-//     external call (a payment provider returns the same charge for the same
-//     key), so a rerun repeats nothing;
+//   - pass LeaseFrom(ctx).ProviderKey() downstream as the idempotency key
+//     of the external call (a payment provider returns the same charge for
+//     the same key), so a rerun repeats nothing;
 //   - write business rows with the fence, "... WHERE fence <= $fence", so a
 //     holder that lost its lease cannot overwrite a newer one's work;
 //   - or use a SQL store's transactional mode, which commits the outcome in

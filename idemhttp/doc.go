@@ -39,8 +39,8 @@
 //     could not be read.
 //   - 401: the principal function returned an error. Nothing is stored.
 //   - 409 with Retry-After: a request with the same key is still in flight
-//     (request_in_flight). With Config.Wait, the request first waits that
-//     long for the other one's response.
+//     (request_in_flight). With Config.MaxWait, the request first waits
+//     that long for the other one's response.
 //   - 413: the request body is over Config.MaxRequestBytes, checked before
 //     the body is hashed. Nothing is stored.
 //   - 422: the key was used with a different request (idempotency_key_reused).

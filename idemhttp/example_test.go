@@ -80,7 +80,7 @@ func ExampleConfig() {
 		FingerprintHeaders: []string{"Api-Version"},
 		ReplayHeaders:      []string{"X-Request-Id"},
 		RetryStatuses:      []int{http.StatusBadRequest, http.StatusTooManyRequests, http.StatusServiceUnavailable},
-		MaxWait:               2 * time.Second,
+		MaxWait:            2 * time.Second,
 	})
 	if err != nil {
 		panic(err)

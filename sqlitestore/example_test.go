@@ -15,7 +15,10 @@ import (
 // A durable engine on a local SQLite file: open, create the store, migrate
 // once at start, then run.
 func Example() {
-	dir, _ := os.MkdirTemp("", "idem-example")
+	dir, err := os.MkdirTemp("", "idem-example")
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
 
@@ -53,7 +56,10 @@ func Example() {
 // The transactional mode: the payment row and the idempotency record
 // commit in one transaction, or neither does.
 func Example_transaction() {
-	dir, _ := os.MkdirTemp("", "idem-example")
+	dir, err := os.MkdirTemp("", "idem-example")
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
 
@@ -90,7 +96,9 @@ func Example_transaction() {
 		fmt.Printf("%s replayed=%t\n", res.Value, res.Replayed)
 	}
 	var n int
-	db.QueryRowContext(ctx, `SELECT count(*) FROM payments`).Scan(&n)
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM payments`).Scan(&n); err != nil {
+		log.Fatal(err)
+	}
 	fmt.Println("payments:", n)
 	// Output:
 	// pay_1 replayed=false

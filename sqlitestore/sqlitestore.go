@@ -129,7 +129,7 @@ var (
 // first operation; New itself sends nothing to the database.
 //
 // db must be a database of the modernc.org/sqlite driver ("sqlite") on a
-// file, in WAL mode; Open returns one. A db opened by the caller should also
+// file, in WAL mode; OpenDB returns one. A db opened by the caller should also
 // have a busy timeout (PRAGMA busy_timeout, for the lock waits of other
 // processes) and, for its own transactions, _txlock=immediate; the Store
 // works without either, but its first operation refuses a database not in
