@@ -26,12 +26,12 @@ operator: correct one with payd correct --mismatch <id>.`
 		}
 		return err
 	}
-	store, err := payments.Open(ctx, *databaseURL, nil)
+	st, err := openStorage(ctx, *databaseURL, nil)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	open, err := store.OpenMismatches(ctx)
+	defer st.close()
+	open, err := st.payments.OpenMismatches(ctx)
 	if err != nil {
 		return err
 	}

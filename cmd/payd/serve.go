@@ -111,26 +111,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-
-	store, err := payments.Open(ctx, cfg.databaseURL, log)
+	st, err := openReady(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	if cfg.migrate {
-		if err := store.Migrate(ctx); err != nil {
-			return err
-		}
-	}
-	if err := store.Ready(ctx); err != nil {
-		return fmt.Errorf("database not ready: %w", err)
-	}
-
-	apiKey := cfg.apiKey
-	if apiKey == "" {
-		apiKey = "sk_dev_" + strings.ToLower(crand.Text())
-	}
-	if err := store.EnsureAccount(ctx, "acct_dev", "dev", apiKey); err != nil {
+	defer st.close()
+	apiKey, err := ensureDevAccount(ctx, st.payments, cfg.apiKey)
+	if err != nil {
 		return err
 	}
 
@@ -144,21 +131,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	secrets := webhookSecrets(cfg.webhookSecret)
 	providerURL := cfg.providerURL
 	if providerURL == "" {
-		simCfg := simulator.Config{Logger: log}
-		if ln != nil {
-			// The built-in simulator sends its webhooks to this payd.
-			if len(secrets) == 0 {
-				secrets = [][]byte{[]byte(crand.Text())}
-			}
-			simCfg.WebhookURL = "http://" + ln.Addr().String() + "/v1/provider/webhooks"
-			simCfg.WebhookSecret = string(secrets[0])
-		}
-		sim, err := startSimulator(ctx, cfg.simAddr, simCfg)
+		sim, withSecret, err := startBuiltInSimulator(ctx, cfg.simAddr, ln, secrets, log)
 		if err != nil {
 			return err
 		}
 		defer sim.stop()
-		providerURL = sim.url
+		providerURL, secrets = sim.url, withSecret
 	}
 	prov, err := provider.NewClient(providerURL, &provider.ClientConfig{
 		Timeout:          cfg.providerTimeout,
@@ -168,7 +146,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 
-	engine, err := idem.New(store.IdemStore(), &idem.Config{Namespace: "payd", Logger: log})
+	engine, err := idem.New(st.idem, &idem.Config{Namespace: "payd", Logger: log})
 	if err != nil {
 		return err
 	}
@@ -177,19 +155,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	var proc *payments.Processor
 	if cfg.runsWorker() {
-		proc = payments.NewProcessor(store, prov, &payments.ProcessorConfig{
-			Workers:          cfg.workers,
-			Lease:            cfg.lease,
-			RetryBase:        cfg.retryBase,
-			MaxProviderDelay: cfg.providerMaxDelay,
-			Failpoint:        crash.hit,
-			Logger:           log,
-			Metrics:          payments.NewMetrics(reg, store),
-		})
+		proc = payments.NewProcessor(st.payments, prov, cfg.processorConfig(crash.hit, log, payments.NewMetrics(reg, st.payments)))
 		proc.Start(ctx)
 	}
 	if cfg.reconcileInterval > 0 {
-		rec := payments.NewReconciler(store, prov, &payments.ReconcilerConfig{Interval: cfg.reconcileInterval, Window: cfg.reconcileWindow,
+		rec := payments.NewReconciler(st.payments, prov, &payments.ReconcilerConfig{Interval: cfg.reconcileInterval, Window: cfg.reconcileWindow,
 			StaleAfter: cfg.reconcileStaleAfter, Logger: log, Registerer: reg})
 		rec.Start(ctx)
 		defer rec.Stop()
@@ -197,22 +167,90 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	var srv *http.Server
 	if cfg.runsAPI() {
-		handler, err := api.NewServer(api.Config{Store: store, Engine: engine, Processor: proc, Registry: reg, Logger: log,
+		handler, err := api.NewServer(api.Config{Store: st.payments, Engine: engine, Tx: st.tx, Processor: proc, Registry: reg, Logger: log,
 			Failpoint: crash.hit, WebhookSecrets: secrets, Provider: prov})
 		if err != nil {
 			return err
 		}
 		srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
-		printBanner(stdout, ln.Addr().String(), store, providerURL, cfg, apiKey)
+		printBanner(stdout, ln.Addr().String(), st.payments, providerURL, cfg, apiKey)
 	} else {
-		fmt.Fprintf(stdout, "payd worker running (%d workers, %s, provider %s)\n", cfg.workers, store.Dialect(), providerURL)
+		fmt.Fprintf(stdout, "payd worker running (%d workers, %s, provider %s)\n", cfg.workers, st.payments.Dialect(), providerURL)
 	}
-	log.Info("payd: started", slog.String("role", cfg.role), slog.String("database", store.Dialect()), slog.String("provider", providerURL))
+	log.Info("payd: started", slog.String("role", cfg.role), slog.String("database", st.payments.Dialect()), slog.String("provider", providerURL))
 
 	<-ctx.Done()
-	log.Info("payd: stopping: no new requests or claims; in-flight work finishes", slog.Duration("grace", cfg.shutdownGrace))
-	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownGrace)
+	shutdown(cfg.shutdownGrace, srv, proc, log)
+	return nil
+}
+
+// openReady opens payd's database, migrates it if --migrate says so, and
+// checks that it is ready.
+func openReady(ctx context.Context, cfg serveConfig, log *slog.Logger) (*storage, error) {
+	st, err := openStorage(ctx, cfg.databaseURL, log)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.migrate {
+		if err := st.migrate(ctx); err != nil {
+			st.close()
+			return nil, err
+		}
+	}
+	if err := st.payments.Ready(ctx); err != nil {
+		st.close()
+		return nil, fmt.Errorf("database not ready: %w", err)
+	}
+	return st, nil
+}
+
+// ensureDevAccount writes the dev account, reached with apiKey or, if it
+// is "", with a new random key, and returns the key.
+func ensureDevAccount(ctx context.Context, store *payments.Store, apiKey string) (string, error) {
+	if apiKey == "" {
+		apiKey = "sk_dev_" + strings.ToLower(crand.Text())
+	}
+	return apiKey, store.EnsureAccount(ctx, "acct_dev", "dev", apiKey)
+}
+
+// startBuiltInSimulator starts the simulator that stands in for the
+// provider when --provider-url is empty. With the API listening on ln, it
+// sends its webhooks there, signed with the first of secrets, or with a new
+// random secret if there are none; it returns the secrets the API is to
+// verify them with.
+func startBuiltInSimulator(ctx context.Context, addr string, ln net.Listener, secrets [][]byte, log *slog.Logger) (*embeddedSim, [][]byte, error) {
+	simCfg := simulator.Config{Logger: log}
+	if ln != nil {
+		if len(secrets) == 0 {
+			secrets = [][]byte{[]byte(crand.Text())}
+		}
+		simCfg.WebhookURL = "http://" + ln.Addr().String() + "/v1/provider/webhooks"
+		simCfg.WebhookSecret = string(secrets[0])
+	}
+	sim, err := startSimulator(ctx, addr, simCfg)
+	return sim, secrets, err
+}
+
+// processorConfig is the workers' configuration, with the failpoint
+// hook, the logger and the metrics they report to.
+func (c *serveConfig) processorConfig(failpoint func(point string), log *slog.Logger, metrics *payments.Metrics) *payments.ProcessorConfig {
+	return &payments.ProcessorConfig{
+		Workers:          c.workers,
+		Lease:            c.lease,
+		RetryBase:        c.retryBase,
+		MaxProviderDelay: c.providerMaxDelay,
+		Failpoint:        failpoint,
+		Logger:           log,
+		Metrics:          metrics,
+	}
+}
+
+// shutdown takes no new requests or claims and gives in-flight work grace
+// to finish; srv and proc may be nil.
+func shutdown(grace time.Duration, srv *http.Server, proc *payments.Processor, log *slog.Logger) {
+	log.Info("payd: stopping: no new requests or claims; in-flight work finishes", slog.Duration("grace", grace))
+	stopCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if srv != nil {
 		srv.Shutdown(stopCtx)
@@ -222,7 +260,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			log.Warn("payd: in-flight work did not finish in time; its leases will expire and another worker completes it", slog.Any("error", err))
 		}
 	}
-	return nil
 }
 
 // webhookSecrets splits --webhook-secret: the current secret, then any
@@ -258,14 +295,14 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		return err
 	}
-	store, err := payments.Open(ctx, *databaseURL, nil)
+	st, err := openStorage(ctx, *databaseURL, nil)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	if err := store.Migrate(ctx); err != nil {
+	defer st.close()
+	if err := st.migrate(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "payd: %s schema is up to date\n", store.Dialect())
+	fmt.Fprintf(stdout, "payd: %s schema is up to date\n", st.payments.Dialect())
 	return nil
 }

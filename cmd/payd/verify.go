@@ -52,18 +52,18 @@ Work in flight shows as a mismatch with the provider: verify a quiet system.`
 // connects to the provider: what an operator command that compares the
 // two needs. closeAll releases both.
 func openWithProvider(ctx context.Context, databaseURL, providerURL string) (*payments.Store, *provider.Client, func(), error) {
-	store, err := payments.Open(ctx, databaseURL, nil)
+	st, err := openStorage(ctx, databaseURL, nil)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if err := store.Ready(ctx); err != nil {
-		store.Close()
+	if err := st.payments.Ready(ctx); err != nil {
+		st.close()
 		return nil, nil, nil, fmt.Errorf("database not ready: %w", err)
 	}
 	prov, err := provider.NewClient(providerURL, nil)
 	if err != nil {
-		store.Close()
+		st.close()
 		return nil, nil, nil, err
 	}
-	return store, prov, func() { prov.CloseIdleConnections(); store.Close() }, nil
+	return st.payments, prov, func() { prov.CloseIdleConnections(); st.close() }, nil
 }

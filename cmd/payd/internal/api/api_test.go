@@ -15,6 +15,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/idemhq/idem"
+	"github.com/idemhq/idem/cmd/payd/internal/database"
+	"github.com/idemhq/idem/cmd/payd/internal/database/dbtest"
+	"github.com/idemhq/idem/cmd/payd/internal/database/pgdb"
+	"github.com/idemhq/idem/cmd/payd/internal/database/sqlitedb"
 	"github.com/idemhq/idem/cmd/payd/internal/payments"
 	"github.com/idemhq/idem/cmd/payd/internal/provider"
 	"github.com/idemhq/idem/cmd/payd/internal/simulator"
@@ -57,11 +61,11 @@ type fixtureOptions struct {
 // newFixtureWith serves the API as o says: one payd instance.
 func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 	t.Helper()
-	store, err := payments.Open(t.Context(), o.databaseURL, nil)
-	if err != nil {
+	d := dbtest.Open(t, o.databaseURL)
+	if err := d.Idem.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(store.Close)
+	store := payments.New(d.DB, nil)
 	if err := store.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -88,11 +92,11 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 		proc.Start(t.Context())
 		t.Cleanup(func() { proc.Stop(context.Background()) })
 	}
-	engine, err := idem.New(store.IdemStore(), &idem.Config{Namespace: "payd"})
+	engine, err := idem.New(d.Idem, &idem.Config{Namespace: "payd"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := NewServer(Config{Store: store, Engine: engine, Processor: proc, Registry: prometheus.NewRegistry(),
+	h, err := NewServer(Config{Store: store, Engine: engine, Tx: txOfDB(d.DB), Processor: proc, Registry: prometheus.NewRegistry(),
 		WebhookSecrets: [][]byte{webhookSecret}, Provider: prov})
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +104,15 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &fixture{url: srv.URL, store: store, sim: sim, prov: prov}
+}
+
+// txOfDB is the TxType of db's idempotency store, as payd's commands
+// choose it.
+func txOfDB(db database.DB) TxType {
+	if db.Dialect() == database.Postgres {
+		return TxOf(pgdb.Tx)
+	}
+	return TxOf(sqlitedb.Tx)
 }
 
 type reply struct {

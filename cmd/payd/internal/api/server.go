@@ -24,8 +24,11 @@ const (
 
 // Config is what the API needs.
 type Config struct {
-	Store  *payments.Store
-	Engine *idem.Engine // on Store.IdemStore()
+	Store *payments.Store
+	// Engine is on the idempotency store in Store's database, whose
+	// transactions are of type Tx.
+	Engine *idem.Engine
+	Tx     TxType
 	// Processor, if this process runs workers, lets Prefer: wait wake as soon
 	// as a payment settles here; without it, waiting polls the database.
 	Processor *payments.Processor
@@ -89,8 +92,8 @@ func (s *server) hit(point string) {
 
 // NewServer returns payd's HTTP API.
 func NewServer(cfg Config) (http.Handler, error) {
-	if cfg.Store == nil || cfg.Engine == nil || cfg.Registry == nil {
-		return nil, errors.New("api: NewServer needs a Store, an Engine and a Registry")
+	if cfg.Store == nil || cfg.Engine == nil || cfg.Tx == nil || cfg.Registry == nil {
+		return nil, errors.New("api: NewServer needs a Store, an Engine, its Tx and a Registry")
 	}
 	s := &server{
 		store:     cfg.Store,
@@ -111,7 +114,7 @@ func NewServer(cfg Config) (http.Handler, error) {
 	if s.idemWait <= 0 {
 		s.idemWait = DefaultIdempotencyWait
 	}
-	mw, err := cfg.Store.Middleware(cfg.Engine, principal, &idemhttp.Config{
+	mw, err := cfg.Tx.middleware(cfg.Engine, &idemhttp.Config{
 		Methods:       []string{http.MethodPost},
 		RetryStatuses: retryStatuses,
 		MaxWait:       s.idemWait,

@@ -53,37 +53,84 @@ func (ev *evidence) explain() *explained {
 	if st == nil {
 		return x
 	}
-	chargeByKey := map[string]provider.Charge{}
+	idx := ev.index()
+	paymentMismatch, refundMismatch, strays := idx.mismatchesOf(st.mismatches)
+	for _, p := range ev.payments {
+		if p.Hold == "" {
+			continue
+		}
+		c, ok := idx.chargeByKey[p.ProviderKey]
+		m := paymentMismatch[p.ID]
+		if w := ev.unexplained(m, ok, p.Amount, c.Amount, "charge"); w != "" {
+			x.problems = append(x.problems, fmt.Sprintf("payment %s (%s) is held (%s): %s", p.ID, p.Reference, p.Hold, w))
+			continue
+		}
+		x.payments[p.ID] = true
+		x.mismatches++
+		x.items = append(x.items, HeldItem{Subject: "payment", ID: p.ID, ProviderKey: p.ProviderKey, Amount: p.Amount, ProviderAmount: c.Amount, Hold: p.Hold, Mismatch: m})
+	}
+	for _, r := range st.refunds {
+		if r.Hold == "" {
+			continue
+		}
+		pr, ok := idx.refundByKey[r.ProviderKey]
+		m := refundMismatch[r.ID]
+		if w := ev.unexplained(m, ok, r.Amount, pr.Amount, "refund"); w != "" {
+			x.problems = append(x.problems, fmt.Sprintf("refund %s (payment %s) is held (%s): %s", r.ID, r.PaymentID, r.Hold, w))
+			continue
+		}
+		x.refunds[r.ID], x.refundKeys[r.ProviderKey] = true, true
+		x.mismatches++
+		x.items = append(x.items, HeldItem{Subject: "refund", ID: r.ID, ProviderKey: r.ProviderKey, Amount: r.Amount, ProviderAmount: pr.Amount, Hold: r.Hold, Mismatch: m})
+	}
+	x.problems = append(x.problems, strays...)
+	return x
+}
+
+// holdIndex finds the provider's objects and payd's rows that holds and
+// mismatches name.
+type holdIndex struct {
+	chargeByKey    map[string]provider.Charge
+	refundByKey    map[string]provider.Refund
+	payments       map[string]*paymentRow // by id
+	paymentByKey   map[string]*paymentRow
+	refunds        map[string]*refundRow // by id
+	refundRowByKey map[string]*refundRow
+}
+
+// index indexes ev, whose store is not nil.
+func (ev *evidence) index() *holdIndex {
+	idx := &holdIndex{chargeByKey: map[string]provider.Charge{}, refundByKey: map[string]provider.Refund{},
+		payments: map[string]*paymentRow{}, paymentByKey: map[string]*paymentRow{},
+		refunds: map[string]*refundRow{}, refundRowByKey: map[string]*refundRow{}}
 	for _, c := range ev.charges {
-		chargeByKey[c.IdempotencyKey] = c
+		idx.chargeByKey[c.IdempotencyKey] = c
 	}
-	refundByKey := map[string]provider.Refund{}
 	for _, r := range ev.refunds {
-		refundByKey[r.IdempotencyKey] = r
+		idx.refundByKey[r.IdempotencyKey] = r
 	}
-	payments := map[string]*paymentRow{}
-	paymentByKey := map[string]*paymentRow{}
 	for i := range ev.payments {
 		p := &ev.payments[i]
-		payments[p.ID], paymentByKey[p.ProviderKey] = p, p
+		idx.payments[p.ID], idx.paymentByKey[p.ProviderKey] = p, p
 	}
-	refunds := map[string]*refundRow{}
-	refundRowByKey := map[string]*refundRow{}
-	for i := range st.refunds {
-		r := &st.refunds[i]
-		refunds[r.ID], refundRowByKey[r.ProviderKey] = r, r
+	for i := range ev.store.refunds {
+		r := &ev.store.refunds[i]
+		idx.refunds[r.ID], idx.refundRowByKey[r.ProviderKey] = r, r
 	}
+	return idx
+}
 
-	// The open mismatch of the amount kind that names each subject.
-	paymentMismatch := map[string]string{}
-	refundMismatch := map[string]string{}
-	var strays []string // open mismatches no held subject accounts for
-	for _, m := range st.mismatches {
+// mismatchesOf finds the open mismatch of the amount kind that names each
+// held payment and refund, by id, and says of each other open mismatch
+// why no held subject accounts for it.
+func (idx *holdIndex) mismatchesOf(open []mismatchRow) (paymentMismatch, refundMismatch map[string]string, strays []string) {
+	paymentMismatch, refundMismatch = map[string]string{}, map[string]string{}
+	for _, m := range open {
 		switch m.Kind {
 		case mismatchAmount:
-			p := payments[m.PaymentID]
+			p := idx.payments[m.PaymentID]
 			if p == nil {
-				p = paymentByKey[m.ProviderKey]
+				p = idx.paymentByKey[m.ProviderKey]
 			}
 			switch {
 			case p == nil:
@@ -94,9 +141,9 @@ func (ev *evidence) explain() *explained {
 				paymentMismatch[p.ID] = m.ID
 			}
 		case mismatchRefundAmount:
-			r := refunds[m.RefundID]
+			r := idx.refunds[m.RefundID]
 			if r == nil {
-				r = refundRowByKey[m.ProviderKey]
+				r = idx.refundRowByKey[m.ProviderKey]
 			}
 			switch {
 			case r == nil:
@@ -110,52 +157,25 @@ func (ev *evidence) explain() *explained {
 			strays = append(strays, fmt.Sprintf("open %s %s (key %q, payment %q, refund %q): %s", m.Kind, m.ID, m.ProviderKey, m.PaymentID, m.RefundID, m.Detail))
 		}
 	}
+	return paymentMismatch, refundMismatch, strays
+}
 
-	// why says what leaves a held subject unexplained, or "" when nothing
-	// does.
-	why := func(mismatch string, found bool, amount, providerAmount int64, object string) string {
-		switch {
-		case !found:
-			return fmt.Sprintf("the provider has no %s under its key", object)
-		case providerAmount == amount:
-			return fmt.Sprintf("the provider's %s under its key is for the same amount, %d", object, amount)
-		case ev.otherAmounts == 0:
-			return fmt.Sprintf("the provider's %s is for %d, not %d, but the simulator made nothing for another amount: provider-other-amount does not explain it", object, providerAmount, amount)
-		case mismatch == "":
-			return "no open " + map[string]string{"charge": mismatchAmount, "refund": mismatchRefundAmount}[object] + " names it"
-		}
-		return ""
+// unexplained says what leaves a held subject unexplained, or "" when
+// nothing does: the provider's object under its key (found, for
+// providerAmount) and the open mismatch that names the subject ("" for
+// none).
+func (ev *evidence) unexplained(mismatch string, found bool, amount, providerAmount int64, object string) string {
+	switch {
+	case !found:
+		return fmt.Sprintf("the provider has no %s under its key", object)
+	case providerAmount == amount:
+		return fmt.Sprintf("the provider's %s under its key is for the same amount, %d", object, amount)
+	case ev.otherAmounts == 0:
+		return fmt.Sprintf("the provider's %s is for %d, not %d, but the simulator made nothing for another amount: provider-other-amount does not explain it", object, providerAmount, amount)
+	case mismatch == "":
+		return "no open " + map[string]string{"charge": mismatchAmount, "refund": mismatchRefundAmount}[object] + " names it"
 	}
-	for _, p := range ev.payments {
-		if p.Hold == "" {
-			continue
-		}
-		c, ok := chargeByKey[p.ProviderKey]
-		m := paymentMismatch[p.ID]
-		if w := why(m, ok, p.Amount, c.Amount, "charge"); w != "" {
-			x.problems = append(x.problems, fmt.Sprintf("payment %s (%s) is held (%s): %s", p.ID, p.Reference, p.Hold, w))
-			continue
-		}
-		x.payments[p.ID] = true
-		x.mismatches++
-		x.items = append(x.items, HeldItem{Subject: "payment", ID: p.ID, ProviderKey: p.ProviderKey, Amount: p.Amount, ProviderAmount: c.Amount, Hold: p.Hold, Mismatch: m})
-	}
-	for _, r := range st.refunds {
-		if r.Hold == "" {
-			continue
-		}
-		pr, ok := refundByKey[r.ProviderKey]
-		m := refundMismatch[r.ID]
-		if w := why(m, ok, r.Amount, pr.Amount, "refund"); w != "" {
-			x.problems = append(x.problems, fmt.Sprintf("refund %s (payment %s) is held (%s): %s", r.ID, r.PaymentID, r.Hold, w))
-			continue
-		}
-		x.refunds[r.ID], x.refundKeys[r.ProviderKey] = true, true
-		x.mismatches++
-		x.items = append(x.items, HeldItem{Subject: "refund", ID: r.ID, ProviderKey: r.ProviderKey, Amount: r.Amount, ProviderAmount: pr.Amount, Hold: r.Hold, Mismatch: m})
-	}
-	x.problems = append(x.problems, strays...)
-	return x
+	return ""
 }
 
 // holdsExplained: every payment and refund payd holds after the drain,

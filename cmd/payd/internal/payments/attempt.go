@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"time"
 
 	"github.com/idemhq/idem/cmd/payd/internal/provider"
@@ -217,13 +216,12 @@ func (p *Processor) process(ctx context.Context, t *task) {
 }
 
 // mayHaveActed reports whether a retryable answer can have come after the
-// provider acted on the request: a 5xx but 503 can (Stripe, for one,
-// records its 500s under the key), so the request counts as one that may
-// be outstanding (TestFiveHundredsCountAsSent). A 429, a 503, a 408 and a
-// connection never made say the provider did not act.
+// provider acted on the request (provider.Error.MayHaveActed), so the
+// request counts as one that may be outstanding
+// (TestFiveHundredsCountAsSent).
 func mayHaveActed(err error) bool {
 	pe, ok := errors.AsType[*provider.Error](err)
-	return ok && pe.Status >= 500 && pe.Status != http.StatusServiceUnavailable
+	return ok && pe.MayHaveActed()
 }
 
 // lookedUp is the outcome of a lookup of t's key made to settle it, with
@@ -277,7 +275,7 @@ func (p *Processor) escalate(ctx context.Context, t *task, log *slog.Logger) {
 	m.Detail = fmt.Sprintf("the outcome of %s %s is still unknown near the end of the provider's key window: it is only looked up from now on, "+
 		"never sent again; settle it with the provider", t.kind, t.id)
 	log.Error("payd: outcome still unknown near the end of the provider's key window; it needs an operator", slog.String("provider_key", t.providerKey))
-	err := p.store.write(ctx, func(ctx context.Context) error { return p.store.recordMismatch(ctx, p.store.pool, &m) })
+	err := p.store.db.Write(ctx, func(ctx context.Context) error { return p.store.recordMismatch(ctx, p.store.db, &m) })
 	if err != nil {
 		log.Warn("payd: recording the unresolved outcome failed; the next look records it", slog.Any("error", err))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/idemhq/idem/cmd/payd/internal/database"
 	"github.com/idemhq/idem/cmd/payd/internal/provider"
 )
 
@@ -104,7 +105,7 @@ func (s *Store) correctPayment(ctx context.Context, prov provider.Provider, c *C
 		o = Outcome{State: StateSucceeded, ProviderID: ch.ID}
 	}
 	c.Subject, c.From, c.To = p.ID, p.State, o.State
-	return s.inTx(ctx, func(q querier) error {
+	return s.db.InTx(ctx, func(q database.Querier) error {
 		if p.State != o.State {
 			if err := s.changePayment(ctx, q, c, p, o, outstandingBound(p.Final(), o, cp)); err != nil {
 				return err
@@ -132,7 +133,7 @@ func errChanged(subject string) error {
 
 // changePayment moves p from its state to o's, posting what that means;
 // bound is correctSQL's $7.
-func (s *Store) changePayment(ctx context.Context, q querier, c *Correction, p *Payment, o Outcome, bound int64) error {
+func (s *Store) changePayment(ctx context.Context, q database.Querier, c *Correction, p *Payment, o Outcome, bound int64) error {
 	switch {
 	case p.State == StateSucceeded && p.AmountRefunded > 0:
 		return fmt.Errorf("%w: payment %s has %d refunded; its refunds need correcting first", ErrNotCorrectable, p.ID, p.AmountRefunded)
@@ -151,7 +152,7 @@ func (s *Store) changePayment(ctx context.Context, q querier, c *Correction, p *
 				ErrNotCorrectable, p.ID, kind))
 		}
 	}
-	n, err := q.exec(ctx, s.sql.correctPayment, p.ID, p.State, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage), bound)
+	n, err := q.Exec(ctx, s.sql.correctPayment, p.ID, p.State, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage), bound)
 	switch {
 	case err != nil:
 		return wrap("correct payment", err)
@@ -181,7 +182,7 @@ func (s *Store) correctRefund(ctx context.Context, prov provider.Provider, c *Co
 		o = Outcome{State: StateSucceeded, ProviderID: pr.ID}
 	}
 	c.Subject, c.From, c.To = r.ID, r.State, o.State
-	return s.inTx(ctx, func(q querier) error {
+	return s.db.InTx(ctx, func(q database.Querier) error {
 		if r.State != o.State {
 			if err := s.changeRefund(ctx, q, c, r, o, outstandingBound(r.final(), o, cp)); err != nil {
 				return err
@@ -195,9 +196,9 @@ func (s *Store) correctRefund(ctx context.Context, prov provider.Provider, c *Co
 // refund not final is settled as a worker would have; a final one is
 // corrected, with the payment's refunded amount moved to match; bound is
 // correctSQL's $7.
-func (s *Store) changeRefund(ctx context.Context, q querier, c *Correction, r *Refund, o Outcome, bound int64) error {
+func (s *Store) changeRefund(ctx context.Context, q database.Querier, c *Correction, r *Refund, o Outcome, bound int64) error {
 	if !r.final() {
-		n, err := q.exec(ctx, s.sql.correctRefund, r.ID, r.State, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage), bound)
+		n, err := q.Exec(ctx, s.sql.correctRefund, r.ID, r.State, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage), bound)
 		if err != nil || n == 0 {
 			return cmpErr(wrap("correct refund", err), errChanged("refund "+r.ID))
 		}
@@ -214,15 +215,15 @@ func (s *Store) changeRefund(ctx context.Context, q querier, c *Correction, r *R
 		}
 	}
 	var id string
-	err := q.queryRow(ctx, s.sql.adjustRefunded, r.PaymentID, delta).Scan(&id)
-	if errors.Is(err, errNoRows) {
+	err := q.QueryRow(ctx, s.sql.adjustRefunded, r.PaymentID, delta).Scan(&id)
+	if errors.Is(err, database.ErrNoRows) {
 		return fmt.Errorf("%w: payment %s has not %d left to refund, which refund %s would take again; correct the other refunds first",
 			ErrNotCorrectable, r.PaymentID, r.Amount, r.ID)
 	}
 	if err != nil {
 		return wrap("correct refund", err)
 	}
-	n, err := q.exec(ctx, s.sql.correctRefund, r.ID, r.State, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage), bound)
+	n, err := q.Exec(ctx, s.sql.correctRefund, r.ID, r.State, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage), bound)
 	if err != nil || n == 0 {
 		return cmpErr(wrap("correct refund", err), errChanged("refund "+r.ID))
 	}
@@ -231,7 +232,7 @@ func (s *Store) changeRefund(ctx context.Context, q querier, c *Correction, r *R
 }
 
 // closeCorrection audits c and resolves its mismatch, in q's transaction.
-func (s *Store) closeCorrection(ctx context.Context, q querier, c *Correction, paymentID, actor, reason string) error {
+func (s *Store) closeCorrection(ctx context.Context, q database.Querier, c *Correction, paymentID, actor, reason string) error {
 	detail := fmt.Sprintf("correction of mismatch %s (%s): %s %s to %s", c.Mismatch.ID, c.Mismatch.Kind, c.Subject, c.From, c.To)
 	if c.From == c.To {
 		detail = fmt.Sprintf("correction of mismatch %s (%s): %s already agrees with the provider (%s)", c.Mismatch.ID, c.Mismatch.Kind, c.Subject, c.To)
@@ -242,14 +243,14 @@ func (s *Store) closeCorrection(ctx context.Context, q querier, c *Correction, p
 	if err := s.audit(ctx, q, actor, "correct", paymentID, detail+"; reason: "+reason); err != nil {
 		return err
 	}
-	_, err := q.exec(ctx, s.sql.resolveMismatch, c.Mismatch.Kind, c.Mismatch.ProviderKey)
+	_, err := q.Exec(ctx, s.sql.resolveMismatch, c.Mismatch.Kind, c.Mismatch.ProviderKey)
 	return wrap("resolve mismatch", err)
 }
 
 // posted reports whether the journal transaction kind for ref is posted.
-func (s *Store) posted(ctx context.Context, q querier, kind, ref string) (bool, error) {
+func (s *Store) posted(ctx context.Context, q database.Querier, kind, ref string) (bool, error) {
 	var n int
-	err := q.queryRow(ctx, s.sql.postedTxn, kind, ref).Scan(&n)
+	err := q.QueryRow(ctx, s.sql.postedTxn, kind, ref).Scan(&n)
 	return n > 0, wrap("read the ledger", err)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/idemhq/idem/cmd/payd/internal/database"
 	"github.com/idemhq/idem/cmd/payd/internal/provider"
 )
 
@@ -245,13 +246,13 @@ func finalRefundDiffers(r *Refund, pr provider.Refund, o Outcome) *Mismatch {
 
 // record records m on its own.
 func (s *Store) record(ctx context.Context, m *Mismatch) error {
-	return s.write(ctx, func(ctx context.Context) error { return s.recordMismatch(ctx, s.pool, m) })
+	return s.db.Write(ctx, func(ctx context.Context) error { return s.recordMismatch(ctx, s.db, m) })
 }
 
 // byProviderKey returns the payment with the provider key, of any account.
 func (s *Store) byProviderKey(ctx context.Context, key string) (*Payment, error) {
-	p, err := scanPayment(s.pool.queryRow(ctx, s.sql.paymentByKey, key))
-	if errors.Is(err, errNoRows) {
+	p, err := scanPayment(s.db.QueryRow(ctx, s.sql.paymentByKey, key))
+	if errors.Is(err, database.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	return p, wrap("find payment", err)

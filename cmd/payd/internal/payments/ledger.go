@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+
+	"github.com/idemhq/idem/cmd/payd/internal/database"
 )
 
 // The ledger is double entry: every journal transaction's entries sum to
@@ -59,28 +61,28 @@ const balanceSlots = 16
 // construction. It moves both balances, in account order so that
 // concurrent posts lock their rows in one order and cannot deadlock. A
 // transaction posted before is not posted again.
-func (s *Store) post(ctx context.Context, q querier, kind, ref, currency, debit, credit string, amount int64) error {
+func (s *Store) post(ctx context.Context, q database.Querier, kind, ref, currency, debit, credit string, amount int64) error {
 	var id string
-	err := q.queryRow(ctx, s.sql.insertTxn, newID("txn_"), kind, ref).Scan(&id)
-	if errors.Is(err, errNoRows) {
+	err := q.QueryRow(ctx, s.sql.insertTxn, newID("txn_"), kind, ref).Scan(&id)
+	if errors.Is(err, database.ErrNoRows) {
 		return nil // posted before
 	}
 	if err != nil {
 		return wrap("post "+kind, err)
 	}
-	if _, err := q.exec(ctx, s.sql.insertEntries, id, debit, credit, currency, amount, -amount); err != nil {
+	if _, err := q.Exec(ctx, s.sql.insertEntries, id, debit, credit, currency, amount, -amount); err != nil {
 		return wrap("post "+kind, err)
 	}
 	first, second, firstAmount := debit, credit, amount
 	if credit < debit {
 		first, second, firstAmount = credit, debit, -amount
 	}
-	_, err = q.exec(ctx, s.sql.addBalances, first, second, currency, firstAmount, -firstAmount, rand.IntN(balanceSlots))
+	_, err = q.Exec(ctx, s.sql.addBalances, first, second, currency, firstAmount, -firstAmount, rand.IntN(balanceSlots))
 	return wrap("post "+kind, err)
 }
 
 // postCharge posts a succeeded charge.
-func (s *Store) postCharge(ctx context.Context, q querier, paymentID, accountID, currency string, amount int64) error {
+func (s *Store) postCharge(ctx context.Context, q database.Querier, paymentID, accountID, currency string, amount int64) error {
 	return s.post(ctx, q, txnCharge, paymentID, currency, clearingAccount, merchantAccount(accountID), amount)
 }
 
@@ -97,7 +99,7 @@ type Balance struct {
 // Balances returns the account's balances, one per currency it has
 // postings in, by currency.
 func (s *Store) Balances(ctx context.Context, accountID string) ([]Balance, error) {
-	rs, err := s.pool.query(ctx, s.sql.balances, merchantAccount(accountID), refundsPayableAccount(accountID))
+	rs, err := s.db.Query(ctx, s.sql.balances, merchantAccount(accountID), refundsPayableAccount(accountID))
 	if err != nil {
 		return nil, wrap("read balances", err)
 	}

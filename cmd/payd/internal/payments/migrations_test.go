@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idemhq/idem/cmd/payd/internal/database"
+	"github.com/idemhq/idem/cmd/payd/internal/database/dbtest"
 	"github.com/idemhq/idem/cmd/payd/internal/pgtest"
 )
 
@@ -18,11 +20,11 @@ func TestBalanceSlotsMigration(t *testing.T) {
 	eachUnmigrated(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		// The schema as it stood at 0002, with balances in it.
-		err := s.inTx(ctx, func(q querier) error {
+		err := s.db.InTx(ctx, func(q database.Querier) error {
 			if err := s.applyMigrations(ctx, q, "0003"); err != nil {
 				return err
 			}
-			_, err := q.exec(ctx, `INSERT INTO ledger_balances (account, currency, balance) VALUES
+			_, err := q.Exec(ctx, `INSERT INTO ledger_balances (account, currency, balance) VALUES
 					('merchant:acct_test', 'usd', -5000), ('refunds_payable:acct_test', 'usd', -700), ('merchant:acct_test', 'eur', -1200)`)
 			return err
 		})
@@ -38,7 +40,7 @@ func TestBalanceSlotsMigration(t *testing.T) {
 		}
 		// Forty postings land in several slots and add to the balance.
 		for i := range 40 {
-			err := s.inTx(ctx, func(q querier) error {
+			err := s.db.InTx(ctx, func(q database.Querier) error {
 				return s.postCharge(ctx, q, "pay_"+strconv.Itoa(i), "acct_test", "usd", 100)
 			})
 			if err != nil {
@@ -50,7 +52,7 @@ func TestBalanceSlotsMigration(t *testing.T) {
 			t.Fatalf("balances after 40 postings of 100: %+v, want %+v", got, want)
 		}
 		var slots int
-		if err := s.pool.queryRow(ctx, `SELECT count(*) FROM ledger_balances WHERE account = 'merchant:acct_test' AND currency = 'usd'`).Scan(&slots); err != nil {
+		if err := s.db.QueryRow(ctx, `SELECT count(*) FROM ledger_balances WHERE account = 'merchant:acct_test' AND currency = 'usd'`).Scan(&slots); err != nil {
 			t.Fatal(err)
 		}
 		if slots < 2 {
@@ -93,7 +95,7 @@ func TestReadyNamesWhatIsMissing(t *testing.T) {
 func TestOutcomesMigration(t *testing.T) {
 	eachUnmigrated(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
-		err := s.inTx(ctx, func(q querier) error {
+		err := s.db.InTx(ctx, func(q database.Querier) error {
 			if err := s.applyMigrations(ctx, q, "0004"); err != nil {
 				return err
 			}
@@ -111,7 +113,7 @@ func TestOutcomesMigration(t *testing.T) {
 				`INSERT INTO payments (id, account_id, amount, currency, reference, state, next_attempt_at, provider_key, attempts, created_at, updated_at)
 					VALUES ('ch_inflight', 'acct_test', 700, 'usd', 'r', 'unknown', 0, 'payd_ch_inflight', 8, 5, 9)`,
 			} {
-				if _, err := q.exec(ctx, stmt); err != nil {
+				if _, err := q.Exec(ctx, stmt); err != nil {
 					return err
 				}
 			}
@@ -127,16 +129,16 @@ func TestOutcomesMigration(t *testing.T) {
 			t.Fatalf("balances after 0004: %+v, want the 700 posted before it", got)
 		}
 		var entries int
-		if err := s.pool.queryRow(ctx, `SELECT count(*) FROM ledger_entries`).Scan(&entries); err != nil || entries != 2 {
+		if err := s.db.QueryRow(ctx, `SELECT count(*) FROM ledger_entries`).Scan(&entries); err != nil || entries != 2 {
 			t.Fatalf("%d ledger entries (%v), want the 2 posted before 0004", entries, err)
 		}
-		if _, err := s.pool.exec(ctx, `UPDATE ledger_entries SET amount = amount + 1`); err == nil || !strings.Contains(err.Error(), "append-only") {
+		if _, err := s.db.Exec(ctx, `UPDATE ledger_entries SET amount = amount + 1`); err == nil || !strings.Contains(err.Error(), "append-only") {
 			t.Fatalf("updating an entry after 0004: %v, want refused as append-only", err)
 		}
-		if _, err := s.pool.exec(ctx, `DELETE FROM ledger_transactions`); err == nil || !strings.Contains(err.Error(), "append-only") {
+		if _, err := s.db.Exec(ctx, `DELETE FROM ledger_transactions`); err == nil || !strings.Contains(err.Error(), "append-only") {
 			t.Fatalf("deleting a transaction after 0004: %v, want refused as append-only", err)
 		}
-		err = s.inTx(ctx, func(q querier) error {
+		err = s.db.InTx(ctx, func(q database.Querier) error {
 			return s.post(ctx, q, txnChargeReversal, "ch_old", "usd", merchantAccount("acct_test"), clearingAccount, 700)
 		})
 		if err != nil {
@@ -165,12 +167,7 @@ func eachUnmigrated(t *testing.T, test func(t *testing.T, s *Store)) {
 			if database == "postgres" {
 				url = pgtest.Database(t)
 			}
-			s, err := Open(t.Context(), url, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(s.Close)
-			test(t, s)
+			test(t, New(dbtest.Open(t, url).DB, nil))
 		})
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/idemhq/idem/cmd/payd/internal/database"
 )
 
 // Kinds of mismatch between payd and the provider. Each is about one
@@ -64,26 +66,26 @@ type Mismatch struct {
 
 // recordMismatch records m as open, or re-opens it, in q's transaction,
 // and logs it: a mismatch is never silent.
-func (s *Store) recordMismatch(ctx context.Context, q querier, m *Mismatch) error {
+func (s *Store) recordMismatch(ctx context.Context, q database.Querier, m *Mismatch) error {
 	s.log.Warn("payd: mismatch with the provider", slog.String("kind", m.Kind), slog.String("provider_key", m.ProviderKey),
 		slog.String("payment", m.PaymentID), slog.String("refund", m.RefundID), slog.String("provider_id", m.ProviderID),
 		slog.String("detail", m.Detail))
 	if m.ID == "" {
 		m.ID = newID("mm_")
 	}
-	_, err := q.exec(ctx, s.sql.recordMismatch, m.ID, m.Kind, m.ProviderKey, m.AccountID, m.PaymentID, m.RefundID,
+	_, err := q.Exec(ctx, s.sql.recordMismatch, m.ID, m.Kind, m.ProviderKey, m.AccountID, m.PaymentID, m.RefundID,
 		m.ProviderID, m.Detail, millis(m.SubjectAt))
 	return wrap("record mismatch", err)
 }
 
 // resolveMismatches resolves the open mismatches of the given kinds about
 // key but except, in q's transaction.
-func (s *Store) resolveMismatches(ctx context.Context, q querier, key string, kinds []string, except string) error {
+func (s *Store) resolveMismatches(ctx context.Context, q database.Querier, key string, kinds []string, except string) error {
 	for _, k := range kinds {
 		if k == except {
 			continue
 		}
-		if _, err := q.exec(ctx, s.sql.resolveMismatch, k, key); err != nil {
+		if _, err := q.Exec(ctx, s.sql.resolveMismatch, k, key); err != nil {
 			return wrap("resolve mismatch", err)
 		}
 	}
@@ -92,7 +94,7 @@ func (s *Store) resolveMismatches(ctx context.Context, q querier, key string, ki
 
 // OpenMismatches returns the mismatches not resolved, oldest first.
 func (s *Store) OpenMismatches(ctx context.Context) ([]Mismatch, error) {
-	rs, err := s.pool.query(ctx, s.sql.openMismatches)
+	rs, err := s.db.Query(ctx, s.sql.openMismatches)
 	if err != nil {
 		return nil, wrap("list mismatches", err)
 	}
@@ -110,8 +112,8 @@ func (s *Store) OpenMismatches(ctx context.Context) ([]Mismatch, error) {
 
 // MismatchByID returns the mismatch id, open or resolved, or ErrNotFound.
 func (s *Store) MismatchByID(ctx context.Context, id string) (*Mismatch, error) {
-	m, err := scanMismatch(s.pool.queryRow(ctx, s.sql.mismatchByID, id))
-	if errors.Is(err, errNoRows) {
+	m, err := scanMismatch(s.db.QueryRow(ctx, s.sql.mismatchByID, id))
+	if errors.Is(err, database.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	return m, wrap("read mismatch", err)
@@ -119,7 +121,7 @@ func (s *Store) MismatchByID(ctx context.Context, id string) (*Mismatch, error) 
 
 const mismatchColumns = `id, kind, provider_key, account_id, payment_id, refund_id, provider_id, detail, subject_at, found_at, coalesce(resolved_at, 0)`
 
-func scanMismatch(row scanner) (*Mismatch, error) {
+func scanMismatch(row database.Row) (*Mismatch, error) {
 	var (
 		m                        Mismatch
 		subject, found, resolved int64

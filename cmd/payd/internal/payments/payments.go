@@ -1,6 +1,8 @@
 // Package payments is payd's domain: accounts, charges and their state
 // machine, kept in PostgreSQL or SQLite, and the processor that moves them
-// through it by calling the provider.
+// through it by calling the provider. It reaches the database only through
+// package database's DB (implemented by pgdb and sqlitedb), and knows
+// nothing of HTTP: the API writes to it through Store's methods.
 //
 // A payment is its own job. Accepting one inserts it as pending in the same
 // transaction that records the request's idempotency outcome, so there is no

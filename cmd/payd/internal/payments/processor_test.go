@@ -234,7 +234,7 @@ func TestProcessorStaleWorker(t *testing.T) {
 			t.Fatalf("%v re-drives counted, want 1", n)
 		}
 		var sentAt, leaseUntil int64
-		if err := s.pool.queryRow(t.Context(), s.dialect.sql(`SELECT coalesce(sent_at, 0) FROM payments WHERE id = $1`), p.ID).Scan(&sentAt); err != nil {
+		if err := s.db.QueryRow(t.Context(), s.dialect.sql(`SELECT coalesce(sent_at, 0) FROM payments WHERE id = $1`), p.ID).Scan(&sentAt); err != nil {
 			t.Fatal(err)
 		}
 		if leaseUntil = millis(stale.CreatedAt) + stale.Age.Milliseconds() + 100; sentAt < leaseUntil-50 {
@@ -317,14 +317,15 @@ func TestProcessorLooksUpBeforeFailing(t *testing.T) {
 // TestTwoReplicasOneBacklog: two processes' processors, each with its own
 // pool, on one database: every payment is charged exactly once.
 func TestTwoReplicasOneBacklog(t *testing.T) {
-	eachDatabase(t, func(t *testing.T, s *Store) {
+	eachURL(t, func(t *testing.T, url string) {
+		s := openStore(t, url)
 		const n = 100
 		var ids []string
 		for i := range n {
 			ids = append(ids, newPayment(t, s, fmt.Sprint("order-", i)).ID)
 		}
 		sim := newSim(t, simulator.Faults{})
-		other := s.reopen(t)
+		other := openStore(t, url)
 		startProcessor(t, s, sim.client(t, time.Second), fastConfig())
 		startProcessor(t, other, sim.client(t, time.Second), fastConfig())
 		for _, id := range ids {

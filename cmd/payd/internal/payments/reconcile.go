@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/idemhq/idem/cmd/payd/internal/database"
 	"github.com/idemhq/idem/cmd/payd/internal/provider"
 )
 
@@ -237,7 +238,7 @@ func (rr *reconciliation) charges(ctx context.Context) error {
 	var page []provider.Charge
 	flush := func() error {
 		ours, err := byKeys(ctx, s, s.sql.paymentsByKeys, page, func(ch provider.Charge) string { return ch.IdempotencyKey },
-			func(row scanner) (*Payment, error) { return scanPayment(row) }, func(p *Payment) string { return p.ProviderKey })
+			func(row database.Row) (*Payment, error) { return scanPayment(row) }, func(p *Payment) string { return p.ProviderKey })
 		if err != nil {
 			return err
 		}
@@ -269,7 +270,7 @@ func (rr *reconciliation) charges(ctx context.Context) error {
 	// A succeeded payment whose charge the listing did not show succeeded:
 	// the charge may have been made after the window ended, so it is
 	// looked up before it is called a mismatch.
-	return eachSucceeded(ctx, s, s.sql.succeededPayments, rr.run, func(row scanner) (*Payment, error) { return scanPayment(row) },
+	return eachSucceeded(ctx, s, s.sql.succeededPayments, rr.run, func(row database.Row) (*Payment, error) { return scanPayment(row) },
 		func(p *Payment) (time.Time, string) { return p.CreatedAt, p.ID },
 		func(p *Payment) error {
 			if charged[p.ProviderKey] {
@@ -299,7 +300,7 @@ func (rr *reconciliation) refunds(ctx context.Context) error {
 	var page []provider.Refund
 	flush := func() error {
 		ours, err := byKeys(ctx, s, s.sql.refundsByKeys, page, func(pr provider.Refund) string { return pr.IdempotencyKey },
-			func(row scanner) (*Refund, error) { return scanRefund(row) }, func(r *Refund) string { return r.ProviderKey })
+			func(row database.Row) (*Refund, error) { return scanRefund(row) }, func(r *Refund) string { return r.ProviderKey })
 		if err != nil {
 			return err
 		}
@@ -328,7 +329,7 @@ func (rr *reconciliation) refunds(ctx context.Context) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	return eachSucceeded(ctx, s, s.sql.succeededRefunds, rr.run, func(row scanner) (*Refund, error) { return scanRefund(row) },
+	return eachSucceeded(ctx, s, s.sql.succeededRefunds, rr.run, func(row database.Row) (*Refund, error) { return scanRefund(row) },
 		func(r *Refund) (time.Time, string) { return r.CreatedAt, r.ID },
 		func(r *Refund) error {
 			if refunded[r.ProviderKey] {
@@ -375,15 +376,15 @@ func (rr *reconciliation) found(ctx context.Context, key string, kinds []string,
 		return nil
 	}
 	delete(rr.open, key) // looked at once per run
-	return rr.store.write(ctx, func(ctx context.Context) error {
-		return rr.store.resolveMismatches(ctx, rr.store.pool, key, kinds, found)
+	return rr.store.db.Write(ctx, func(ctx context.Context) error {
+		return rr.store.resolveMismatches(ctx, rr.store.db, key, kinds, found)
 	})
 }
 
 // byKeys reads payd's rows for the keys of a page of a provider listing,
 // by key.
 func byKeys[P, T any](ctx context.Context, s *Store, stmt string, page []P, keyOf func(P) string,
-	scan func(scanner) (*T, error), rowKey func(*T) string) (map[string]*T, error) {
+	scan func(database.Row) (*T, error), rowKey func(*T) string) (map[string]*T, error) {
 	out := map[string]*T{}
 	if len(page) == 0 {
 		return out, nil
@@ -393,7 +394,7 @@ func byKeys[P, T any](ctx context.Context, s *Store, stmt string, page []P, keyO
 		keys[i] = keyOf(v)
 	}
 	arg, _ := json.Marshal(keys) // strings always encode
-	rs, err := s.pool.query(ctx, stmt, string(arg))
+	rs, err := s.db.Query(ctx, stmt, string(arg))
 	if err != nil {
 		return nil, wrap("read by provider keys", err)
 	}
@@ -411,11 +412,11 @@ func byKeys[P, T any](ctx context.Context, s *Store, stmt string, page []P, keyO
 // eachSucceeded calls f on each row stmt lists for the run's window, a
 // page at a time in (created_at, id) order. A page is read whole before f
 // runs, so f may write.
-func eachSucceeded[T any](ctx context.Context, s *Store, stmt string, run *ReconciliationRun, scan func(scanner) (*T, error),
+func eachSucceeded[T any](ctx context.Context, s *Store, stmt string, run *ReconciliationRun, scan func(database.Row) (*T, error),
 	cursor func(*T) (time.Time, string), f func(*T) error) error {
 	afterAt, afterID := int64(-1), ""
 	for {
-		rs, err := s.pool.query(ctx, stmt, millis(run.WindowFrom), millis(run.WindowTo), afterAt, afterID, reconcilePage)
+		rs, err := s.db.Query(ctx, stmt, millis(run.WindowFrom), millis(run.WindowTo), afterAt, afterID, reconcilePage)
 		if err != nil {
 			return wrap("list succeeded", err)
 		}
@@ -452,9 +453,9 @@ func (s *Store) LastRun(ctx context.Context) (*ReconciliationRun, error) {
 		r                             ReconciliationRun
 		started, finished, wfrom, wto int64
 	)
-	err := s.pool.queryRow(ctx, s.sql.lastRun).Scan(&r.ID, &started, &finished, &wfrom, &wto,
+	err := s.db.QueryRow(ctx, s.sql.lastRun).Scan(&r.ID, &started, &finished, &wfrom, &wto,
 		&r.ProviderCharges, &r.ProviderRefunds, &r.Matched, &r.Fixed, &r.Mismatches)
-	if errors.Is(err, errNoRows) {
+	if errors.Is(err, database.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/idemhq/idem/cmd/payd/internal/database"
 )
 
 // Refund is a refund as payd keeps it. Like a payment, it is its own job:
@@ -86,22 +88,23 @@ func (e *RefundRefused) Error() string { return "payments: refund refused: " + e
 // CreateRefund accepts a refund of amount of the account's payment: it
 // reserves the amount on the payment, so the refunds accepted never exceed
 // what was captured however many arrive at once, inserts the refund as due
-// work, and posts the reservation to the ledger. Under Middleware it writes
-// in the request's transaction. It returns ErrNotFound, or *RefundRefused
-// for a payment not succeeded or an amount over what is left.
+// work, and posts the reservation to the ledger. In a request's
+// transaction (database.WithTx) it writes there. It returns ErrNotFound,
+// or *RefundRefused for a payment not succeeded or an amount over what is
+// left.
 func (s *Store) CreateRefund(ctx context.Context, accountID, paymentID string, amount int64) (*Refund, error) {
 	var r *Refund
-	err := s.inRequestTx(ctx, func(q querier) error {
+	err := s.inRequestTx(ctx, func(q database.Querier) error {
 		var currency, chargeID string
-		err := q.queryRow(ctx, s.sql.reserveRefund, paymentID, accountID, amount).Scan(&currency, &chargeID)
-		if errors.Is(err, errNoRows) {
+		err := q.QueryRow(ctx, s.sql.reserveRefund, paymentID, accountID, amount).Scan(&currency, &chargeID)
+		if errors.Is(err, database.ErrNoRows) {
 			return s.refusal(ctx, q, accountID, paymentID, amount)
 		}
 		if err != nil {
 			return wrap("reserve a refund", err)
 		}
 		id := newID("re_")
-		if r, err = scanRefund(q.queryRow(ctx, s.sql.insertRefund, id, paymentID, accountID, amount, currency, chargeID, "payd_"+id)); err != nil {
+		if r, err = scanRefund(q.QueryRow(ctx, s.sql.insertRefund, id, paymentID, accountID, amount, currency, chargeID, "payd_"+id)); err != nil {
 			return wrap("create refund", err)
 		}
 		return s.post(ctx, q, txnRefundReserve, id, currency, merchantAccount(accountID), refundsPayableAccount(accountID), amount)
@@ -113,10 +116,10 @@ func (s *Store) CreateRefund(ctx context.Context, accountID, paymentID string, a
 }
 
 // refusal says why the payment could not take a refund of amount.
-func (s *Store) refusal(ctx context.Context, q querier, accountID, paymentID string, amount int64) error {
-	p, err := scanPayment(q.queryRow(ctx, s.sql.getPayment, paymentID, accountID))
+func (s *Store) refusal(ctx context.Context, q database.Querier, accountID, paymentID string, amount int64) error {
+	p, err := scanPayment(q.QueryRow(ctx, s.sql.getPayment, paymentID, accountID))
 	switch {
-	case errors.Is(err, errNoRows):
+	case errors.Is(err, database.ErrNoRows):
 		return ErrNotFound
 	case err != nil:
 		return wrap("create refund", err)
@@ -132,7 +135,7 @@ func (s *Store) refusal(ctx context.Context, q querier, accountID, paymentID str
 
 // Refunds returns the refunds of a payment, oldest first.
 func (s *Store) Refunds(ctx context.Context, paymentID string) ([]*Refund, error) {
-	rs, err := s.pool.query(ctx, s.sql.refundsOf, paymentID)
+	rs, err := s.db.Query(ctx, s.sql.refundsOf, paymentID)
 	if err != nil {
 		return nil, wrap("list refunds", err)
 	}
@@ -166,11 +169,11 @@ func (s *Store) ClaimDueRefund(ctx context.Context, lease time.Duration) (*Refun
 		more           bool
 	)
 	var r *Refund
-	err := s.write(ctx, func(ctx context.Context) (err error) {
-		r, err = scanRefund(s.pool.queryRow(ctx, s.sql.claimDueRefund, lease.Milliseconds()), &from, &ageMs, &sinceMs, &more)
+	err := s.db.Write(ctx, func(ctx context.Context) (err error) {
+		r, err = scanRefund(s.db.QueryRow(ctx, s.sql.claimDueRefund, lease.Milliseconds()), &from, &ageMs, &sinceMs, &more)
 		return err
 	})
-	if errors.Is(err, errNoRows) {
+	if errors.Is(err, database.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
@@ -184,12 +187,12 @@ func (s *Store) ClaimDueRefund(ctx context.Context, lease time.Duration) (*Refun
 // released on the payment and reversed in the ledger; or the mismatch that
 // holds it.
 func (s *Store) SettleRefund(ctx context.Context, c *RefundClaim, o Outcome) error {
-	err := s.inTx(ctx, func(q querier) error {
+	err := s.db.InTx(ctx, func(q database.Querier) error {
 		r := *c.Refund
-		err := q.queryRow(ctx, s.sql.settleRefund, c.ID, c.Fence, o.State, nullable(o.ProviderID),
+		err := q.QueryRow(ctx, s.sql.settleRefund, c.ID, c.Fence, o.State, nullable(o.ProviderID),
 			nullable(o.FailureCode), nullable(o.FailureMessage), o.Due.Milliseconds(), o.Sent, o.holdKind()).Scan(&r.PaymentID, &r.AccountID, &r.Amount, &r.Currency)
 		switch {
-		case errors.Is(err, errNoRows):
+		case errors.Is(err, database.ErrNoRows):
 			return ErrFenced
 		case err != nil:
 			return err
@@ -214,12 +217,12 @@ func (s *Store) SettleRefundByKey(ctx context.Context, providerKey string, o Out
 		return false, fmt.Errorf("payments: settle refund by key: %s is not a final state", o.State)
 	}
 	var settled bool
-	err := s.inTx(ctx, func(q querier) error {
+	err := s.db.InTx(ctx, func(q database.Querier) error {
 		settled = false
 		var r Refund
-		err := q.queryRow(ctx, s.sql.settleRefundByKey, providerKey, o.State, nullable(o.ProviderID),
+		err := q.QueryRow(ctx, s.sql.settleRefundByKey, providerKey, o.State, nullable(o.ProviderID),
 			nullable(o.FailureCode), nullable(o.FailureMessage)).Scan(&r.ID, &r.PaymentID, &r.AccountID, &r.Amount, &r.Currency)
-		if errors.Is(err, errNoRows) {
+		if errors.Is(err, database.ErrNoRows) {
 			return nil
 		}
 		if err != nil {
@@ -244,8 +247,8 @@ func (s *Store) HoldRefundByKey(ctx context.Context, m *Mismatch, actor, why str
 
 // refundByKey returns the refund with the provider key, of any account.
 func (s *Store) refundByKey(ctx context.Context, key string) (*Refund, error) {
-	r, err := scanRefund(s.pool.queryRow(ctx, s.sql.refundByKey, key))
-	if errors.Is(err, errNoRows) {
+	r, err := scanRefund(s.db.QueryRow(ctx, s.sql.refundByKey, key))
+	if errors.Is(err, database.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	return r, wrap("find refund", err)
@@ -253,13 +256,13 @@ func (s *Store) refundByKey(ctx context.Context, key string) (*Refund, error) {
 
 // finishRefund posts what a refund's new state means for the ledger, in
 // q's transaction.
-func (s *Store) finishRefund(ctx context.Context, q querier, r *Refund, state string) error {
+func (s *Store) finishRefund(ctx context.Context, q database.Querier, r *Refund, state string) error {
 	payable, merchant := refundsPayableAccount(r.AccountID), merchantAccount(r.AccountID)
 	switch state {
 	case StateSucceeded:
 		return s.post(ctx, q, txnRefund, r.ID, r.Currency, payable, clearingAccount, r.Amount)
 	case StateFailed:
-		if _, err := q.exec(ctx, s.sql.releaseRefund, r.PaymentID, r.Amount); err != nil {
+		if _, err := q.Exec(ctx, s.sql.releaseRefund, r.PaymentID, r.Amount); err != nil {
 			return err
 		}
 		return s.post(ctx, q, txnRefundReversal, r.ID, r.Currency, payable, merchant, r.Amount)
@@ -267,7 +270,7 @@ func (s *Store) finishRefund(ctx context.Context, q querier, r *Refund, state st
 	return nil
 }
 
-func scanRefund(row scanner, extra ...any) (*Refund, error) {
+func scanRefund(row database.Row, extra ...any) (*Refund, error) {
 	var (
 		r                Refund
 		created, updated int64

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idemhq/idem/cmd/payd/internal/database"
 	"github.com/idemhq/idem/cmd/payd/internal/provider"
 	"github.com/idemhq/idem/cmd/payd/internal/simulator"
 )
@@ -293,8 +294,8 @@ func TestVerifyChecksCurrencies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = s.inTx(ctx, func(q querier) error {
-			if _, err := q.exec(ctx, s.dialect.sql(`UPDATE payments SET state = 'succeeded', provider_charge_id = $2 WHERE id = $1`), p.ID, ch.ID); err != nil {
+		err = s.db.InTx(ctx, func(q database.Querier) error {
+			if _, err := q.Exec(ctx, s.dialect.sql(`UPDATE payments SET state = 'succeeded', provider_charge_id = $2 WHERE id = $1`), p.ID, ch.ID); err != nil {
 				return err
 			}
 			return s.postCharge(ctx, q, p.ID, p.AccountID, "eur", p.Amount)

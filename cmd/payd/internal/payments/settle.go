@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/idemhq/idem/cmd/payd/internal/database"
 )
 
 // Outcome is what is recorded for a payment or refund: by the worker that
@@ -59,18 +61,18 @@ func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) (*Payment, erro
 		o.Due.Milliseconds(), o.Sent, o.holdKind()}
 	if s.sql.settleAndPost != "" && o.Hold == nil && !o.endsEscalation {
 		args = append(args, newID("txn_"), rand.IntN(balanceSlots))
-		p, err := scanPayment(s.pool.queryRow(ctx, s.sql.settleAndPost, args...))
-		if errors.Is(err, errNoRows) {
+		p, err := scanPayment(s.db.QueryRow(ctx, s.sql.settleAndPost, args...))
+		if errors.Is(err, database.ErrNoRows) {
 			return nil, ErrFenced
 		}
 		return p, wrap("settle payment", err)
 	}
 	var p *Payment
-	err := s.inTx(ctx, func(q querier) error {
+	err := s.db.InTx(ctx, func(q database.Querier) error {
 		var err error
-		p, err = scanPayment(q.queryRow(ctx, s.sql.settle, args...))
+		p, err = scanPayment(q.QueryRow(ctx, s.sql.settle, args...))
 		switch {
-		case errors.Is(err, errNoRows):
+		case errors.Is(err, database.ErrNoRows):
 			return ErrFenced
 		case err != nil:
 			return err
@@ -107,15 +109,15 @@ func (s *Store) SettleByKey(ctx context.Context, providerKey string, o Outcome, 
 		return false, fmt.Errorf("payments: settle by key: %s is not a final state", o.State)
 	}
 	var settled bool
-	err := s.inTx(ctx, func(q querier) error {
+	err := s.db.InTx(ctx, func(q database.Querier) error {
 		settled = false
 		var (
 			id, accountID, currency string
 			amount                  int64
 		)
-		err := q.queryRow(ctx, s.sql.settleByKey, providerKey, o.State, nullable(o.ProviderID),
+		err := q.QueryRow(ctx, s.sql.settleByKey, providerKey, o.State, nullable(o.ProviderID),
 			nullable(o.FailureCode), nullable(o.FailureMessage)).Scan(&id, &accountID, &amount, &currency)
-		if errors.Is(err, errNoRows) {
+		if errors.Is(err, database.ErrNoRows) {
 			return nil
 		}
 		if err != nil {
@@ -147,10 +149,10 @@ func (s *Store) HoldByKey(ctx context.Context, m *Mismatch, actor, why string) (
 
 func (s *Store) holdByKey(ctx context.Context, stmt string, m *Mismatch, actor, why string) (bool, error) {
 	var held bool
-	err := s.inTx(ctx, func(q querier) error {
+	err := s.db.InTx(ctx, func(q database.Querier) error {
 		var id string
-		switch err := q.queryRow(ctx, stmt, m.ProviderKey, m.Kind).Scan(&id); {
-		case errors.Is(err, errNoRows):
+		switch err := q.QueryRow(ctx, stmt, m.ProviderKey, m.Kind).Scan(&id); {
+		case errors.Is(err, database.ErrNoRows):
 			held = false
 		case err != nil:
 			return err
@@ -166,8 +168,8 @@ func (s *Store) holdByKey(ctx context.Context, stmt string, m *Mismatch, actor, 
 }
 
 // audit appends to the audit log.
-func (s *Store) audit(ctx context.Context, q querier, actor, action, paymentID, detail string) error {
-	_, err := q.exec(ctx, s.sql.audit, newID("aud_"), actor, action, paymentID, detail)
+func (s *Store) audit(ctx context.Context, q database.Querier, actor, action, paymentID, detail string) error {
+	_, err := q.Exec(ctx, s.sql.audit, newID("aud_"), actor, action, paymentID, detail)
 	return wrap("audit", err)
 }
 
@@ -184,7 +186,7 @@ type AuditEntry struct {
 
 // Audit returns the audit log's entries about a payment, oldest first.
 func (s *Store) Audit(ctx context.Context, paymentID string) ([]AuditEntry, error) {
-	rs, err := s.pool.query(ctx, s.sql.auditOf, paymentID)
+	rs, err := s.db.Query(ctx, s.sql.auditOf, paymentID)
 	if err != nil {
 		return nil, wrap("read the audit log", err)
 	}

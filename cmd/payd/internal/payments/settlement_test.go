@@ -129,7 +129,8 @@ func TestRefundLifecycle(t *testing.T) {
 // refunds summing to three times the charge; the accepted ones sum to at
 // most the charge, and the provider sees exactly those.
 func TestConcurrentRefundsNeverExceedTheCharge(t *testing.T) {
-	eachDatabase(t, func(t *testing.T, s *Store) {
+	eachURL(t, func(t *testing.T, url string) {
+		s := openStore(t, url)
 		sim := newSim(t, simulator.Faults{})
 		prov := sim.client(t, time.Second)
 		startProcessor(t, s, prov, fastConfig())
@@ -140,7 +141,7 @@ func TestConcurrentRefundsNeverExceedTheCharge(t *testing.T) {
 			accepted []*Refund
 			wg       sync.WaitGroup
 		)
-		other := s.reopen(t) // two pools, as two replicas
+		other := openStore(t, url) // two pools, as two replicas
 		for i := range 20 {
 			wg.Go(func() {
 				store := []*Store{s, other}[i%2]
@@ -336,7 +337,7 @@ func TestReconciliation(t *testing.T) {
 			if strings.HasPrefix(q, "DELETE") {
 				id = deleted.ID
 			}
-			if _, err := s.pool.exec(ctx, s.dialect.sql(q), id); err != nil {
+			if _, err := s.db.Exec(ctx, s.dialect.sql(q), id); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -404,21 +405,21 @@ func TestVerifyFindsTampering(t *testing.T) {
 		mustVerify(t, s, prov)
 
 		var txn string
-		if err := s.pool.queryRow(t.Context(), s.dialect.sql(`SELECT id FROM ledger_transactions WHERE kind = 'charge' AND ref = $1`), p.ID).Scan(&txn); err != nil {
+		if err := s.db.QueryRow(t.Context(), s.dialect.sql(`SELECT id FROM ledger_transactions WHERE kind = 'charge' AND ref = $1`), p.ID).Scan(&txn); err != nil {
 			t.Fatal(err)
 		}
 		tamper := s.dialect.sql(`UPDATE ledger_entries SET amount = amount + 1 WHERE txn_id = $1 AND line = 1`)
-		if _, err := s.pool.exec(t.Context(), tamper, txn); err == nil || !strings.Contains(err.Error(), "append-only") {
+		if _, err := s.db.Exec(t.Context(), tamper, txn); err == nil || !strings.Contains(err.Error(), "append-only") {
 			t.Fatalf("updating a posted entry: %v, want refused as append-only", err)
 		}
 		unguard := `ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only`
 		if s.Dialect() == "sqlite" {
 			unguard = `DROP TRIGGER ledger_entries_no_update`
 		}
-		if _, err := s.pool.exec(t.Context(), unguard); err != nil {
+		if _, err := s.db.Exec(t.Context(), unguard); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.pool.exec(t.Context(), tamper, txn); err != nil {
+		if _, err := s.db.Exec(t.Context(), tamper, txn); err != nil {
 			t.Fatal(err)
 		}
 		report, err := s.Verify(t.Context(), prov, time.Minute)

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/idemhq/idem/cmd/payd/internal/database/dbtest"
 	"github.com/idemhq/idem/cmd/payd/internal/pgtest"
 	"github.com/idemhq/idem/sqlitestore"
 )
@@ -20,23 +21,32 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // eachDatabase runs test on a migrated Store on a new SQLite file and on a
 // new PostgreSQL database.
 func eachDatabase(t *testing.T, test func(t *testing.T, s *Store)) {
+	eachURL(t, func(t *testing.T, url string) { test(t, openStore(t, url)) })
+}
+
+// eachURL runs test, in parallel, on the URL of a new SQLite file and of a
+// new PostgreSQL database, for a test that opens several Stores on one
+// database, as several processes would.
+func eachURL(t *testing.T, test func(t *testing.T, url string)) {
 	t.Run("sqlite", func(t *testing.T) {
 		t.Parallel()
-		test(t, openStore(t, filepath.Join(t.TempDir(), "payd.db")))
+		test(t, filepath.Join(t.TempDir(), "payd.db"))
 	})
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
-		test(t, openStore(t, pgtest.Database(t)))
+		test(t, pgtest.Database(t))
 	})
 }
 
+// openStore opens a Store on url as payd does, both schemas applied, with
+// the account acct_test reached with sk_test.
 func openStore(t *testing.T, url string) *Store {
 	t.Helper()
-	s, err := Open(t.Context(), url, nil)
-	if err != nil {
+	d := dbtest.Open(t, url)
+	if err := d.Idem.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Close)
+	s := New(d.DB, nil)
 	if err := s.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -47,12 +57,6 @@ func openStore(t *testing.T, url string) *Store {
 		t.Fatal(err)
 	}
 	return s
-}
-
-// reopen opens another Store on s's database, as another process would.
-func (s *Store) reopen(t *testing.T) *Store {
-	t.Helper()
-	return openStore(t, s.url)
 }
 
 func newPayment(t *testing.T, s *Store, reference string) *Payment {

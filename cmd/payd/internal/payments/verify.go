@@ -246,7 +246,7 @@ FROM ` + table + ` WHERE state IN ('pending', 'processing', 'retry_scheduled', '
 
 // collect adds to c a violation for each line q returns.
 func (s *Store) collect(ctx context.Context, c *Check, q string, args ...any) error {
-	rs, err := s.pool.query(ctx, s.dialect.sql(q), args...)
+	rs, err := s.db.Query(ctx, s.dialect.sql(q), args...)
 	if err != nil {
 		return err
 	}
@@ -274,7 +274,7 @@ func (s *Store) checkTriggers(ctx context.Context, c *Check) error {
 	if s.dialect.name == "postgres" {
 		q = `SELECT tgname FROM pg_trigger WHERE tgenabled <> 'D' AND NOT tgisinternal`
 	}
-	rs, err := s.pool.query(ctx, q)
+	rs, err := s.db.Query(ctx, q)
 	if err != nil {
 		return fmt.Errorf("payments: verify triggers: %w", err)
 	}
@@ -305,7 +305,7 @@ type record struct {
 }
 
 func (s *Store) records(ctx context.Context, q string) (map[string]record, error) {
-	rs, err := s.pool.query(ctx, q)
+	rs, err := s.db.Query(ctx, q)
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"net/http"
 	"time"
 )
 
@@ -159,6 +160,14 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// MayHaveActed reports whether the provider can have acted on the request
+// before it answered with e: a 5xx but 503 can (Stripe, for one, records
+// its 500s under the key). A 429, a 503, a 408 and a connection never
+// made say it did not.
+func (e *Error) MayHaveActed() bool {
+	return e.Status >= 500 && e.Status != http.StatusServiceUnavailable
+}
 
 // KindOf returns the kind of a call's error: a *Error's kind, KindUnknown
 // for any other error (when in doubt, the provider may have acted), and 0
