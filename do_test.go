@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/gob"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/memstore"
+	"github.com/idemhq/idem/observe"
 )
 
 type charge struct {
@@ -48,9 +50,21 @@ func TestDoReplaysErrors(t *testing.T) {
 }
 
 // TestDoUnencodableValueIsNotRecorded checks that a value the codec
-// rejects releases the claim and says the outcome is missing.
+// rejects releases the claim and says the outcome is missing, to the
+// caller, the observer and the log alike.
 func TestDoUnencodableValueIsNotRecorded(t *testing.T) {
-	e := newEngine(t, memstore.New(), nil)
+	var (
+		logs        bytes.Buffer
+		notRecorded int
+	)
+	e := newEngine(t, memstore.New(), &idem.Config{
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+		Observer: func(_ context.Context, ev observe.Event) {
+			if ev.Kind == observe.NotRecorded && ev.Fence > 0 && errors.Is(ev.Err, idem.ErrNotRecorded) {
+				notRecorded++
+			}
+		},
+	})
 	runs := 0
 	fn := func(context.Context) (func(), error) { runs++; return func() {}, nil }
 	for i := range 2 {
@@ -61,6 +75,12 @@ func TestDoUnencodableValueIsNotRecorded(t *testing.T) {
 	}
 	if runs != 2 {
 		t.Fatalf("fn ran %d times, want 2: the claim must be released", runs)
+	}
+	if notRecorded != 2 {
+		t.Errorf("observer saw %d not_recorded events, want one per call", notRecorded)
+	}
+	if n := strings.Count(logs.String(), `"level":"ERROR"`); n != 2 {
+		t.Errorf("log has %d ERROR lines, want one per lost outcome:\n%s", n, logs.String())
 	}
 }
 

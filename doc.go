@@ -97,7 +97,9 @@
 //     of the external call (a payment provider returns the same charge for
 //     the same key), so a rerun repeats nothing;
 //   - write business rows with the fence, "... WHERE fence <= $fence", so a
-//     holder that lost its lease cannot overwrite a newer one's work;
+//     holder that lost its lease cannot overwrite a newer one's work (a key
+//     reused after its record expired starts again from fence 1: see the
+//     caveats);
 //   - or use a SQL store's transactional mode, which commits the outcome in
 //     the same transaction as the business writes.
 //

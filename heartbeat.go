@@ -102,7 +102,7 @@ func (h *heartbeat) beat() {
 		h.loseLocked()
 		return
 	default:
-		h.e.observe(ctx, observe.Event{Kind: observe.StoreError, Key: h.lease.Key, Fence: h.lease.Fence, Err: err})
+		h.e.observe(h.detached, observe.Event{Kind: observe.StoreError, Key: h.lease.Key, Fence: h.lease.Fence, Err: err})
 		h.e.cfg.Logger.LogAttrs(h.detached, slog.LevelWarn, "idem: lease renewal failed; retrying until the local deadline",
 			slog.String("key", h.lease.Key), slog.Int64("fence", h.lease.Fence), slog.Any("error", err))
 		next = min(next/2, max(time.Until(h.deadline), 0))

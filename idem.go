@@ -61,7 +61,7 @@ func New(s store.Store, cfg *Config) (*Engine, error) {
 type RunOptions struct {
 	// Fingerprint identifies the request behind the key, such as a SHA-256
 	// of its body. A key reused with a different fingerprint gets
-	// ErrMismatch. At most MaxFingerprintLen bytes. Default "".
+	// ErrMismatch. At most 255 bytes: a digest, not the request. Default "".
 	Fingerprint string
 
 	// Retryable reports whether an error from fn is transient. A transient
@@ -212,7 +212,12 @@ func (e *Engine) await(ctx context.Context, c *call, f *flight) (res result, err
 	if !f.shared {
 		return result{}, nil, false
 	}
-	return result{Value: slices.Clone(f.res.Value), Replayed: true}, f.err, true
+	if f.err != nil {
+		// As a caller in another process would: the recorded error, not
+		// the leader's value (TestWaiterInProcessGetsReplayedError).
+		return result{Replayed: true}, e.replayedError(e.errorOutcome(f.err)), true
+	}
+	return result{Value: slices.Clone(f.res.Value), Replayed: true}, nil, true
 }
 
 // execute claims c's key and runs, replays or waits until it has an outcome.
@@ -342,6 +347,7 @@ func (e *Engine) hold(ctx context.Context, c *call, cr store.ClaimResult, claimS
 	}
 	if fnErr != nil && (ctx.Err() != nil || c.opts.Retryable != nil && c.opts.Retryable(fnErr)) {
 		e.release(detached, l, fnErr)
+		e.unencodable(detached, l, took, fnErr)
 		return result{}, fnErr, false
 	}
 	o := outcome{value: value}
@@ -369,10 +375,10 @@ func (e *Engine) release(detached context.Context, l store.Lease, cause error) {
 	ctx, cancel := e.bounded(detached)
 	err := e.store.Release(ctx, l)
 	cancel()
-	e.observe(ctx, observe.Event{Kind: observe.Released, Key: l.Key, Fence: l.Fence, Err: cause})
+	e.observe(detached, observe.Event{Kind: observe.Released, Key: l.Key, Fence: l.Fence, Err: cause})
 	if err != nil && !errors.Is(err, ErrLeaseLost) {
-		e.observe(ctx, observe.Event{Kind: observe.StoreError, Key: l.Key, Fence: l.Fence, Err: err})
-		e.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "idem: release failed; the key stays in flight until its lease expires",
+		e.observe(detached, observe.Event{Kind: observe.StoreError, Key: l.Key, Fence: l.Fence, Err: err})
+		e.cfg.Logger.LogAttrs(detached, slog.LevelWarn, "idem: release failed; the key stays in flight until its lease expires",
 			slog.String("key", l.Key), slog.Int64("fence", l.Fence), slog.Any("error", err))
 	}
 }
@@ -401,10 +407,23 @@ func (e *Engine) storeFailed(ctx context.Context, op, key string, err error) err
 // on.
 func (e *Engine) notRecorded(ctx context.Context, op string, l store.Lease, took time.Duration, err error) error {
 	se := &StoreError{Op: op, Key: l.Key, Executed: true, Err: err}
-	e.observe(ctx, observe.Event{Kind: observe.NotRecorded, Key: l.Key, Fence: l.Fence, Duration: took, Err: se})
+	e.reportNotRecorded(ctx, op, l, took, se)
+	return se
+}
+
+// unencodable reports fnErr, which released l's claim, as a lost outcome
+// if it is Do's value that could not be encoded: fn ran, and its outcome
+// cannot be recorded (TestDoUnencodableValueIsNotRecorded).
+func (e *Engine) unencodable(ctx context.Context, l store.Lease, took time.Duration, fnErr error) {
+	if _, ok := errors.AsType[*encodeError](fnErr); ok {
+		e.reportNotRecorded(ctx, "encode", l, took, fnErr)
+	}
+}
+
+func (e *Engine) reportNotRecorded(ctx context.Context, op string, l store.Lease, took time.Duration, err error) {
+	e.observe(ctx, observe.Event{Kind: observe.NotRecorded, Key: l.Key, Fence: l.Fence, Duration: took, Err: err})
 	e.cfg.Logger.LogAttrs(ctx, slog.LevelError, "idem: fn ran but its outcome was not recorded; a retry may run it again",
 		slog.String("op", op), slog.String("key", l.Key), slog.Int64("fence", l.Fence), slog.Any("error", err))
-	return se
 }
 
 // bounded bounds bookkeeping that must run even when the caller's context is

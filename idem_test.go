@@ -503,6 +503,27 @@ func TestDefaultLoggerWarns(t *testing.T) {
 	if _, err := e.Run(t.Context(), "order-1", value("charged"), nil); !errors.Is(err, idem.ErrNotRecorded) {
 		t.Fatalf("Run = %v, want ErrNotRecorded", err)
 	}
+	// A takeover, which the engine logs at info, must not reach the log.
+	s := memstore.New()
+	tookOver := 0
+	taker := newEngine(t, s, &idem.Config{Observer: func(_ context.Context, ev observe.Event) {
+		if ev.Kind == observe.Takeover {
+			tookOver++
+		}
+	}})
+	var storeKey string
+	taker.Run(t.Context(), "order-2", func(ctx context.Context) ([]byte, error) {
+		l, _ := idem.LeaseFrom(ctx)
+		storeKey = l.StoreKey
+		return nil, errors.New("transient")
+	}, &idem.RunOptions{Retryable: func(error) bool { return true }})
+	if cr, err := s.Claim(t.Context(), store.ClaimParams{Key: storeKey, Owner: "crashed", LeaseTTL: time.Millisecond, Retention: time.Hour}); err != nil || cr.Status != store.ClaimAcquired {
+		t.Fatalf("plant a crashed holder: (%v, %v)", cr.Status, err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if _, err := taker.Run(t.Context(), "order-2", value("v"), nil); err != nil || tookOver != 1 {
+		t.Fatalf("Run over a crashed holder = %v with %d takeovers, want one takeover", err, tookOver)
+	}
 	if !strings.Contains(logs.String(), `"level":"ERROR"`) || !strings.Contains(logs.String(), "not recorded") {
 		t.Errorf("default log %q: want the ERROR line for the lost outcome", logs.String())
 	}
@@ -600,5 +621,40 @@ func TestReplayAllocations(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() { e.Run(ctx, "order-1", fn, nil) })
 	if allocs > 2 {
 		t.Fatalf("a replay allocates %.1f times, want at most 2", allocs)
+	}
+}
+
+// TestWaiterInProcessGetsReplayedError: a caller that waited in this
+// process for the holder of its key gets the recorded error as a
+// *ReplayedError, as a caller in another process would, never the
+// holder's own error value.
+func TestWaiterInProcessGetsReplayedError(t *testing.T) {
+	e := newEngine(t, memstore.New(), nil)
+	declined := errors.New("declined")
+	started, finish := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	var holderErr error
+	wg.Go(func() {
+		_, holderErr = e.Run(t.Context(), "order-1", func(context.Context) ([]byte, error) {
+			close(started)
+			<-finish
+			return nil, declined
+		}, nil)
+	})
+	<-started
+	var (
+		waiter    idem.Result[[]byte]
+		waiterErr error
+	)
+	wg.Go(func() { waiter, waiterErr = e.Run(t.Context(), "order-1", mustNotRun(t), nil) })
+	time.Sleep(20 * time.Millisecond) // let the waiter join the holder's flight
+	close(finish)
+	wg.Wait()
+	if holderErr != declined {
+		t.Fatalf("holder got %v, want its own error", holderErr)
+	}
+	re, ok := errors.AsType[*idem.ReplayedError](waiterErr)
+	if !ok || re.Message != "declined" || !waiter.Replayed || waiterErr == declined {
+		t.Fatalf("waiter got (%+v, %#v), want a replayed *ReplayedError with the message", waiter, waiterErr)
 	}
 }

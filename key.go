@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 )
 
-// validateKey enforces the key policy: 1–MaxKeyLen bytes of UTF-8 without
+// validateKey enforces the key policy: 1–maxKeyLen bytes of UTF-8 without
 // control characters. It never echoes the key, which may be sensitive.
 func validateKey(key string) error {
 	if key == "" {

@@ -62,7 +62,7 @@ func decodeOutcome(b []byte) (outcome, error) {
 // ErrorCoder is an error that carries its own stable code. Recorded, the
 // code replays as ReplayedError.Code, so a caller can tell errors apart
 // after replay without registering them in Config.Errors. Codes longer
-// than 64 bytes are not recorded.
+// than 255 bytes are not recorded.
 type ErrorCoder interface {
 	error
 	ErrorCode() string

@@ -122,6 +122,7 @@ func (t *txCall[Tx]) hold(ctx context.Context, e *Engine, c *call, tx Tx, l stor
 	}
 	if fnErr != nil && (ctx.Err() != nil || c.opts.Retryable != nil && c.opts.Retryable(fnErr)) {
 		t.rollback(e, detached, tx, l, fnErr)
+		e.unencodable(detached, l, took, fnErr)
 		return result{}, fnErr, false
 	}
 	o := outcome{value: value}
@@ -146,9 +147,9 @@ func (t *txCall[Tx]) rollback(e *Engine, detached context.Context, tx Tx, l stor
 	ctx, cancel := e.bounded(detached)
 	err := t.store.Rollback(ctx, tx)
 	cancel()
-	e.observe(ctx, observe.Event{Kind: observe.Released, Key: l.Key, Fence: l.Fence, Err: cause})
+	e.observe(detached, observe.Event{Kind: observe.Released, Key: l.Key, Fence: l.Fence, Err: cause})
 	if err != nil {
-		e.observe(ctx, observe.Event{Kind: observe.StoreError, Key: l.Key, Fence: l.Fence, Err: err})
+		e.observe(detached, observe.Event{Kind: observe.StoreError, Key: l.Key, Fence: l.Fence, Err: err})
 		e.cfg.Logger.LogAttrs(detached, slog.LevelWarn, "idem: rollback failed; the database ends the transaction when its connection closes",
 			slog.String("key", l.Key), slog.Any("error", err))
 	}

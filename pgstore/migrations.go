@@ -11,17 +11,22 @@ import (
 )
 
 // Migrations returns the store's schema changes for schema ("" means
-// DefaultSchema), for teams that apply schema with their own tool (goose,
-// atlas, psql -f): the numbered files NNNN_what.sql, in the order to
-// apply them, with the schema filled in. Each file is one script to run
-// whole, in one transaction, and records itself in schema.idem_migrations
-// as Migrate would, so Migrate run afterwards finds nothing to do
-// (TestExportedMigrationsMatchMigrate). Migrate stays the documented
-// default. A migration tool that splits files on semicolons needs each
-// file marked as one statement: the functions' bodies hold semicolons.
-func Migrations(schema string) fs.FS {
+// DefaultSchema, and a name Config.Schema refuses is refused), for teams
+// that apply schema with their own tool: the numbered files NNNN_what.sql,
+// in the order to apply them, with the schema filled in. Each file is one
+// script to run whole and in one transaction, as psql -1 -v
+// ON_ERROR_STOP=1 -f does, and as goose does with the annotations each
+// file carries; it records itself in schema.idem_migrations as Migrate
+// would, so Migrate run afterwards finds nothing to do
+// (TestExportedMigrationsMatchMigrate). Run outside a transaction, a file
+// that fails half-way would still record itself. Migrate stays the
+// documented default.
+func Migrations(schema string) (fs.FS, error) {
 	if schema == "" {
 		schema = DefaultSchema
+	}
+	if err := checkSchema(schema); err != nil {
+		return nil, err
 	}
 	quoted := pgx.Identifier{schema}.Sanitize()
 	names, err := fs.Glob(migrations, "migrations/*.sql")
@@ -36,12 +41,26 @@ func Migrations(schema string) fs.FS {
 			panic(err) // embedded files are always readable
 		}
 		base := strings.TrimPrefix(name, "migrations/")
-		script := fmt.Sprintf("CREATE SCHEMA IF NOT EXISTS %[1]s;\n%[2]s;\n%[3]s\n;\nINSERT INTO %[1]s.idem_migrations (name) VALUES ('%[4]s') ON CONFLICT (name) DO NOTHING;\n",
-			quoted, migrationsTable(quoted), strings.ReplaceAll(string(body), "{{schema}}", quoted), base)
+		script := fmt.Sprintf(scriptLayout, quoted, migrationsTable(quoted), strings.ReplaceAll(string(body), "{{schema}}", quoted), base)
 		out[base] = &fstest.MapFile{Data: []byte(script), Mode: 0o444}
 	}
-	return out
+	return out, nil
 }
+
+// scriptLayout wraps one migration for another tool: apply it whole, in
+// one transaction; goose reads the annotations, every other tool sees
+// comments.
+const scriptLayout = `-- +goose Up
+-- +goose StatementBegin
+-- Apply this file whole, in one transaction (psql -1 -v ON_ERROR_STOP=1 -f).
+-- It records itself in %[1]s.idem_migrations, as pgstore's Migrate would.
+CREATE SCHEMA IF NOT EXISTS %[1]s;
+%[2]s;
+%[3]s
+;
+INSERT INTO %[1]s.idem_migrations (name) VALUES ('%[4]s') ON CONFLICT (name) DO NOTHING;
+-- +goose StatementEnd
+`
 
 // migrationsTable is the statement that creates the table where Migrate
 // records each migration it applied.

@@ -28,7 +28,13 @@ func TestExportedMigrationsMatchMigrate(t *testing.T) {
 	t.Cleanup(func() {
 		pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 	})
-	files := pgstore.Migrations(schema)
+	files, err := pgstore.Migrations(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgstore.Migrations(`Weird"Name`); err == nil {
+		t.Error(`Migrations("Weird\"Name") = nil error, want the schema refused as Config.Schema refuses it`)
+	}
 	names, err := fs.Glob(files, "*.sql")
 	if err != nil || len(names) == 0 {
 		t.Fatalf("Migrations holds %v (%v), want the numbered files", names, err)

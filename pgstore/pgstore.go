@@ -114,6 +114,14 @@ type Config struct {
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,46}$`)
 
+// checkSchema refuses a schema name the store does not accept.
+func checkSchema(schema string) error {
+	if !schemaName.MatchString(schema) {
+		return fmt.Errorf("pgstore: Schema %q must be lower-case letters, digits and underscores, starting with a letter or underscore, at most 47 characters", schema)
+	}
+	return nil
+}
+
 func (c *Config) resolve() (Config, error) {
 	var r Config
 	if c != nil {
@@ -122,8 +130,8 @@ func (c *Config) resolve() (Config, error) {
 	if r.Schema == "" {
 		r.Schema = DefaultSchema
 	}
-	if !schemaName.MatchString(r.Schema) {
-		return r, fmt.Errorf("pgstore: Schema %q must be lower-case letters, digits and underscores, starting with a letter or underscore, at most 47 characters", r.Schema)
+	if err := checkSchema(r.Schema); err != nil {
+		return r, err
 	}
 	if r.OpTimeout == 0 {
 		r.OpTimeout = DefaultOpTimeout
