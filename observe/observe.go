@@ -4,7 +4,10 @@
 // other.
 package observe
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Kind names what happened to a call.
 type Kind uint8
@@ -69,4 +72,22 @@ type Event struct {
 	// the call waited.
 	Duration time.Duration
 	Err      error
+}
+
+// All returns an observer that passes each event to every one of
+// observers, in order, such as the OpenTelemetry and the Prometheus
+// adapters together (TestAllCallsEveryObserver). Nil observers are
+// skipped.
+func All(observers ...func(context.Context, Event)) func(context.Context, Event) {
+	var live []func(context.Context, Event)
+	for _, o := range observers {
+		if o != nil {
+			live = append(live, o)
+		}
+	}
+	return func(ctx context.Context, ev Event) {
+		for _, o := range live {
+			o(ctx, ev)
+		}
+	}
 }
