@@ -353,3 +353,218 @@ func TestConcurrentCalls(t *testing.T) {
 		t.Errorf("%d spans, want at least one per call (%d)", got, callers*keys)
 	}
 }
+
+// kindCase is one event of each kind, as the engine reports it, with the
+// errors that may carry the caller's raw key (fn's, a release's cause)
+// carrying it, and the store's errors not.
+type kindCase struct {
+	ev observe.Event
+	// wantCode and wantDesc are the span's status.
+	wantCode codes.Code
+	wantDesc string
+	// hasDuration: the kind has a duration (doc.go: executed, waited,
+	// lease_lost, not_recorded), so the span covers it and idem.duration
+	// has a sample.
+	hasDuration bool
+}
+
+func kindCases() []kindCase {
+	const key = "default/2f1e" // a store key: namespace and hash
+	fnErr := errors.New("charge declined for " + rawKey)
+	claimErr := &idem.StoreError{Op: "claim", Key: key, Err: errors.New("connection refused")}
+	completeErr := &idem.StoreError{Op: "complete", Key: key, Executed: true, Err: errors.New("disk full")}
+	return []kindCase{
+		{ev: observe.Event{Kind: observe.Executed, Key: key, Fence: 7, Duration: 50 * time.Millisecond, Err: fnErr}, hasDuration: true},
+		// A replay knows no fence.
+		{ev: observe.Event{Kind: observe.Replayed, Key: key}},
+		{ev: observe.Event{Kind: observe.Waited, Key: key, Fence: 7, Duration: 2 * time.Second}, hasDuration: true},
+		{ev: observe.Event{Kind: observe.Takeover, Key: key, Fence: 8}},
+		{ev: observe.Event{Kind: observe.LeaseLost, Key: key, Fence: 7, Duration: 30 * time.Second, Err: fnErr},
+			wantCode: codes.Error, wantDesc: "lease lost while fn ran; its outcome was discarded", hasDuration: true},
+		{ev: observe.Event{Kind: observe.Released, Key: key, Fence: 7, Err: fmt.Errorf("fn for %s did not return: %w", rawKey, context.Canceled)}},
+		{ev: observe.Event{Kind: observe.Mismatch, Key: key}},
+		{ev: observe.Event{Kind: observe.InFlight, Key: key, Fence: 7}},
+		{ev: observe.Event{Kind: observe.StoreError, Key: key, Err: claimErr}, wantCode: codes.Error, wantDesc: claimErr.Error()},
+		{ev: observe.Event{Kind: observe.NotRecorded, Key: key, Fence: 7, Duration: 100 * time.Millisecond, Err: completeErr},
+			wantCode: codes.Error, wantDesc: completeErr.Error(), hasDuration: true},
+	}
+}
+
+// TestEveryKind calls the observer with one event of each kind under a
+// caller's span and checks all that doc.go promises of it: one span, a
+// child of the caller's, with exactly the documented attributes, no span
+// events, a status description only from the store's errors, never the raw
+// key; one idem.events for its outcome; idem.not_recorded for not_recorded
+// only; an idem.duration sample exactly for the kinds with a duration.
+func TestEveryKind(t *testing.T) {
+	cases := kindCases()
+	if got, want := len(cases), int(observe.NotRecorded); got != want {
+		t.Fatalf("%d cases, want one per kind (%d)", got, want)
+	}
+	for _, tc := range cases {
+		t.Run(tc.ev.Kind.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				checkKind(t, tc)
+			})
+		})
+	}
+}
+
+func checkKind(t *testing.T, tc kindCase) {
+	tel := newTelemetry(t, "memstore")
+	observer, err := idemotel.New(tel.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcome := tc.ev.Kind.String()
+	ctx, caller := tel.config.TracerProvider.Tracer("test").Start(t.Context(), "caller")
+	observer(ctx, tc.ev)
+	caller.End()
+	now := time.Now() // the bubble's clock stands still
+
+	var spans []sdktrace.ReadOnlySpan
+	for _, s := range tel.spans.Ended() {
+		if s.Name() != "caller" {
+			spans = append(spans, s)
+		}
+	}
+	if len(spans) != 1 {
+		t.Fatalf("%d spans besides the caller's, want 1", len(spans))
+	}
+	s := spans[0]
+	if got, want := s.Name(), "idem."+outcome; got != want {
+		t.Errorf("span name %q, want %q", got, want)
+	}
+
+	// The span joins the caller's trace, as the caller's child.
+	if got, want := s.SpanContext().TraceID(), caller.SpanContext().TraceID(); got != want {
+		t.Errorf("trace id %s, want the caller's %s", got, want)
+	}
+	if got, want := s.Parent().TraceID(), caller.SpanContext().TraceID(); got != want {
+		t.Errorf("parent trace id %s, want the caller's %s", got, want)
+	}
+	if got, want := s.Parent().SpanID(), caller.SpanContext().SpanID(); got != want {
+		t.Errorf("parent span id %s, want the caller's %s", got, want)
+	}
+
+	// Exactly the documented attributes.
+	want := map[attribute.Key]attribute.Value{
+		"idem.outcome":   attribute.StringValue(outcome),
+		"idem.store":     attribute.StringValue("memstore"),
+		"idem.store_key": attribute.StringValue(tc.ev.Key),
+	}
+	if tc.ev.Fence != 0 {
+		want["idem.fence"] = attribute.Int64Value(tc.ev.Fence)
+	}
+	got := map[attribute.Key]attribute.Value{}
+	for _, kv := range s.Attributes() {
+		got[kv.Key] = kv.Value
+	}
+	if len(s.Attributes()) != len(want) || len(got) != len(want) {
+		t.Errorf("attributes %v, want %v", s.Attributes(), want)
+	}
+	for k, w := range want {
+		if g, found := got[k]; !found || g != w {
+			t.Errorf("%s = %v, want %v", k, g.String(), w.String())
+		}
+	}
+	for k := range got {
+		if _, found := want[k]; !found {
+			t.Errorf("attribute %s = %v, want none", k, got[k].String())
+		}
+	}
+
+	// fn's errors are left out: no span events (RecordError adds one), no
+	// links, and the status only as documented.
+	if evs := s.Events(); len(evs) != 0 || s.DroppedEvents() != 0 {
+		t.Errorf("span events %+v, want none", evs)
+	}
+	if links := s.Links(); len(links) != 0 {
+		t.Errorf("span links %+v, want none", links)
+	}
+	if st := s.Status(); st.Code != tc.wantCode || st.Description != tc.wantDesc {
+		t.Errorf("status %v %q, want %v %q", st.Code, st.Description, tc.wantCode, tc.wantDesc)
+	}
+	texts := []string{s.Name(), s.Status().Description}
+	for _, kv := range s.Attributes() {
+		texts = append(texts, string(kv.Key), kv.Value.String())
+	}
+	for _, e := range s.Events() {
+		texts = append(texts, e.Name)
+		for _, kv := range e.Attributes {
+			texts = append(texts, string(kv.Key), kv.Value.String())
+		}
+	}
+	for _, text := range texts {
+		if strings.Contains(text, "order-1234") {
+			t.Errorf("span holds the raw key: %q", text)
+		}
+	}
+
+	// The span ends at the event and covers its duration, if any.
+	if !s.EndTime().Equal(now) {
+		t.Errorf("span ends at %s, want the event's time %s", s.EndTime(), now)
+	}
+	wantLength := time.Duration(0)
+	if tc.hasDuration {
+		wantLength = tc.ev.Duration
+	}
+	if got := s.EndTime().Sub(s.StartTime()); got != wantLength {
+		t.Errorf("span lasts %s, want %s", got, wantLength)
+	}
+
+	// Metrics.
+	var rm metricdata.ResourceMetrics
+	if err := tel.reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	events := sumsIfAny(t, rm, "idem.events")
+	if len(events) != 1 || events[outcome] != 1 {
+		t.Errorf("idem.events = %v, want %s: 1 only", events, outcome)
+	}
+	wantNotRecorded := map[string]int64{}
+	if tc.ev.Kind == observe.NotRecorded {
+		wantNotRecorded[""] = 1
+	}
+	if got := sumsIfAny(t, rm, "idem.not_recorded"); fmt.Sprint(got) != fmt.Sprint(wantNotRecorded) {
+		t.Errorf("idem.not_recorded = %v, want %v", got, wantNotRecorded)
+	}
+	var points []metricdata.HistogramDataPoint[float64]
+	if h, ok := findIfAny(rm, "idem.duration").(metricdata.Histogram[float64]); ok {
+		points = h.DataPoints
+	}
+	if !tc.hasDuration {
+		if len(points) != 0 {
+			t.Errorf("idem.duration = %+v, want no sample", points)
+		}
+		return
+	}
+	if len(points) != 1 || points[0].Count != 1 || points[0].Sum != tc.ev.Duration.Seconds() {
+		t.Fatalf("idem.duration = %+v, want one sample of %vs", points, tc.ev.Duration.Seconds())
+	}
+	if got := checkMetricAttrs(t, "idem.duration", points[0].Attributes, "memstore"); got != outcome {
+		t.Errorf("idem.duration sample has idem.outcome=%s, want %s", got, outcome)
+	}
+}
+
+// findIfAny returns the data of the metric name, or nil if there is none:
+// an instrument that recorded nothing exports nothing.
+func findIfAny(rm metricdata.ResourceMetrics, name string) metricdata.Aggregation {
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == name {
+				return m.Data
+			}
+		}
+	}
+	return nil
+}
+
+// sumsIfAny is sums, with no metric meaning no counts.
+func sumsIfAny(t *testing.T, rm metricdata.ResourceMetrics, name string) map[string]int64 {
+	t.Helper()
+	if findIfAny(rm, name) == nil {
+		return map[string]int64{}
+	}
+	return sums(t, rm, name)
+}

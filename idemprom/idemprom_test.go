@@ -18,6 +18,7 @@ import (
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/idemprom"
 	"github.com/idemhq/idem/memstore"
+	"github.com/idemhq/idem/observe"
 	"github.com/idemhq/idem/store"
 )
 
@@ -223,4 +224,99 @@ func TestConcurrentCalls(t *testing.T) {
 		}
 	}
 	t.Error("no idem_events_total{outcome=executed}")
+}
+
+// TestEveryKind calls the observer with one event of each kind, as the
+// engine reports it, and checks what doc.go promises of it: one count in
+// idem_events_total for its outcome and none for the others; one in
+// idem_not_recorded_total for not_recorded only; a sample in
+// idem_duration_seconds exactly for the kinds with a duration (executed,
+// waited, lease_lost, not_recorded) and none for the others.
+func TestEveryKind(t *testing.T) {
+	const key = "default/2f1e" // a store key: namespace and hash
+	fnErr := errors.New("charge declined for order-1234")
+	cases := []struct {
+		ev          observe.Event
+		hasDuration bool
+	}{
+		{observe.Event{Kind: observe.Executed, Key: key, Fence: 7, Duration: 50 * time.Millisecond, Err: fnErr}, true},
+		{observe.Event{Kind: observe.Replayed, Key: key}, false},
+		{observe.Event{Kind: observe.Waited, Key: key, Fence: 7, Duration: 2 * time.Second}, true},
+		{observe.Event{Kind: observe.Takeover, Key: key, Fence: 8}, false},
+		{observe.Event{Kind: observe.LeaseLost, Key: key, Fence: 7, Duration: 30 * time.Second, Err: fnErr}, true},
+		{observe.Event{Kind: observe.Released, Key: key, Fence: 7, Err: context.Canceled}, false},
+		{observe.Event{Kind: observe.Mismatch, Key: key}, false},
+		{observe.Event{Kind: observe.InFlight, Key: key, Fence: 7}, false},
+		{observe.Event{Kind: observe.StoreError, Key: key,
+			Err: &idem.StoreError{Op: "claim", Key: key, Err: errors.New("connection refused")}}, false},
+		{observe.Event{Kind: observe.NotRecorded, Key: key, Fence: 7, Duration: 100 * time.Millisecond,
+			Err: &idem.StoreError{Op: "complete", Key: key, Executed: true, Err: errors.New("disk full")}}, true},
+	}
+	if got, want := len(cases), int(observe.NotRecorded); got != want {
+		t.Fatalf("%d cases, want one per kind (%d)", got, want)
+	}
+	for _, tc := range cases {
+		outcome := tc.ev.Kind.String()
+		t.Run(outcome, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			observer, err := idemprom.New(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			observer(t.Context(), tc.ev)
+
+			var c counts
+			switch tc.ev.Kind {
+			case observe.Executed:
+				c.executed = 1
+			case observe.Replayed:
+				c.replayed = 1
+			case observe.NotRecorded:
+				c.notRecorded = 1
+			}
+			want := exposition(c)
+			if c == (counts{}) {
+				// exposition counts three outcomes; this kind is another.
+				want = strings.Replace(want, fmt.Sprintf("outcome=%q} 0", outcome), fmt.Sprintf("outcome=%q} 1", outcome), 1)
+			}
+			if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "idem_events_total", "idem_not_recorded_total"); err != nil {
+				t.Error(err)
+			}
+
+			h := histograms(t, reg)
+			if !tc.hasDuration {
+				if len(h) != 0 {
+					t.Errorf("idem_duration_seconds has series %v, want none", seriesOf(h))
+				}
+				return
+			}
+			series := fmt.Sprintf("outcome=%q", outcome)
+			got, found := h[series]
+			if len(h) != 1 || !found {
+				t.Fatalf("idem_duration_seconds has series %v, want %s only", seriesOf(h), series)
+			}
+			sec := tc.ev.Duration.Seconds()
+			if got.GetSampleCount() != 1 || got.GetSampleSum() != sec {
+				t.Errorf("%s: %d samples summing to %v, want 1 of %v", series, got.GetSampleCount(), got.GetSampleSum(), sec)
+			}
+			for _, b := range got.GetBucket() {
+				want := uint64(0)
+				if b.GetUpperBound() >= sec {
+					want = 1
+				}
+				if b.GetCumulativeCount() != want {
+					t.Errorf("%s: bucket le=%v holds %d, want %d", series, b.GetUpperBound(), b.GetCumulativeCount(), want)
+				}
+			}
+		})
+	}
+}
+
+// seriesOf returns the series of h, for a message.
+func seriesOf(h map[string]*dto.Histogram) []string {
+	var ks []string
+	for k := range h {
+		ks = append(ks, k)
+	}
+	return ks
 }
