@@ -214,7 +214,11 @@ func (e *Engine) await(ctx context.Context, c *call, f *flight) (res result, err
 	}
 	if f.err != nil {
 		// As a caller in another process would: the recorded error, not
-		// the leader's value (TestWaiterInProcessGetsReplayedError).
+		// the leader's value (TestWaiterInProcessGetsReplayedError). A
+		// leader that replayed holds one already, code and all.
+		if re, ok := f.err.(*ReplayedError); ok {
+			return result{Replayed: true}, re, true
+		}
 		return result{Replayed: true}, e.replayedError(e.errorOutcome(f.err)), true
 	}
 	return result{Value: slices.Clone(f.res.Value), Replayed: true}, nil, true
