@@ -11,6 +11,7 @@ replace github.com/idemhq/idem/sqlitestore => ../sqlitestore
 replace github.com/idemhq/idem/internal/faultproxy => ../internal/faultproxy
 
 require (
+	github.com/go-json-experiment/json v1.27.2
 	github.com/idemhq/idem v0.0.0-00010101000000-000000000000
 	github.com/idemhq/idem/internal/faultproxy v0.0.0-00010101000000-000000000000
 	github.com/idemhq/idem/pgstore v0.0.0-00010101000000-000000000000

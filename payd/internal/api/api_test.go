@@ -166,7 +166,8 @@ func TestRejects(t *testing.T) {
 		{"LongReference", key, "k", `{"amount":1,"currency":"usd","reference":"` + strings.Repeat("r", 256) + `"}`, 400, "reference"},
 		{"UnknownField", key, "k", `{"amount":1,"currency":"usd","reference":"r","amont":2}`, 400, "amont"},
 		{"NotJSON", key, "k", `amount=1`, 400, ""},
-		{"MetadataNotStrings", key, "k", `{"amount":1,"currency":"usd","reference":"r","metadata":{"a":1}}`, 400, "metadata"},
+		{"MetadataNotStrings", key, "k", `{"amount":1,"currency":"usd","reference":"r","metadata":{"a":1}}`, 400, "metadata[a]"},
+		{"MetadataNotAnObject", key, "k", `{"amount":1,"currency":"usd","reference":"r","metadata":5}`, 400, "metadata"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := f.do(t, http.MethodPost, "/v1/charges", tc.apiKey, tc.idemKey, tc.body)

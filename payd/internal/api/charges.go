@@ -63,15 +63,15 @@ func parseCharge(body []byte) (*chargeRequest, error) {
 		return nil, &invalid{"reference", "missing", "reference is required: your identifier for the charge, such as an order number"}
 	case !printable(req.Reference, maxReferenceLen):
 		return nil, &invalid{"reference", "invalid_reference", fmt.Sprintf("reference must be 1 to %d printable characters", maxReferenceLen)}
-	case utf8.RuneCountInString(req.Description) > maxDescriptionLen || !utf8.ValidString(req.Description):
-		return nil, &invalid{"description", "invalid_description", fmt.Sprintf("description must be UTF-8, at most %d characters", maxDescriptionLen)}
+	case utf8.RuneCountInString(req.Description) > maxDescriptionLen || !utf8.ValidString(req.Description) || !storable(req.Description):
+		return nil, &invalid{"description", "invalid_description", fmt.Sprintf("description must be UTF-8 without NUL, at most %d characters", maxDescriptionLen)}
 	case len(req.Metadata) > maxMetadataKeys:
 		return nil, &invalid{"metadata", "invalid_metadata", fmt.Sprintf("metadata may hold at most %d keys", maxMetadataKeys)}
 	}
 	for k, v := range req.Metadata {
-		if !printable(k, maxMetadataKeyLen) || utf8.RuneCountInString(v) > maxMetadataValLen || !utf8.ValidString(v) {
+		if !printable(k, maxMetadataKeyLen) || utf8.RuneCountInString(v) > maxMetadataValLen || !utf8.ValidString(v) || !storable(v) {
 			return nil, &invalid{"metadata[" + k + "]", "invalid_metadata",
-				fmt.Sprintf("metadata keys must be 1 to %d printable characters, values at most %d characters", maxMetadataKeyLen, maxMetadataValLen)}
+				fmt.Sprintf("metadata keys must be 1 to %d printable characters, values at most %d characters without NUL", maxMetadataKeyLen, maxMetadataValLen)}
 		}
 	}
 	return &req, nil

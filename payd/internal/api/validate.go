@@ -2,12 +2,14 @@ package api
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // invalid is a validation error naming the parameter at fault.
@@ -15,30 +17,66 @@ type invalid struct{ param, code, detail string }
 
 func (e *invalid) Error() string { return e.param + ": " + e.detail }
 
-// decodeJSON decodes body, one JSON object of v's fields and no others,
-// into v, or returns an *invalid naming the field at fault.
+// decodeJSON decodes body, exactly one JSON object of v's fields, into v,
+// or returns an *invalid naming the field at fault. It reads the body one
+// way only, so that no proxy, firewall or log that parses it can see
+// another request than the one payd acts on: member names must match
+// exactly and appear once, the text must be valid UTF-8, and nothing may
+// follow the object (TestStrictInput).
 func decodeJSON(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			if strings.HasPrefix(typeErr.Field, "metadata") {
-				return &invalid{"metadata", "invalid_type", "metadata must be an object whose values are strings"}
-			}
-			return &invalid{typeErr.Field, "invalid_type", fmt.Sprintf("%s must be a %s", typeErr.Field, jsonKind(typeErr.Type.String()))}
+	err := json.Unmarshal(body, v, json.RejectUnknownMembers(true))
+	var syntax *jsontext.SyntacticError
+	if errors.As(err, &syntax) {
+		param := paramOf(syntax.JSONPointer)
+		if errors.Is(err, jsontext.ErrDuplicateName) {
+			return &invalid{param, "duplicate_parameter", fmt.Sprintf("%s appears more than once in the body", param)}
 		}
-		if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			name := strings.Trim(field, `"`)
-			return &invalid{name, "unknown_parameter", "unknown parameter " + field}
+		return &invalid{param, "invalid_json", fmt.Sprintf("the body must be one JSON object in valid UTF-8, with nothing after it: %v at byte %d", syntax.Err, syntax.ByteOffset)}
+	}
+	if err == nil {
+		// null decodes into nothing: it is no object either.
+		if jsontext.Value(body).Kind() != '{' {
+			return &invalid{"", "invalid_json", "the body must be a JSON object"}
 		}
-		return &invalid{"", "invalid_json", "the body is not a JSON object: " + err.Error()}
+		return nil
 	}
-	if dec.More() {
-		return &invalid{"", "invalid_json", "the body holds more than one JSON value"}
+	var semantic *json.SemanticError
+	if errors.As(err, &semantic) {
+		param := paramOf(semantic.JSONPointer)
+		switch {
+		case errors.Is(err, json.ErrUnknownName):
+			return &invalid{param, "unknown_parameter", fmt.Sprintf("unknown parameter %s (names are case-sensitive)", param)}
+		case param == "":
+			return &invalid{"", "invalid_json", "the body must be a JSON object"}
+		case strings.HasPrefix(param, "metadata"):
+			return &invalid{param, "invalid_type", "metadata must be an object whose values are strings"}
+		}
+		return &invalid{param, "invalid_type", fmt.Sprintf("%s must be a %s", param, jsonKind(semantic.GoType.String()))}
 	}
-	return nil
+	return &invalid{"", "invalid_json", "the body must be one JSON object: " + err.Error()}
 }
+
+// paramOf names the member at ptr as payd's errors name parameters:
+// amount, or metadata[key].
+func paramOf(ptr jsontext.Pointer) string {
+	var parts []string
+	for token := range ptr.Tokens() {
+		parts = append(parts, token)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	param := parts[0]
+	for _, p := range parts[1:] {
+		param += "[" + p + "]"
+	}
+	return param
+}
+
+// storable refuses a string that either database cannot keep as given:
+// PostgreSQL's text refuses NUL, so SQLite must too, for one body to get
+// one answer on both.
+func storable(s string) bool { return !strings.ContainsRune(s, 0) }
 
 // checkAmount checks a required amount in minor units.
 func checkAmount(amount *int64) error {
