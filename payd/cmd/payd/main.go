@@ -21,8 +21,27 @@ func main() {
 	}
 }
 
-// signalContext is done on SIGINT or SIGTERM: payd stops taking work and
-// lets what is in flight finish.
+// signalContext is done on the first SIGINT or SIGTERM: payd stops taking
+// work and lets what is in flight finish. A second signal exits at once,
+// with status 2, for an operator who will not wait
+// (TestSecondSignalExitsAtOnce).
 func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-signals:
+		case <-ctx.Done():
+			return
+		}
+		cancel()
+		s := <-signals
+		fmt.Fprintf(os.Stderr, "payd: %s again: exiting now, without waiting for work in flight\n", s)
+		os.Exit(2)
+	}()
+	return ctx, func() {
+		signal.Stop(signals)
+		cancel()
+	}
 }

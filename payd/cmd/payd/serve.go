@@ -33,6 +33,7 @@ type serveConfig struct {
 	reconcileStaleAfter                                                int
 	migrate                                                            bool
 	crash                                                              crashConfig
+	http                                                               httpConfig
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -54,6 +55,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.reconcileStaleAfter, "reconcile-stale-after", payments.DefaultReconcileStaleAfter, "reconciliation intervals without a run that succeeded before payd logs an error and sets payd_reconciliation_stale")
 	fs.BoolVar(&c.migrate, "migrate", true, "apply the database schema at start (use payd migrate and --migrate=false to do it once, ahead of many replicas)")
 	fs.StringVar(&c.logFormat, "log-format", "auto", "json, text, or auto: json unless stderr is a terminal")
+	c.http.flags(fs)
 	c.crash.flags(fs)
 }
 
@@ -80,7 +82,7 @@ func (c *serveConfig) check() error {
 	default:
 		return fmt.Errorf("--log-format must be json, text or auto, not %q", c.logFormat)
 	}
-	return nil
+	return c.http.check()
 }
 
 func (c *serveConfig) runsAPI() bool    { return c.role != "worker" }
@@ -165,24 +167,29 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		defer rec.Stop()
 	}
 
-	var srv *http.Server
+	var front *frontend
 	if cfg.runsAPI() {
-		handler, err := api.NewServer(api.Config{Store: st.payments, Engine: engine, Tx: st.tx, Processor: proc, Registry: reg, Logger: log,
-			Failpoint: crash.hit, WebhookSecrets: secrets, Provider: prov})
+		front, err = newFrontend(cfg.http, func(draining func() bool) (http.Handler, error) {
+			return api.NewServer(api.Config{Store: st.payments, Engine: engine, Tx: st.tx, Processor: proc, Registry: reg, Logger: log,
+				Failpoint: crash.hit, WebhookSecrets: secrets, Provider: prov, Draining: draining})
+		})
 		if err != nil {
 			return err
 		}
-		srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-		go srv.Serve(ln)
+		front.serve(ln)
 		printBanner(stdout, ln.Addr().String(), st.payments, providerURL, cfg, apiKey)
 	} else {
 		fmt.Fprintf(stdout, "payd worker running (%d workers, %s, provider %s)\n", cfg.workers, st.payments.Dialect(), providerURL)
 	}
 	log.Info("payd: started", slog.String("role", cfg.role), slog.String("database", st.payments.Dialect()), slog.String("provider", providerURL))
 
-	<-ctx.Done()
-	shutdown(cfg.shutdownGrace, srv, proc, log)
-	return nil
+	var failed error
+	select {
+	case <-ctx.Done():
+	case failed = <-front.failures():
+		log.Error("payd: stopping: the API server failed", slog.Any("error", failed))
+	}
+	return errors.Join(failed, shutdown(cfg, front, proc, log))
 }
 
 // openReady opens payd's database, migrates it if --migrate says so, and
@@ -246,20 +253,23 @@ func (c *serveConfig) processorConfig(failpoint func(point string), log *slog.Lo
 	}
 }
 
-// shutdown takes no new requests or claims and gives in-flight work grace
-// to finish; srv and proc may be nil.
-func shutdown(grace time.Duration, srv *http.Server, proc *payments.Processor, log *slog.Logger) {
-	log.Info("payd: stopping: no new requests or claims; in-flight work finishes", slog.Duration("grace", grace))
-	stopCtx, cancel := context.WithTimeout(context.Background(), grace)
+// shutdown fails readiness, then takes no new requests or claims and
+// gives in-flight work grace to finish; front and proc may be nil. It
+// returns the API server's failure to stop, which sets the exit code.
+func shutdown(cfg serveConfig, front *frontend, proc *payments.Processor, log *slog.Logger) error {
+	log.Info("payd: stopping: no new requests or claims; in-flight work finishes", slog.String("grace", cfg.shutdownGrace.String()))
+	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.http.drainDelay+cfg.shutdownGrace)
 	defer cancel()
-	if srv != nil {
-		srv.Shutdown(stopCtx)
+	err := front.stop(stopCtx, cfg.http.drainDelay, log)
+	if err != nil {
+		log.Error("payd: "+err.Error(), slog.Any("error", err))
 	}
 	if proc != nil {
 		if err := proc.Stop(stopCtx); err != nil {
 			log.Warn("payd: in-flight work did not finish in time; its leases will expire and another worker completes it", slog.Any("error", err))
 		}
 	}
+	return err
 }
 
 // webhookSecrets splits --webhook-secret: the current secret, then any

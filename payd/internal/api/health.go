@@ -2,6 +2,7 @@ package api
 
 import (
 	"io"
+	"log/slog"
 	"net/http"
 )
 
@@ -12,11 +13,18 @@ func healthz() http.Handler {
 	})
 }
 
-// readyz answers 200 when the database is reachable and migrated.
+// readyz answers 200 when the process is not stopping and the database is
+// reachable and migrated. The database's own error goes to the log, not to
+// whoever asks.
 func (s *server) readyz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining != nil && s.draining() {
+			fail(w, http.StatusServiceUnavailable, "shutting_down", "", "payd is stopping: send requests to another replica")
+			return
+		}
 		if err := s.store.Ready(r.Context()); err != nil {
-			fail(w, http.StatusServiceUnavailable, "not_ready", "", err.Error())
+			s.log.Warn("payd: not ready: the database is unreachable or not migrated", slog.Any("error", err))
+			fail(w, http.StatusServiceUnavailable, "not_ready", "", "the database is unreachable or not migrated; the log says why")
 			return
 		}
 		io.WriteString(w, "ready\n")

@@ -34,6 +34,9 @@ type Config struct {
 	Processor *payments.Processor
 	Registry  *prometheus.Registry
 	Logger    *slog.Logger
+	// Draining, if set, reports that the process is stopping: /readyz then
+	// answers 503, so load balancers stop sending before the API stops.
+	Draining func() bool
 	// MaxPreferWait caps Prefer: wait=N. Default 30s.
 	MaxPreferWait time.Duration
 	// IdempotencyWait is how long a request waits for another request with
@@ -71,6 +74,7 @@ type server struct {
 	idemWait  time.Duration
 	metrics   metrics
 	failpoint func(point string)
+	draining  func() bool
 	accounts  accountCache
 
 	idempotent func(http.Handler) http.Handler
@@ -97,6 +101,7 @@ func NewServer(cfg Config) (http.Handler, error) {
 	}
 	s := &server{
 		store:     cfg.Store,
+		draining:  cfg.Draining,
 		processor: cfg.Processor,
 		registry:  cfg.Registry,
 		log:       cfg.Logger,
