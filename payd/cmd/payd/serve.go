@@ -262,7 +262,7 @@ func shutdown(cfg serveConfig, front *frontend, proc *payments.Processor, log *s
 	defer cancel()
 	err := front.stop(stopCtx, cfg.http.drainDelay, log)
 	if err != nil {
-		log.Error("payd: "+err.Error(), slog.Any("error", err))
+		log.Error("payd: stopping the API cut requests still in flight", slog.Any("error", err))
 	}
 	if proc != nil {
 		if err := proc.Stop(stopCtx); err != nil {
