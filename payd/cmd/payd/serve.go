@@ -68,6 +68,9 @@ func (c *serveConfig) check() error {
 	if c.workers < 1 {
 		return fmt.Errorf("--workers must be at least 1, not %d", c.workers)
 	}
+	if c.role != "all" && c.providerURL == "" {
+		return fmt.Errorf("--role %s needs --provider-url: only --role all starts the built-in simulator, and processes that do not share one provider charge in different places", c.role)
+	}
 	if c.reconcileInterval < 0 || c.reconcileWindow <= 0 || c.reconcileStaleAfter < 1 {
 		return fmt.Errorf("--reconcile-interval must not be negative, --reconcile-window must be positive and --reconcile-stale-after at least 1")
 	}
@@ -214,11 +217,16 @@ func openReady(ctx context.Context, cfg serveConfig, log *slog.Logger) (*storage
 
 // ensureDevAccount writes the dev account, reached with apiKey or, if it
 // is "", with a new random key, and returns the key.
+// ensureDevAccount makes the dev account's key apiKey, or a new random one
+// when apiKey is empty, and returns the key to print: the new one, or ""
+// for a key the operator gave, which payd never prints.
 func ensureDevAccount(ctx context.Context, store *payments.Store, apiKey string) (string, error) {
+	shown := ""
 	if apiKey == "" {
 		apiKey = "sk_dev_" + strings.ToLower(crand.Text())
+		shown = apiKey
 	}
-	return apiKey, store.EnsureAccount(ctx, "acct_dev", "dev", apiKey)
+	return shown, store.EnsureAccount(ctx, "acct_dev", "dev", apiKey)
 }
 
 // startBuiltInSimulator starts the simulator that stands in for the
@@ -292,8 +300,14 @@ func printBanner(w io.Writer, addr string, store *payments.Store, providerURL st
 		where = "PostgreSQL"
 	}
 	fmt.Fprintf(w, "payd is ready on http://%s (%s, provider %s, role %s)\n", addr, where, providerURL, cfg.role)
-	fmt.Fprintf(w, "dev API key: %s\n\n", apiKey)
-	fmt.Fprintf(w, "Try it:\n  curl -s http://%s/v1/charges -H 'Authorization: Bearer %s' -H 'Idempotency-Key: order-123-try-1' -H 'Prefer: wait=5' -d '{\"amount\":1999,\"currency\":\"usd\",\"reference\":\"order_123\"}'\n\n", addr, apiKey)
+	bearer := apiKey
+	if apiKey == "" { // the operator's own key, never printed
+		bearer = "$PAYD_API_KEY"
+		fmt.Fprint(w, "dev API key: the one given with --api-key or PAYD_API_KEY\n\n")
+	} else {
+		fmt.Fprintf(w, "dev API key: %s\n\n", apiKey)
+	}
+	fmt.Fprintf(w, "Try it:\n  curl -s http://%s/v1/charges -H \"Authorization: Bearer %s\" -H 'Idempotency-Key: order-123-try-1' -H 'Prefer: wait=5' -d '{\"amount\":1999,\"currency\":\"usd\",\"reference\":\"order_123\"}'\n\n", addr, bearer)
 }
 
 func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
