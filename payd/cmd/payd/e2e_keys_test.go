@@ -55,7 +55,7 @@ func TestOperatorKeyIsNeverPrinted(t *testing.T) {
 			t.Errorf("%s: the output shows the operator's key, or no placeholder for it:\n%s", name, out)
 		}
 	}
-	if out := serveOutput(t, nil, paydArgs(db, simURL)...); !strings.Contains(out, "dev API key: sk_dev_") {
+	if out := serveOutput(t, nil, paydArgs(db, simURL)...); !strings.Contains(out, "dev API key: sk_") {
 		t.Errorf("a key payd made is not printed:\n%s", out)
 	}
 }

@@ -52,7 +52,7 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreTopFunction("github.com/Shopify/toxiproxy/v2/toxics.(*LatencyToxic).Pipe"))
 }
 
-const testKey = "sk_test_e2e"
+const testKey = "sk_test_e2e_0123456789"
 
 // proc is a payd process.
 type proc struct {
@@ -62,10 +62,18 @@ type proc struct {
 	logs *testenv.SyncBuffer
 }
 
-// startPayd runs payd with args, and waits until it says it is ready.
+// startPayd runs payd with args and the dev account's key testKey, and
+// waits until it says it is ready.
 func startPayd(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--", "--api-key", testKey, "--log-format", "json"}, args...)...)
+	return startPaydAs(t, append([]string{"--api-key", testKey}, args...)...)
+}
+
+// startPaydAs runs payd with args alone, logging JSON, and waits until
+// it says it is ready.
+func startPaydAs(t *testing.T, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--", "--log-format", "json"}, args...)...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -18,6 +18,8 @@ var commands = []struct {
 }{
 	{"serve", "run the API, the workers, or both (the default command)", runServe},
 	{"migrate", "apply the database schema and exit", runMigrate},
+	{"accounts", "make and list merchant accounts", runAccounts},
+	{"keys", "make, list and revoke an account's API keys", runKeys},
 	{"verify", "check every money invariant against the database and the provider; non-zero exit on a violation", runVerify},
 	{"mismatches", "list the open mismatches with the provider, which need an operator", runMismatches},
 	{"correct", "correct an open mismatch by the provider's record, audited, with its ledger transaction", runCorrect},

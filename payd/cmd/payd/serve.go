@@ -39,7 +39,7 @@ type serveConfig struct {
 func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "where the API listens")
 	fs.StringVar(&c.databaseURL, "database-url", "payd.db", "a SQLite file path, or a postgres:// URL")
-	fs.StringVar(&c.apiKey, "api-key", "", "the dev account's API key (default: a new random key, printed at start)")
+	fs.StringVar(&c.apiKey, "api-key", "", "an API key of the dev account, acct_dev, added at start if it is not one yet and never printed (default on SQLite: the key kept in <database>.dev-key, made on the first start and printed at each; accounts and keys are made with payd accounts and payd keys)")
 	fs.StringVar(&c.providerURL, "provider-url", "", "the provider's base URL (default: start the built-in simulator)")
 	fs.StringVar(&c.simAddr, "sim-addr", "127.0.0.1:8081", "where the built-in simulator serves its own API, when --provider-url is empty")
 	fs.StringVar(&c.role, "role", "all", "api, worker, or all")
@@ -121,7 +121,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer st.close()
-	apiKey, err := ensureDevAccount(ctx, st.payments, cfg.apiKey)
+	dev, err := ensureDevKey(ctx, st.payments, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -180,7 +180,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			return err
 		}
 		front.serve(ln)
-		printBanner(stdout, ln.Addr().String(), st.payments, providerURL, cfg, apiKey)
+		printBanner(stdout, ln.Addr().String(), st.payments, providerURL, cfg, dev)
 	} else {
 		fmt.Fprintf(stdout, "payd worker running (%d workers, %s, provider %s)\n", cfg.workers, st.payments.Dialect(), providerURL)
 	}
@@ -213,20 +213,6 @@ func openReady(ctx context.Context, cfg serveConfig, log *slog.Logger) (*storage
 		return nil, fmt.Errorf("database not ready: %w", err)
 	}
 	return st, nil
-}
-
-// ensureDevAccount writes the dev account, reached with apiKey or, if it
-// is "", with a new random key, and returns the key.
-// ensureDevAccount makes the dev account's key apiKey, or a new random one
-// when apiKey is empty, and returns the key to print: the new one, or ""
-// for a key the operator gave, which payd never prints.
-func ensureDevAccount(ctx context.Context, store *payments.Store, apiKey string) (string, error) {
-	shown := ""
-	if apiKey == "" {
-		apiKey = "sk_dev_" + strings.ToLower(crand.Text())
-		shown = apiKey
-	}
-	return shown, store.EnsureAccount(ctx, "acct_dev", "dev", apiKey)
 }
 
 // startBuiltInSimulator starts the simulator that stands in for the
@@ -292,7 +278,7 @@ func webhookSecrets(flag string) [][]byte {
 	return out
 }
 
-func printBanner(w io.Writer, addr string, store *payments.Store, providerURL string, cfg serveConfig, apiKey string) {
+func printBanner(w io.Writer, addr string, store *payments.Store, providerURL string, cfg serveConfig, dev devKey) {
 	where := store.Dialect()
 	if where == "sqlite" {
 		where = "SQLite " + cfg.databaseURL
@@ -300,12 +286,12 @@ func printBanner(w io.Writer, addr string, store *payments.Store, providerURL st
 		where = "PostgreSQL"
 	}
 	fmt.Fprintf(w, "payd is ready on http://%s (%s, provider %s, role %s)\n", addr, where, providerURL, cfg.role)
-	bearer := apiKey
-	if apiKey == "" { // the operator's own key, never printed
+	bearer := dev.shown
+	if dev.shown == "" {
 		bearer = "$PAYD_API_KEY"
-		fmt.Fprint(w, "dev API key: the one given with --api-key or PAYD_API_KEY\n\n")
+		fmt.Fprintf(w, "%s\n\n", dev.note)
 	} else {
-		fmt.Fprintf(w, "dev API key: %s\n\n", apiKey)
+		fmt.Fprintf(w, "dev API key: %s\n\n", dev.shown)
 	}
 	fmt.Fprintf(w, "Try it:\n  curl -s http://%s/v1/charges -H \"Authorization: Bearer %s\" -H 'Idempotency-Key: order-123-try-1' -H 'Prefer: wait=5' -d '{\"amount\":1999,\"currency\":\"usd\",\"reference\":\"order_123\"}'\n\n", addr, bearer)
 }

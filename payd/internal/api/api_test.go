@@ -26,7 +26,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const key = "sk_test_api"
+const key = "sk_test_api_0123456789"
 
 type fixture struct {
 	url   string
@@ -69,7 +69,7 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 	if err := store.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	for _, acct := range []struct{ id, key string }{{"acct_a", key}, {"acct_b", "sk_test_other"}} {
+	for _, acct := range []struct{ id, key string }{{"acct_a", key}, {"acct_b", "sk_test_other_0123456789"}} {
 		if err := store.EnsureAccount(t.Context(), acct.id, acct.id, acct.key); err != nil {
 			t.Fatal(err)
 		}
@@ -204,7 +204,7 @@ func TestChargeLifecycle(t *testing.T) {
 		t.Fatalf("same key, other body = %d, want 422", r.status)
 	}
 	// The same key from another account is that account's own request.
-	if r := f.do(t, http.MethodPost, "/v1/charges", "sk_test_other", "k1", body); r.status != http.StatusAccepted || r.header.Get("Idempotent-Replayed") != "" {
+	if r := f.do(t, http.MethodPost, "/v1/charges", "sk_test_other_0123456789", "k1", body); r.status != http.StatusAccepted || r.header.Get("Idempotent-Replayed") != "" {
 		t.Fatalf("another account's k1 = %d replayed %q, want a fresh 202", r.status, r.header.Get("Idempotent-Replayed"))
 	}
 	waited := f.do(t, http.MethodPost, "/v1/charges", key, "k1", body, "Prefer", "wait=10")
@@ -215,7 +215,7 @@ func TestChargeLifecycle(t *testing.T) {
 	if r := f.do(t, http.MethodGet, "/v1/charges/"+c.ID, key, "", ""); r.status != http.StatusOK || !strings.Contains(r.body, `"status":"succeeded"`) {
 		t.Fatalf("GET = %d %s", r.status, r.body)
 	}
-	if r := f.do(t, http.MethodGet, "/v1/charges/"+c.ID, "sk_test_other", "", ""); r.status != http.StatusNotFound {
+	if r := f.do(t, http.MethodGet, "/v1/charges/"+c.ID, "sk_test_other_0123456789", "", ""); r.status != http.StatusNotFound {
 		t.Fatalf("GET by another account = %d, want 404", r.status)
 	}
 	var page struct {

@@ -29,11 +29,23 @@ func principal(r *http.Request) (string, error) {
 	return id, nil
 }
 
+// bearerToken returns the token of an "Authorization: Bearer <token>"
+// header; the scheme is matched in any case, as RFC 9110 says
+// (TestBearerSchemeInAnyCase).
+func bearerToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(header, " ")
+	token = strings.TrimLeft(token, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
+		return "", false
+	}
+	return token, true
+}
+
 // authenticate resolves "Authorization: Bearer <api key>" to an account.
 func (s *server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || key == "" {
+		key, ok := bearerToken(r.Header.Get("Authorization"))
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="payd"`)
 			fail(w, http.StatusUnauthorized, "unauthenticated", "", "send your API key as Authorization: Bearer <key>")
 			return
@@ -55,8 +67,9 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 }
 
 // accountCache remembers which account an API key belongs to for a few
-// seconds, sparing the database a query per request. A key removed from
-// the database keeps working until its entry expires.
+// seconds, sparing the database a query per request. A key revoked keeps
+// working until its entry expires, accountTTL at most
+// (TestRevokedKeyIsRefused).
 type accountCache struct {
 	mu      sync.Mutex
 	entries map[string]cachedAccount

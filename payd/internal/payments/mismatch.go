@@ -94,7 +94,18 @@ func (s *Store) resolveMismatches(ctx context.Context, q database.Querier, key s
 
 // OpenMismatches returns the mismatches not resolved, oldest first.
 func (s *Store) OpenMismatches(ctx context.Context) ([]Mismatch, error) {
-	rs, err := s.db.Query(ctx, s.sql.openMismatches)
+	return s.mismatches(ctx, s.sql.openMismatches)
+}
+
+// OpenMismatchesOf returns the mismatches not resolved about account's
+// payments and refunds, oldest first: what the account may see of
+// reconciliation (TestMerchantsSeeOnlyTheirOwn).
+func (s *Store) OpenMismatchesOf(ctx context.Context, account string) ([]Mismatch, error) {
+	return s.mismatches(ctx, s.sql.openMismatchesOf, account)
+}
+
+func (s *Store) mismatches(ctx context.Context, query string, args ...any) ([]Mismatch, error) {
+	rs, err := s.db.Query(ctx, query, args...)
 	if err != nil {
 		return nil, wrap("list mismatches", err)
 	}

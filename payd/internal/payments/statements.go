@@ -2,7 +2,9 @@ package payments
 
 // statements are payd's SQL for one dialect.
 type statements struct {
-	upsertAccount, accountByKey, accountIs          string
+	insertAccount, accountExists, listAccounts      string
+	insertKey, keyByHash, keysOf, revokeKey, keyOf  string
+	accountByKey                                    string
 	insertPayment, getPayment, listByReference      string
 	claimDue, claimPending, settle, settleByKey     string
 	countDue                                        string
@@ -17,6 +19,7 @@ type statements struct {
 	succeededPayments, succeededRefunds             string
 	holdByKey, holdRefundByKey                      string
 	recordMismatch, resolveMismatch, openMismatches string
+	openMismatchesOf                                string
 	mismatchByID                                    string
 	insertRun, lastRun                              string
 	correctPayment, correctRefund, adjustRefunded   string
@@ -159,6 +162,7 @@ const paymentColumns = `id, account_id, amount, currency, reference, description
 
 func newStatements(d dialect) statements {
 	var st statements
+	st.accountSQL(d)
 	st.paymentSQL(d)
 	st.refundSQL(d)
 	st.ledgerSQL(d)
@@ -167,13 +171,30 @@ func newStatements(d dialect) statements {
 	return st
 }
 
-// paymentSQL sets the statements of accounts and payments.
-func (st *statements) paymentSQL(d dialect) {
-	st.upsertAccount = d.sql(`
+// accountSQL sets the statements of accounts and their API keys. A key
+// is found by its hash; accounts.api_key_hash is retired (migration 0005)
+// and given $3, a value no hash equals.
+func (st *statements) accountSQL(d dialect) {
+	st.insertAccount = d.sql(`
 INSERT INTO accounts (id, name, api_key_hash, created_at) VALUES ($1, $2, $3, {{now}})
-ON CONFLICT (id) DO UPDATE SET name = excluded.name, api_key_hash = excluded.api_key_hash`)
-	st.accountByKey = d.sql(`SELECT id FROM accounts WHERE api_key_hash = $1`)
-	st.accountIs = d.sql(`SELECT count(*) FROM accounts WHERE id = $1 AND name = $2 AND api_key_hash = $3`)
+ON CONFLICT (id) DO NOTHING`)
+	st.accountExists = d.sql(`SELECT count(*) FROM accounts WHERE id = $1`)
+	st.listAccounts = d.sql(`
+SELECT a.id, a.name, a.created_at, count(k.id)
+FROM accounts a LEFT JOIN api_keys k ON k.account_id = a.id AND k.revoked_at IS NULL
+GROUP BY a.id, a.name, a.created_at ORDER BY a.created_at, a.id`)
+	st.insertKey = d.sql(`
+INSERT INTO api_keys (id, account_id, hash, hint, created_at) VALUES ($1, $2, $3, $4, {{now}})
+ON CONFLICT (hash) DO NOTHING`)
+	st.keyByHash = d.sql(`SELECT ` + keyColumns + ` FROM api_keys WHERE hash = $1`)
+	st.keysOf = d.sql(`SELECT ` + keyColumns + ` FROM api_keys WHERE account_id = $1 ORDER BY created_at, id`)
+	st.revokeKey = d.sql(`UPDATE api_keys SET revoked_at = {{now}} WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL`)
+	st.keyOf = d.sql(`SELECT count(*) FROM api_keys WHERE id = $1 AND account_id = $2`)
+	st.accountByKey = d.sql(`SELECT account_id FROM api_keys WHERE hash = $1 AND revoked_at IS NULL`)
+}
+
+// paymentSQL sets the statements of payments.
+func (st *statements) paymentSQL(d dialect) {
 	st.insertPayment = d.sql(`
 INSERT INTO payments (id, account_id, amount, currency, reference, description, metadata, state,
 	next_attempt_at, provider_key, created_at, updated_at)
@@ -282,6 +303,9 @@ WHERE kind = $1 AND provider_key = $2 AND resolved_at IS NULL`)
 	st.openMismatches = d.sql(`
 SELECT ` + mismatchColumns + `
 FROM reconciliation_mismatches WHERE resolved_at IS NULL ORDER BY found_at, id`)
+	st.openMismatchesOf = d.sql(`
+SELECT ` + mismatchColumns + `
+FROM reconciliation_mismatches WHERE resolved_at IS NULL AND account_id = $1 ORDER BY found_at, id`)
 	st.mismatchByID = d.sql(`SELECT ` + mismatchColumns + ` FROM reconciliation_mismatches WHERE id = $1`)
 	st.insertRun = d.sql(`
 INSERT INTO reconciliation_runs (id, started_at, finished_at, window_from, window_to, provider_charges, provider_refunds, matched, fixed, mismatches)

@@ -39,7 +39,7 @@ func eachURL(t *testing.T, test func(t *testing.T, url string)) {
 }
 
 // openStore opens a Store on url as payd does, both schemas applied, with
-// the account acct_test reached with sk_test.
+// the account acct_test reached with sk_test_0123456789.
 func openStore(t *testing.T, url string) *Store {
 	t.Helper()
 	d := dbtest.Open(t, url)
@@ -53,7 +53,7 @@ func openStore(t *testing.T, url string) *Store {
 	if err := s.Ready(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.EnsureAccount(t.Context(), "acct_test", "test", "sk_test"); err != nil {
+	if err := s.EnsureAccount(t.Context(), "acct_test", "test", "sk_test_0123456789"); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -79,10 +79,10 @@ func TestMigrateTwice(t *testing.T) {
 
 func TestAccounts(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, s *Store) {
-		if id, err := s.AccountByKey(t.Context(), "sk_test"); err != nil || id != "acct_test" {
-			t.Fatalf("AccountByKey(sk_test) = (%q, %v), want acct_test", id, err)
+		if id, err := s.AccountByKey(t.Context(), "sk_test_0123456789"); err != nil || id != "acct_test" {
+			t.Fatalf("AccountByKey(sk_test_0123456789) = (%q, %v), want acct_test", id, err)
 		}
-		if _, err := s.AccountByKey(t.Context(), "sk_wrong"); !errors.Is(err, ErrNotFound) {
+		if _, err := s.AccountByKey(t.Context(), "sk_wrong_0123456789"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("AccountByKey(unknown) = %v, want ErrNotFound", err)
 		}
 	})
@@ -120,19 +120,19 @@ func TestEnsureAccountWaitsOutABusyDatabase(t *testing.T) {
 	// Shorter than the queue's bound: a write would fail.
 	short, cancel := context.WithTimeout(t.Context(), sqlitestore.DefaultBusyTimeout/5)
 	defer cancel()
-	if err := s.EnsureAccount(short, "acct_test", "test", "sk_test"); err != nil {
+	if err := s.EnsureAccount(short, "acct_test", "test", "sk_test_0123456789"); err != nil {
 		t.Fatalf("EnsureAccount of an account already so, while the lock is held = %v, want nil without a write", err)
 	}
 
 	start := time.Now()
-	if err := s.EnsureAccount(t.Context(), "acct_test", "test", "sk_rotated"); err != nil {
+	if err := s.EnsureAccount(t.Context(), "acct_test", "test", "sk_rotated_0123456789"); err != nil {
 		t.Fatalf("EnsureAccount with a new key while the lock is held for %s = %v, want it written once the lock is free", held, err)
 	}
 	if d := time.Since(start); d < sqlitestore.DefaultBusyTimeout {
 		t.Fatalf("EnsureAccount returned after %s, before the lock was released", d)
 	}
-	if id, err := s.AccountByKey(t.Context(), "sk_rotated"); err != nil || id != "acct_test" {
-		t.Fatalf("AccountByKey(sk_rotated) = (%q, %v), want acct_test", id, err)
+	if id, err := s.AccountByKey(t.Context(), "sk_rotated_0123456789"); err != nil || id != "acct_test" {
+		t.Fatalf("AccountByKey(sk_rotated_0123456789) = (%q, %v), want acct_test", id, err)
 	}
 }
 
