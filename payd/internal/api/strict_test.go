@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // strictCases are bodies that two parsers could read two ways, or that a
@@ -39,10 +40,11 @@ var strictCases = []struct {
 // TestStrictInput: every body in strictCases gets its 400 problem+json,
 // naming its field, the same on SQLite and PostgreSQL; none reaches the
 // idempotency layer (the same key then accepts a good body) and the
-// provider charges nothing for any of them.
+// provider, with workers running, charges the good bodies alone. Run with
+// -v, it logs the table of what payd answers.
 func TestStrictInput(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, url string) {
-		f := newFixtureWith(t, fixtureOptions{databaseURL: url})
+		f := newFixtureOn(t, url, &fastWorkers)
 		for i, c := range strictCases {
 			idemKey := fmt.Sprint("strict-", i)
 			r := f.do(t, http.MethodPost, "/v1/charges", key, idemKey, c.body)
@@ -52,6 +54,7 @@ func TestStrictInput(t *testing.T) {
 				t.Errorf("%s: %d %s %s, want 400 problem+json code %s param %q", c.name, r.status, r.header.Get("Content-Type"), r.body, c.code, c.param)
 				continue
 			}
+			t.Logf("| %s | %d | %s | %s |", c.name, r.status, problem.Code, problem.Param)
 			if strings.Contains(problem.Detail, " must be") && strings.HasPrefix(problem.Detail, " ") {
 				t.Errorf("%s: detail %q names no field", c.name, problem.Detail)
 			}
@@ -66,10 +69,19 @@ func TestStrictInput(t *testing.T) {
 		if r.status != http.StatusOK || strings.Contains(r.body, `"reference":"r"`) {
 			t.Errorf("charges with the refused bodies' reference = %d %s, want none", r.status, r.body)
 		}
-		for _, ch := range f.sim.Charges() {
+		deadline := time.Now().Add(20 * time.Second)
+		for len(f.sim.Charges()) < len(strictCases) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // a charge too many would show by now
+		charged := f.sim.Charges()
+		for _, ch := range charged {
 			if ch.Amount != 100 {
 				t.Errorf("the provider charged %d: a refused body reached it", ch.Amount)
 			}
+		}
+		if len(charged) != len(strictCases) {
+			t.Errorf("the provider made %d charges, want %d: one per good body", len(charged), len(strictCases))
 		}
 	})
 }
