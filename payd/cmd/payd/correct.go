@@ -45,9 +45,9 @@ operator: correct one with payd correct --mismatch <id>.`
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tKIND\tPAYMENT\tREFUND\tFOUND\tDETAIL")
+	fmt.Fprintln(tw, "ID\tKIND\tACCOUNT\tPAYMENT\tREFUND\tFOUND\tDETAIL")
 	for _, m := range open {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Kind, m.PaymentID, m.RefundID, m.FoundAt.Format("2006-01-02 15:04:05"), m.Detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Kind, or(m.AccountID, "-"), m.PaymentID, m.RefundID, m.FoundAt.Format("2006-01-02 15:04:05"), m.Detail)
 	}
 	return tw.Flush()
 }
@@ -95,4 +95,12 @@ reference is refused: correct it at the provider first.`
 	}
 	fmt.Fprintf(stdout, "payd correct: %s %s -> %s%s; mismatch %s resolved, audited\n", c.Subject, c.From, c.To, posted, c.Mismatch.ID)
 	return nil
+}
+
+// or returns s, or dflt if s is empty.
+func or(s, dflt string) string {
+	if s == "" {
+		return dflt
+	}
+	return s
 }

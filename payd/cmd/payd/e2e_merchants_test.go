@@ -123,6 +123,11 @@ func TestTwoMerchants(t *testing.T) {
 		expect(t, p.url+"/v1/reconciliation", alpha.keys[1], http.StatusOK, "mm_alpha")
 		refuse(t, p.url+"/v1/reconciliation", beta.keys[0], "mm_alpha")
 		expect(t, p.url+"/v1/balance", testKey, http.StatusOK, `"balances":[]`)
+		// The operator sees every account's mismatches, and whose each is.
+		if out, err := payd(t, "mismatches", "--database-url", smallPool(db)); err != nil ||
+			!regexp.MustCompile(`mm_alpha\s+amount_mismatch\s+`+alpha.id).MatchString(out) || !strings.Contains(out, "mm_nobody") {
+			t.Fatalf("payd mismatches: %v\n%s", err, out)
+		}
 
 		// A worker replica, started as an operator might, without a key.
 		startPaydAs(t, append(paydArgs(db, simURL), "--role", "worker")...)
