@@ -26,7 +26,7 @@ import (
 // serveConfig is what payd serve is told.
 type serveConfig struct {
 	addr, databaseURL, apiKey, providerURL, simAddr, role, logFormat   string
-	webhookSecret                                                      string
+	webhookSecret, simState                                            string
 	workers                                                            int
 	lease, shutdownGrace, providerTimeout, retryBase, providerMaxDelay time.Duration
 	reconcileInterval, reconcileWindow                                 time.Duration
@@ -42,6 +42,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.apiKey, "api-key", "", "an API key of the dev account, acct_dev, added at start if it is not one yet and never printed (default on SQLite: the key kept in <database>.dev-key, made on the first start and printed at each; accounts and keys are made with payd accounts and payd keys)")
 	fs.StringVar(&c.providerURL, "provider-url", "", "the provider's base URL (default: start the built-in simulator)")
 	fs.StringVar(&c.simAddr, "sim-addr", "127.0.0.1:8081", "where the built-in simulator serves its own API, when --provider-url is empty")
+	fs.StringVar(&c.simState, "sim-state", "", "the file where the built-in simulator keeps its charges, refunds and ids, so they survive a restart as payd's database does (default: the SQLite file's path plus .provider; payd.provider in the working directory with PostgreSQL)")
 	fs.StringVar(&c.role, "role", "all", "api, worker, or all")
 	fs.IntVar(&c.workers, "workers", payments.DefaultWorkers, "payments one process works on at once")
 	fs.DurationVar(&c.lease, "lease", payments.DefaultLease, "how long a worker's claim on a payment lasts; longer than --provider-timeout")
@@ -136,7 +137,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	secrets := webhookSecrets(cfg.webhookSecret)
 	providerURL := cfg.providerURL
 	if providerURL == "" {
-		sim, withSecret, err := startBuiltInSimulator(ctx, cfg.simAddr, ln, secrets, log)
+		sim, withSecret, err := startBuiltInSimulator(ctx, cfg.simAddr, simStateFile(cfg), ln, secrets, log)
 		if err != nil {
 			return err
 		}
@@ -219,9 +220,9 @@ func openReady(ctx context.Context, cfg serveConfig, log *slog.Logger) (*storage
 // provider when --provider-url is empty. With the API listening on ln, it
 // sends its webhooks there, signed with the first of secrets, or with a new
 // random secret if there are none; it returns the secrets the API is to
-// verify them with.
-func startBuiltInSimulator(ctx context.Context, addr string, ln net.Listener, secrets [][]byte, log *slog.Logger) (*embeddedSim, [][]byte, error) {
-	simCfg := simulator.Config{Logger: log}
+// verify them with. The simulator keeps its state in stateFile.
+func startBuiltInSimulator(ctx context.Context, addr, stateFile string, ln net.Listener, secrets [][]byte, log *slog.Logger) (*embeddedSim, [][]byte, error) {
+	simCfg := simulator.Config{Logger: log, StateFile: stateFile}
 	if ln != nil {
 		if len(secrets) == 0 {
 			secrets = [][]byte{[]byte(crand.Text())}

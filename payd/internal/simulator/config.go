@@ -188,7 +188,21 @@ type Config struct {
 	// by Close. Default: a client of the simulator's own.
 	WebhookClient *http.Client
 
-	// Logger receives abandoned webhook deliveries. Default: discard.
+	// StateFile, if set, is where the simulator keeps its charges and
+	// refunds, what each key was asked for, and its id and event counters,
+	// so that a new simulator on the file carries on where the last one
+	// stopped, after a crash too: no id or event id repeats, and every key
+	// replays what it made (TestStateSurvivesAReopen). Each change is
+	// written and synced before the request that made it is answered
+	// (TestStateSurvivesACrash); a change that cannot be written is
+	// refused. The file is created if missing and locked while the
+	// simulator is open. Pending late executions, undelivered webhooks,
+	// faults set by POST /_faults and Stats are not kept (see "State" in
+	// the package doc). Default "": in memory only.
+	StateFile string
+
+	// Logger receives abandoned webhook deliveries, and state file
+	// failures. Default: discard.
 	Logger *slog.Logger
 }
 
@@ -218,7 +232,7 @@ func (c *Config) Validate() error {
 // WebhookClient and Logger, writing into c, with c's values (or the
 // defaults) as the flags' defaults:
 //
-//	-seed -key-window -webhook-url -webhook-secret -webhook-max-attempts
+//	-seed -key-window -webhook-url -webhook-secret -webhook-max-attempts -state
 //	-latency-min -latency-max -error-rate -rate-limit-rate -decline-rate
 //	-drop-after-charge-rate -hang-rate -hang-for
 //	-late-rate -late-min -late-max -in-flight-rate -other-amount-rate
@@ -229,6 +243,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebhookURL, "webhook-url", c.WebhookURL, "where to send signed events (none if empty)")
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", c.WebhookSecret, "secret that signs the events")
 	fs.IntVar(&c.WebhookMaxAttempts, "webhook-max-attempts", or(c.WebhookMaxAttempts, DefaultWebhookMaxAttempts), "attempts to deliver one event copy")
+	fs.StringVar(&c.StateFile, "state", c.StateFile, "file that keeps the charges, refunds and ids across restarts, synced before each answer (in memory only if empty)")
 
 	f := &c.Faults
 	fs.DurationVar(&f.LatencyMin, "latency-min", f.LatencyMin, "least latency added to each request")

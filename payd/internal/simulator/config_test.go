@@ -44,12 +44,12 @@ func TestRegisterFlags(t *testing.T) {
 		-webhook-secret s3 -webhook-max-attempts 3 -latency-min 10ms -latency-max 20ms -error-rate 0.1
 		-rate-limit-rate 0.2 -decline-rate 0.3 -drop-after-charge-rate 0.4 -hang-rate 0.5 -hang-for 30s
 		-late-rate 0.7 -late-min 4s -late-max 5s -in-flight-rate 0.8 -other-amount-rate 0.9
-		-webhook-duplicate-rate 0.6 -webhook-reorder 2s -webhook-delay-max 3s`))
+		-webhook-duplicate-rate 0.6 -webhook-reorder 2s -webhook-delay-max 3s -state sim.state`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := simulator.Config{
-		Seed: 42, KeyWindow: time.Hour, WebhookURL: "http://localhost:8080/webhooks", WebhookSecret: "s3", WebhookMaxAttempts: 3,
+		Seed: 42, KeyWindow: time.Hour, WebhookURL: "http://localhost:8080/webhooks", WebhookSecret: "s3", WebhookMaxAttempts: 3, StateFile: "sim.state",
 		Faults: simulator.Faults{
 			LatencyMin: 10 * time.Millisecond, LatencyMax: 20 * time.Millisecond, ErrorRate: 0.1, RateLimitRate: 0.2,
 			DeclineRate: 0.3, DropAfterChargeRate: 0.4, HangRate: 0.5, HangFor: 30 * time.Second,

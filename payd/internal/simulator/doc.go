@@ -1,7 +1,8 @@
 // Package simulator is a payment provider simulator: payd's provider when
 // none is configured, and the provider its tests and chaos runs break on
 // demand. It honours idempotency keys the way a real provider does, keeps
-// every charge and refund in memory for the oracles to count, and injects
+// every charge and refund for the oracles to count (in memory, and in a
+// state file if Config.StateFile names one), and injects
 // the faults that make payment systems lose money: latency, 500s, 429s,
 // declines, a charge whose response is lost, a response that comes too
 // late, a request executed long after its response was lost while its key
@@ -97,7 +98,37 @@
 // requests give the same faults and decisions. A late execution uses the
 // draws of the request it defers; its event draws when it executes.
 // Concurrent requests draw in the order they arrive. Ids are sequential
-// (ch_000001, re_000001, evt_000001) and unique within one simulator.
+// (ch_000001, re_000001, evt_000001) and unique within one simulator, and,
+// with a StateFile, across every simulator that opens the file.
+//
+// # State
+//
+// With a StateFile, a simulator is a provider that outlives its process.
+// Each charge or refund it makes is appended to the file, one JSON line,
+// and synced before the request that made it is answered or its event
+// queued, and before a late execution counts as done; a new simulator
+// opened on the file loads them all: the charges and refunds with what is
+// left of each charge, what each key was asked for (so replays and
+// idempotency_mismatch answer as before, within KeyWindow of the
+// original), and the id and event counters, which carry on above the
+// highest loaded (TestStateSurvivesAReopen, TestStateKeepsEventIDsUnique).
+// A change the file cannot take is refused: 503, nothing done; or 500 if
+// the file may keep part of it, after which the simulator takes no further
+// change until it is opened again (TestStateWriteFailureRefusesTheChange).
+//
+// A crash, SIGKILL included, loses nothing that was answered
+// (TestStateSurvivesACrash). The record being written when it struck was
+// never answered and sent no event: a torn tail like that is dropped at
+// the next open, its id given out again (TestStateTornTailIsDropped).
+// Damage anywhere else, or a file that is not a state file, is refused,
+// never overwritten (TestStateDamageIsRefused). The file is locked while
+// open: a second simulator on it fails to open (TestStateFileIsLocked).
+//
+// Not kept, unlike at a real provider: late executions still pending
+// (lost as if the request had never arrived, so the key stays free and a
+// retry under it makes the charge), events not yet delivered (the client
+// learns the outcome from its response, a lookup by key, or a listing),
+// the faults set by POST /_faults, and Stats, which count from the open.
 //
 // # Webhooks
 //

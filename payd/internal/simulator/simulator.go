@@ -14,13 +14,14 @@ import (
 	"github.com/idemhq/idem/payd/internal/provider"
 )
 
-// Sim is a simulated payment provider. Its state is in memory and safe for
-// concurrent use. Close it to stop its webhook sender and abandon its late
-// executions.
+// Sim is a simulated payment provider. Its state is in memory, and with a
+// StateFile on disk as well, and safe for concurrent use. Close it to stop
+// its webhook sender and abandon its late executions.
 type Sim struct {
 	keyWindow time.Duration
 	handler   http.Handler
 	hooks     *sender // nil without a WebhookURL
+	log       *slog.Logger
 	done      chan struct{}
 	closeOnce sync.Once
 	faults    atomic.Pointer[Faults]
@@ -40,7 +41,8 @@ type Sim struct {
 	lastCreated time.Time             // of the latest charge or refund made
 	pending     map[slot]*pendingCall // keys deferred to a late execution
 	inFlight    map[slot][]uint64     // keys of POSTs not yet answered, by request sequence
-	events      int
+	events      int                   // the number of the latest event sent
+	state       *journal              // nil without a StateFile
 }
 
 // keyedCharge is the charge made under a key and what the request that
@@ -58,19 +60,31 @@ type keyedRefund struct {
 	amount   int64
 }
 
-// New returns a simulator set up by cfg. It panics if cfg fails Validate.
-// If cfg.WebhookURL is set, it starts the goroutine that sends webhooks,
-// which Close stops.
+// New returns a simulator set up by cfg. It panics if cfg fails Validate,
+// or if its StateFile cannot be loaded: use Open for a Config built from
+// user input. If cfg.WebhookURL is set, it starts the goroutine that sends
+// webhooks, which Close stops.
 func New(cfg *Config) *Sim {
+	s, err := Open(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Open is New returning an error instead of panicking: for a Config that
+// fails Validate, or a StateFile that cannot be opened, locked or read.
+func Open(cfg *Config) (*Sim, error) {
 	var c Config
 	if cfg != nil {
 		c = *cfg
 	}
 	if err := c.Validate(); err != nil {
-		panic(err)
+		return nil, err
 	}
 	s := &Sim{
 		keyWindow:   or(c.KeyWindow, DefaultKeyWindow),
+		log:         c.Logger,
 		done:        make(chan struct{}),
 		rng:         rand.New(rand.NewPCG(c.Seed, c.Seed^0x9e3779b97f4a7c15)),
 		chargeByID:  map[string]*provider.Charge{},
@@ -79,24 +93,28 @@ func New(cfg *Config) *Sim {
 		pending:     map[slot]*pendingCall{},
 		inFlight:    map[slot][]uint64{},
 	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if c.StateFile != "" {
+		if err := s.load(c.StateFile); err != nil {
+			return nil, err
+		}
+	}
 	f := c.Faults
 	s.faults.Store(&f)
 	if c.WebhookURL != "" {
-		log := c.Logger
-		if log == nil {
-			log = slog.New(slog.DiscardHandler)
-		}
 		client := c.WebhookClient
 		if client == nil {
 			client = &http.Client{Transport: &http.Transport{}}
 		}
 		s.hooks = newSender(c.WebhookURL, []byte(c.WebhookSecret), client,
-			or(c.WebhookMaxAttempts, DefaultWebhookMaxAttempts), log, &s.stats)
+			or(c.WebhookMaxAttempts, DefaultWebhookMaxAttempts), s.log, &s.stats)
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, s)
 	s.handler = mux
-	return s
+	return s, nil
 }
 
 // Handler returns the simulator's HTTP API.
@@ -105,9 +123,9 @@ func (s *Sim) Handler() http.Handler { return s.handler }
 // Close stops the simulator: the webhook sender's goroutine ends (events
 // not yet delivered are dropped), requests waiting out a latency or a hang
 // are abandoned unanswered, pending late executions are abandoned and
-// never execute, and later API requests get 503. It returns once no
-// goroutine or timer of the simulator's own is left. Calling it again
-// does nothing.
+// never execute, later API requests get 503, and the StateFile is closed
+// and unlocked. It returns once no goroutine or timer of the simulator's
+// own is left. Calling it again does nothing.
 func (s *Sim) Close() {
 	s.closeOnce.Do(func() {
 		// Under s.mu, so that no late execution is deferred, or runs,
@@ -119,6 +137,9 @@ func (s *Sim) Close() {
 		if s.hooks != nil {
 			s.hooks.close()
 		}
+		s.mu.Lock()
+		s.state.close()
+		s.mu.Unlock()
 	})
 }
 
@@ -142,71 +163,6 @@ func (s *Sim) SetFaults(f Faults) error {
 	}
 	s.faults.Store(&f)
 	return nil
-}
-
-// Charges returns every charge made, declined ones included, in the order
-// they were made, as they stand now. Charges pending a late execution are
-// not made yet.
-func (s *Sim) Charges() []provider.Charge {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]provider.Charge, 0, len(s.charges))
-	for _, c := range s.charges {
-		out = append(out, cloneCharge(c))
-	}
-	return out
-}
-
-// Refunds returns every refund made, in the order they were made.
-func (s *Sim) Refunds() []provider.Refund {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]provider.Refund, 0, len(s.refunds))
-	for _, r := range s.refunds {
-		out = append(out, cloneRefund(r))
-	}
-	return out
-}
-
-// Stats counts what the simulator has done, for tests and chaos reports.
-// Charges and refunds are counted by Charges and Refunds.
-type Stats struct {
-	Requests          int64 `json:"requests"`            // API requests received
-	Errors            int64 `json:"errors"`              // answered 500 by ErrorRate
-	RateLimited       int64 `json:"rate_limited"`        // answered 429 by RateLimitRate
-	Drops             int64 `json:"drops"`               // acted on, then dropped unanswered
-	Hangs             int64 `json:"hangs"`               // acted on, then held HangFor
-	LateExecutions    int64 `json:"late_executions"`     // deferred by LateRate and since executed, refused refunds included
-	InFlightConflicts int64 `json:"in_flight_conflicts"` // answered 409 idempotency_key_in_use
-	OtherAmounts      int64 `json:"other_amounts"`       // charges and refunds made for another amount by OtherAmountRate
-
-	WebhookAttempts   int64 `json:"webhook_attempts"`   // deliveries tried
-	WebhooksDelivered int64 `json:"webhooks_delivered"` // event copies answered 2xx
-	WebhooksAbandoned int64 `json:"webhooks_abandoned"` // copies given up after WebhookMaxAttempts
-}
-
-type counters struct {
-	requests, errors, rateLimited, drops, hangs     atomic.Int64
-	lateExecutions, inFlightConflicts, otherAmounts atomic.Int64
-	webhookAttempts, webhooksDelivered, abandoned   atomic.Int64
-}
-
-// Stats returns the counts so far.
-func (s *Sim) Stats() Stats {
-	c := &s.stats
-	return Stats{
-		Requests:          c.requests.Load(),
-		Errors:            c.errors.Load(),
-		RateLimited:       c.rateLimited.Load(),
-		Drops:             c.drops.Load(),
-		Hangs:             c.hangs.Load(),
-		LateExecutions:    c.lateExecutions.Load(),
-		InFlightConflicts: c.inFlightConflicts.Load(),
-		OtherAmounts:      c.otherAmounts.Load(),
-		WebhookAttempts:   c.webhookAttempts.Load(),
-		WebhooksDelivered: c.webhooksDelivered.Load(),
-		WebhooksAbandoned: c.abandoned.Load(),
-	}
 }
 
 // draw fills u with draws from [0, 1) of the one random source. Callers
@@ -269,16 +225,20 @@ func (s *Sim) charge(a chargeArgs, c *call) (provider.Charge, outcome, *apiError
 	if d.late && s.deferCall(k, c, func() { s.makeCharge(a, d) }) {
 		return provider.Charge{}, deferred, nil
 	}
-	return cloneCharge(s.makeCharge(a, d)), made, nil
+	ch, aerr := s.makeCharge(a, d)
+	if aerr != nil {
+		return provider.Charge{}, 0, aerr
+	}
+	return cloneCharge(ch), made, nil
 }
 
 // makeCharge makes a new charge, declined by the amount rule (on the
-// amount asked) or by d, for another amount if d says so. s.mu must be
-// held.
-func (s *Sim) makeCharge(a chargeArgs, d decision) *provider.Charge {
+// amount asked) or by d, for another amount if d says so, recorded in the
+// StateFile first: if that fails, nothing is made. s.mu must be held.
+func (s *Sim) makeCharge(a chargeArgs, d decision) (*provider.Charge, *apiError) {
 	now := s.stamp()
 	c := &provider.Charge{
-		ID:             fmt.Sprintf("ch_%06d", len(s.charges)+1),
+		ID:             chargeID(len(s.charges) + 1),
 		IdempotencyKey: a.key,
 		Amount:         a.amount,
 		Currency:       a.currency,
@@ -288,7 +248,6 @@ func (s *Sim) makeCharge(a chargeArgs, d decision) *provider.Charge {
 	}
 	if d.otherAmount {
 		c.Amount = otherAmount(a.amount)
-		s.stats.otherAmounts.Add(1)
 	}
 	switch {
 	case a.amount%100 == 2:
@@ -298,15 +257,28 @@ func (s *Sim) makeCharge(a chargeArgs, d decision) *provider.Charge {
 	case d.decline:
 		c.Status, c.DeclineCode = provider.StatusFailed, "generic_decline"
 	}
-	s.charges = append(s.charges, c)
-	s.chargeByID[c.ID] = c
-	s.chargeByKey[a.key] = &keyedCharge{charge: c, amount: a.amount, currency: a.currency}
+	rec := record{Charge: c, Amount: a.amount, Currency: a.currency, Event: s.nextEvent()}
+	if aerr := s.persist(rec); aerr != nil {
+		return nil, aerr
+	}
+	if d.otherAmount {
+		s.stats.otherAmounts.Add(1)
+	}
+	s.apply(rec)
 	typ := provider.EventChargeSucceeded
 	if c.Status == provider.StatusFailed {
 		typ = provider.EventChargeFailed
 	}
-	s.emit(typ, now, c)
-	return c
+	s.emit(rec.Event, typ, now, c)
+	return c, nil
+}
+
+// addCharge adds c, made under its key for a request that asked for
+// amount of currency. s.mu must be held.
+func (s *Sim) addCharge(c *provider.Charge, amount int64, currency string) {
+	s.charges = append(s.charges, c)
+	s.chargeByID[c.ID] = c
+	s.chargeByKey[c.IdempotencyKey] = &keyedCharge{charge: c, amount: amount, currency: currency}
 }
 
 // refundArgs is what a POST /refunds asks for.
@@ -348,7 +320,11 @@ func (s *Sim) refund(a refundArgs, c *call) (provider.Refund, outcome, *apiError
 	if d.late && s.deferCall(k, c, late) {
 		return provider.Refund{}, deferred, nil
 	}
-	return cloneRefund(s.makeRefund(a, d)), made, nil
+	ref, aerr := s.makeRefund(a, d)
+	if aerr != nil {
+		return provider.Refund{}, 0, aerr
+	}
+	return cloneRefund(ref), made, nil
 }
 
 // refundable refuses a refund of amount of the charge, as it stands, if
@@ -369,13 +345,14 @@ func (s *Sim) refundable(chargeID string, amount int64) *apiError {
 }
 
 // makeRefund makes a refund that refundable let through, for another
-// amount if d says so and it fits in what is left of the charge. s.mu
-// must be held.
-func (s *Sim) makeRefund(a refundArgs, d decision) *provider.Refund {
+// amount if d says so and it fits in what is left of the charge, recorded
+// in the StateFile first: if that fails, nothing is made. s.mu must be
+// held.
+func (s *Sim) makeRefund(a refundArgs, d decision) (*provider.Refund, *apiError) {
 	now := s.stamp()
 	ch := s.chargeByID[a.chargeID]
 	ref := &provider.Refund{
-		ID:             fmt.Sprintf("re_%06d", len(s.refunds)+1),
+		ID:             refundID(len(s.refunds) + 1),
 		IdempotencyKey: a.key,
 		ChargeID:       a.chargeID,
 		Amount:         a.amount,
@@ -385,14 +362,30 @@ func (s *Sim) makeRefund(a refundArgs, d decision) *provider.Refund {
 	}
 	if other := otherAmount(a.amount); d.otherAmount && other <= ch.Amount-ch.AmountRefunded {
 		ref.Amount = other
+	}
+	rec := record{Refund: ref, Amount: a.amount, Event: s.nextEvent()}
+	if aerr := s.persist(rec); aerr != nil {
+		return nil, aerr
+	}
+	if ref.Amount != a.amount {
 		s.stats.otherAmounts.Add(1)
 	}
-	ch.AmountRefunded += ref.Amount
-	s.refunds = append(s.refunds, ref)
-	s.refundByKey[a.key] = &keyedRefund{refund: ref, chargeID: a.chargeID, amount: a.amount}
-	s.emit(provider.EventRefundSucceeded, now, ref)
-	return ref
+	s.apply(rec)
+	s.emit(rec.Event, provider.EventRefundSucceeded, now, ref)
+	return ref, nil
 }
+
+// addRefund adds ref, made under its key for a request that asked for
+// amount of its charge, and takes it off what is left of the charge.
+// s.mu must be held.
+func (s *Sim) addRefund(ref *provider.Refund, amount int64) {
+	s.chargeByID[ref.ChargeID].AmountRefunded += ref.Amount
+	s.refunds = append(s.refunds, ref)
+	s.refundByKey[ref.IdempotencyKey] = &keyedRefund{refund: ref, chargeID: ref.ChargeID, amount: amount}
+}
+
+func chargeID(n int) string { return fmt.Sprintf("ch_%06d", n) }
+func refundID(n int) string { return fmt.Sprintf("re_%06d", n) }
 
 // otherAmount is the amount OtherAmountRate makes instead of amount: one
 // minor unit less, or one more if that would leave nothing.
@@ -416,54 +409,18 @@ func (s *Sim) stamp() time.Time {
 	return now
 }
 
-// chargeWithKey returns the latest charge made under key, even past the
-// key window; none while the key is pending a late execution.
-func (s *Sim) chargeWithKey(key string) (provider.Charge, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.chargeByKey[key]
-	if c == nil || s.pending[slot{chargeKeys, key}] != nil {
-		return provider.Charge{}, false
+// nextEvent is the number of the event the next change sends: 0 if it
+// sends none. s.mu must be held.
+func (s *Sim) nextEvent() int {
+	if s.hooks == nil {
+		return 0
 	}
-	return cloneCharge(c.charge), true
+	return s.events + 1
 }
 
-func (s *Sim) chargeWithID(id string) (provider.Charge, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.chargeByID[id]
-	if c == nil {
-		return provider.Charge{}, false
-	}
-	return cloneCharge(c), true
-}
-
-// refundWithKey is chargeWithKey for refunds.
-func (s *Sim) refundWithKey(key string) (provider.Refund, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.refundByKey[key]
-	if r == nil || s.pending[slot{refundKeys, key}] != nil {
-		return provider.Refund{}, false
-	}
-	return cloneRefund(r.refund), true
-}
-
-func cloneCharge(c *provider.Charge) provider.Charge {
-	out := *c
-	out.Metadata = maps.Clone(c.Metadata)
-	return out
-}
-
-func cloneRefund(r *provider.Refund) provider.Refund {
-	out := *r
-	out.Metadata = maps.Clone(r.Metadata)
-	return out
-}
-
-// emit queues the event for what just happened. s.mu must be held, so
-// that events are queued in the order things happened.
-func (s *Sim) emit(typ string, now time.Time, obj any) {
+// emit queues event number n, for what just happened. s.mu must be held,
+// so that events are queued in the order things happened.
+func (s *Sim) emit(n int, typ string, now time.Time, obj any) {
 	if s.hooks == nil {
 		return
 	}
@@ -471,8 +428,7 @@ func (s *Sim) emit(typ string, now time.Time, obj any) {
 	if err != nil {
 		panic(err) // a Charge or Refund always marshals
 	}
-	s.events++
-	body, err := json.Marshal(provider.Event{ID: fmt.Sprintf("evt_%06d", s.events), Type: typ, Created: now.Unix(), Data: data})
+	body, err := json.Marshal(provider.Event{ID: fmt.Sprintf("evt_%06d", n), Type: typ, Created: now.Unix(), Data: data})
 	if err != nil {
 		panic(err)
 	}
