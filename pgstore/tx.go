@@ -32,8 +32,12 @@ func (s *Store) BeginClaim(ctx context.Context, p store.ClaimParams, maxWait tim
 	lockTimeout := fmt.Sprintf("%dms", max(maxWait.Milliseconds(), 1))
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
-	b.Queue(`SELECT set_config('lock_timeout', $1, true)`, lockTimeout)
+	// The claim waits for the key's lock lockTimeout at most; fn's own
+	// statements then wait as the connection's lock_timeout says, not as
+	// the claim's (TestClaimLockTimeoutStaysInTheClaim).
+	b.Queue(`SELECT set_config('idem.caller_lock_timeout', current_setting('lock_timeout'), true), set_config('lock_timeout', $1, true)`, lockTimeout)
 	claim := b.Queue(s.sql.claim, p.Key, p.Owner, p.Fingerprint, p.LeaseTTL.Milliseconds(), p.Retention.Milliseconds())
+	b.Queue(`SELECT set_config('lock_timeout', current_setting('idem.caller_lock_timeout'), true)`)
 	b.Queue(`SAVEPOINT ` + savepoint)
 	var cr store.ClaimResult
 	claim.QueryRow(func(row pgx.Row) error {
@@ -76,10 +80,17 @@ func (s *Store) Commit(ctx context.Context, tx pgx.Tx, l store.Lease, outcome []
 	if t.ended {
 		return fmt.Errorf("pgstore: commit: %w (did fn end it?)", pgx.ErrTxClosed)
 	}
-	b := &pgx.Batch{}
 	if discardWrites {
-		b.Queue(`ROLLBACK TO SAVEPOINT ` + savepoint)
+		// On its own, in the simple protocol: fn's error may have aborted
+		// the transaction, where pgx could not prepare the batch's
+		// statements, as it does first on a connection that has not run
+		// them yet (TestAbortedTransactionErrorIsRecorded).
+		if _, err := t.conn.Conn().PgConn().Exec(ctx, `ROLLBACK TO SAVEPOINT `+savepoint).ReadAll(); err != nil {
+			t.end(context.WithoutCancel(ctx))
+			return s.failed("commit", err)
+		}
 	}
+	b := &pgx.Batch{}
 	b.Queue(s.sql.completeInTx, l.Key, l.Owner, l.Fence, outcome, s.channel)
 	commit := b.Queue(`COMMIT`)
 	var tag pgconn.CommandTag
