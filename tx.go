@@ -23,8 +23,8 @@ const maxTxAttempts = 5
 //
 // Concurrent callers of the key wait on the claim, then replay the outcome.
 // A final error from fn is recorded without fn's writes; a transient one
-// (RunOptions.Retryable, or the caller's context done) rolls everything
-// back. A transaction that loses a race (a serialization failure or
+// (RunOptions.Retryable, the database failing under fn as the store's
+// Transient says, or the caller's context done) rolls everything back. A transaction that loses a race (a serialization failure or
 // deadlock, as the store's Conflict says) is rolled back and rerun, up to
 // five times, and never reported as fn's failure unless the attempts run
 // out. fn must not commit or roll back the transaction itself.
@@ -120,7 +120,7 @@ func (t *txCall[Tx]) hold(ctx context.Context, e *Engine, c *call, tx Tx, l stor
 		t.rollback(e, detached, tx, l, fnErr)
 		return result{}, fmt.Errorf("%w: %w", errConflict, fnErr), false
 	}
-	if fnErr != nil && (ctx.Err() != nil || c.opts.Retryable != nil && c.opts.Retryable(fnErr)) {
+	if fnErr != nil && (ctx.Err() != nil || t.store.Transient(fnErr) || c.opts.Retryable != nil && c.opts.Retryable(fnErr)) {
 		t.rollback(e, detached, tx, l, fnErr)
 		e.unencodable(detached, l, took, fnErr)
 		return result{}, fnErr, false

@@ -37,9 +37,11 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"regexp"
 	"sort"
 	"strings"
@@ -674,6 +676,35 @@ func (s *Store) Reap(ctx context.Context) (int64, error) {
 func (s *Store) Conflict(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+// Transient implements store.TxStore: the database failing under fn
+// rather than fn's answer, recorded by no RunTx: a lock, statement or
+// idle-in-transaction timeout (55P03, 57014, 25P03), a connection lost or
+// refused (class 08, an operator or crash shutdown, 57P01 to 57P05, or no
+// PostgreSQL error at all but the connection's), resources exhausted
+// (class 53) (TestDatabaseFailuresInFnAreNotRecorded).
+func (s *Store) Transient(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return pgconn.SafeToRetry(err) || pgconn.Timeout(err) || isConnectionError(err)
+	}
+	switch code := pgErr.Code; {
+	case code == "55P03", code == "57014", code == "25P03":
+		return true
+	case strings.HasPrefix(code, "08"), strings.HasPrefix(code, "53"), strings.HasPrefix(code, "57P"):
+		return true
+	}
+	return false
+}
+
+// isConnectionError reports whether err says the connection to PostgreSQL
+// is gone: closed, reset, or never made.
+func isConnectionError(err error) bool {
+	var netErr net.Error
+	var connectErr *pgconn.ConnectError
+	return errors.As(err, &netErr) || errors.As(err, &connectErr) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
 }
 
 // retry runs f again after a serialization failure or deadlock, with

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -593,5 +594,46 @@ func TestWriteFailsBusy(t *testing.T) {
 	s.Close()
 	if err := s.Write(ctx, func(context.Context) error { return nil }); !errors.Is(err, sqlitestore.ErrClosed) {
 		t.Fatalf("Write after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestTransient: SQLite failing under fn (here a database full at its
+// max_page_count) is not fn's answer: RunTx records nothing, and the next
+// call of the key runs fn again.
+func TestTransient(t *testing.T) {
+	s := newStore(t, newDB(t), nil)
+	e, err := idem.New(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := 0
+	fn := func(ctx context.Context, tx *sql.Tx) ([]byte, error) {
+		if ran++; ran > 1 {
+			return []byte("ok"), nil
+		}
+		var pages int
+		if err := tx.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
+			return nil, err
+		}
+		_, err := tx.ExecContext(ctx, "CREATE TABLE filler AS SELECT randomblob(1000000) AS b")
+		if _, resetErr := tx.ExecContext(ctx, "PRAGMA max_page_count = 4294967294"); resetErr != nil {
+			return nil, resetErr
+		}
+		return nil, err
+	}
+	if _, err := idem.RunTx(t.Context(), e, "k", fn, nil); err == nil || !s.Transient(err) {
+		t.Fatalf("RunTx = %v, want SQLITE_FULL, Transient", err)
+	}
+	res, err := idem.RunTx(t.Context(), e, "k", fn, nil)
+	if err != nil || res.Replayed || string(res.Value) != "ok" || ran != 2 {
+		t.Fatalf("the call after = (%q, replayed %t, %v), fn ran %d times; want fn run again", res.Value, res.Replayed, err, ran)
+	}
+	for _, err := range []error{errors.New("declined"), context.Canceled, nil} {
+		if s.Transient(err) {
+			t.Errorf("Transient(%v) = true", err)
+		}
 	}
 }

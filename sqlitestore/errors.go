@@ -58,3 +58,15 @@ func busyCode(code int) bool {
 	}
 	return false
 }
+
+// transientCode reports whether a result code is SQLite failing rather
+// than a statement's answer: an I/O error, a full disk, no memory, an
+// interrupted statement, a file that cannot be opened or is corrupt.
+func transientCode(code int) bool {
+	switch code & 0xff {
+	case sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_INTERRUPT,
+		sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PROTOCOL:
+		return true
+	}
+	return false
+}

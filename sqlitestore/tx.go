@@ -6,6 +6,8 @@ import (
 	"errors"
 	"time"
 
+	"modernc.org/sqlite"
+
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/store"
 )
@@ -206,3 +208,11 @@ func (s *Store) Rollback(_ context.Context, tx *sql.Tx) error {
 // their extended codes, mean the transaction met another writer and may
 // succeed if run again.
 func (s *Store) Conflict(err error) bool { return busy(err) }
+
+// Transient implements store.TxStore: SQLite failing under fn, not fn's
+// answer: an I/O error, a full disk, no memory, an interrupted statement,
+// a database file that cannot be opened or is damaged (TestTransient).
+func (s *Store) Transient(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && transientCode(se.Code())
+}

@@ -41,4 +41,14 @@ type TxStore[Tx any] interface {
 	// conflict in a store-neutral way; each store's own tests do
 	// (pgstore's TestDeadlockIsRetried, sqlitestore's TestConflict).
 	Conflict(err error) bool
+
+	// Transient reports whether err, from fn, is the database failing
+	// rather than fn's answer: a lock or statement timeout, a lost
+	// connection, a database out of space. idem.RunTx then rolls the call
+	// back and records nothing, as for RunOptions.Retryable, so that a
+	// retry with the key runs fn again instead of replaying the failure.
+	// The suite cannot cause one in a store-neutral way; each store's own
+	// tests do (pgstore's TestDatabaseFailuresInFnAreNotRecorded,
+	// sqlitestore's TestTransient).
+	Transient(err error) bool
 }
