@@ -113,7 +113,7 @@ func derivedKey(key string) string {
 // the smallest "run once per key" in Go.
 func BenchmarkFirstExecution(b *testing.B) {
 	ctx := b.Context()
-	e := newEngine(b, memstore.New(), nil)
+	e := newEngine(b, memstore.NewWithLimits(memstore.Limits{MaxRecords: -1, MaxBytes: -1}), nil)
 	keys := benchKeyNames("order-", b.N)
 	floorKeys := benchKeyNames("floor-", b.N)
 	var g singleflight.Group

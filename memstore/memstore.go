@@ -2,14 +2,24 @@
 // single process, and the store tests use instead of a mock. It passes the
 // same conformance suite (storetest) as the durable stores.
 //
-// Records live in memory and die with the process. Lease expiry and
-// retention are judged by this process's monotonic clock, which is the
-// store's clock here (a claim takes the engine's reading of it from
-// ClaimParams.Sent); under testing/synctest that clock is the bubble's.
+// Where it belongs: one process whose callers all reach it, and whose
+// duplicates matter only while it runs: tests, a CLI, a worker that
+// de-duplicates its own retries. Records live in memory and die with the
+// process, so a retry that reaches a restarted process, or another
+// replica, runs fn again; for exactly-once across restarts and replicas,
+// use a durable store (pgstore, sqlitestore, redisstore). Behind a public
+// endpoint, where anyone can make new keys, its Limits refuse new keys
+// once it holds its share of memory (ErrFull), rather than grow.
+//
+// Lease expiry and retention are judged by this process's monotonic
+// clock, which is the store's clock here (a claim takes the engine's
+// reading of it from ClaimParams.Sent); under testing/synctest that clock
+// is the bubble's.
 package memstore
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -19,11 +29,46 @@ import (
 
 // Store is an in-process store.Store. The zero value is not usable; call New.
 type Store struct {
-	mu      sync.Mutex
-	records map[string]*record
-	inserts int       // records added since the last sweep
-	born    time.Time // the store's epoch; see now
+	limits Limits
+
+	mu        sync.Mutex
+	records   map[string]*record
+	bytes     int64         // the size of every record, as size counts it
+	inserts   int           // records added since the last sweep
+	fullSweep time.Duration // when a claim refused for a full store last looked at every record
+	born      time.Time     // the store's epoch; see now
 }
+
+// Limits bound what a Store holds, so that callers who make new keys
+// cannot make it take the process's memory. A claim of a new key beyond
+// them is refused with ErrFull; keys already held still claim, complete
+// and replay (TestLimits).
+type Limits struct {
+	// MaxRecords caps the keys held, in flight, completed or released
+	// and not yet expired. Default 100,000; -1 for no cap.
+	MaxRecords int
+	// MaxBytes caps the bytes held: keys, fingerprints, outcomes and
+	// about 160 bytes a record. An outcome is kept even if it takes the
+	// store past the cap, since fn has run; new keys are refused until
+	// records expire. Default 64 MiB; -1 for no cap.
+	MaxBytes int64
+}
+
+// Defaults for Limits.
+const (
+	DefaultMaxRecords = 100_000
+	DefaultMaxBytes   = 64 << 20
+)
+
+// ErrFull is the error of a claim of a new key while the store holds
+// Limits' worth of records. The engine reports it as a *idem.StoreError,
+// and idemhttp answers 503 with Retry-After: nothing ran, and a retry may
+// find room once records expire.
+var ErrFull = errors.New("memstore: full: the records held reach its Limits; the key was not claimed")
+
+// recordOverhead is what a record costs beyond its strings: the struct,
+// its map entry and the key's header, roughly.
+const recordOverhead = 160
 
 type state uint8
 
@@ -46,9 +91,19 @@ type record struct {
 	changed     chan struct{} // closed when the in-progress fence ends; made by the first waiter
 }
 
-// New returns an empty Store.
-func New() *Store {
-	return &Store{records: make(map[string]*record), born: time.Now()}
+// New returns an empty Store with the default Limits.
+func New() *Store { return NewWithLimits(Limits{}) }
+
+// NewWithLimits returns an empty Store that holds at most l; zero fields
+// mean the defaults.
+func NewWithLimits(l Limits) *Store {
+	if l.MaxRecords == 0 {
+		l.MaxRecords = DefaultMaxRecords
+	}
+	if l.MaxBytes == 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	return &Store{limits: l, records: make(map[string]*record), born: time.Now()}
 }
 
 // Close returns nil: a memstore holds no connection or goroutine, and its
@@ -84,13 +139,21 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) (store.ClaimResu
 	defer s.mu.Unlock()
 
 	r := s.records[p.Key]
+	var before int64 // r's size before the claim, against Limits.MaxBytes
 	if r == nil {
 		s.sweep(now) // before the insert: a new record counts as expired
+		if s.full(now) {
+			return store.ClaimResult{}, ErrFull
+		}
 		r = &record{}
 		s.records[p.Key] = r
-	} else if r.expired(now) {
-		r.state = free
+	} else {
+		before = r.size(p.Key)
+		if r.expired(now) {
+			r.state = free
+		}
 	}
+	defer func() { s.bytes += r.size(p.Key) - before }()
 	tookOver := false
 	switch r.state {
 	case completed:
@@ -165,7 +228,9 @@ func (s *Store) update(ctx context.Context, l store.Lease, f func(*record, time.
 	if r == nil || r.state != inProgress || r.fence != l.Fence || r.owner != l.Owner {
 		return idem.ErrLeaseLost
 	}
+	before := r.size(l.Key)
 	f(r, s.now())
+	s.bytes += r.size(l.Key) - before
 	return nil
 }
 
@@ -231,9 +296,43 @@ func (s *Store) sweep(now time.Duration) {
 			return
 		}
 		if r.expired(now) && r.changed == nil {
-			delete(s.records, k)
+			s.delete(k, r)
 		}
 	}
+}
+
+func (s *Store) delete(key string, r *record) {
+	delete(s.records, key)
+	s.bytes -= r.size(key)
+}
+
+// fullSweepEvery spaces the sweeps of every record that a full store
+// makes before it refuses a claim: a store full of live records refuses
+// claims in constant time between them.
+const fullSweepEvery = 100 * time.Millisecond
+
+// full reports whether a new record would take the store past its
+// Limits, once the expired records are gone.
+func (s *Store) full(now time.Duration) bool {
+	over := func() bool {
+		return s.limits.MaxRecords >= 0 && len(s.records) >= s.limits.MaxRecords ||
+			s.limits.MaxBytes >= 0 && s.bytes >= s.limits.MaxBytes
+	}
+	if !over() || s.fullSweep != 0 && now-s.fullSweep < fullSweepEvery {
+		return over()
+	}
+	s.fullSweep = now
+	for k, r := range s.records {
+		if r.expired(now) && r.changed == nil {
+			s.delete(k, r)
+		}
+	}
+	return over()
+}
+
+// size is what the record of key counts against Limits.MaxBytes.
+func (r *record) size(key string) int64 {
+	return int64(len(key)+len(r.owner)+len(r.fingerprint)+len(r.outcome)) + recordOverhead
 }
 
 // clone copies b, which callers and the store must not share.
