@@ -29,9 +29,9 @@ func decodeJSON(body []byte, v any) error {
 	if errors.As(err, &syntax) {
 		param := paramOf(syntax.JSONPointer)
 		if errors.Is(err, jsontext.ErrDuplicateName) {
-			return &invalid{param, "duplicate_parameter", fmt.Sprintf("%s appears more than once in the body", param)}
+			return &invalid{param, "duplicate_parameter", fmt.Sprintf("%s appears more than once in the body; send it once", param)}
 		}
-		return &invalid{param, "invalid_json", fmt.Sprintf("the body must be one JSON object in valid UTF-8, with nothing after it: %v at byte %d", syntax.Err, syntax.ByteOffset)}
+		return &invalid{param, "invalid_json", fmt.Sprintf("the body must be one JSON object in valid UTF-8 with nothing after it (%v at byte %d)", syntax.Err, syntax.ByteOffset)}
 	}
 	if err == nil {
 		// null decodes into nothing: it is no object either.
@@ -45,7 +45,7 @@ func decodeJSON(body []byte, v any) error {
 		param := paramOf(semantic.JSONPointer)
 		switch {
 		case errors.Is(err, json.ErrUnknownName):
-			return &invalid{param, "unknown_parameter", fmt.Sprintf("unknown parameter %s (names are case-sensitive)", param)}
+			return &invalid{param, "unknown_parameter", fmt.Sprintf("%s is not a parameter of this request; check its spelling, names are case-sensitive", param)}
 		case param == "":
 			return &invalid{"", "invalid_json", "the body must be a JSON object"}
 		case strings.HasPrefix(param, "metadata"):
@@ -53,7 +53,7 @@ func decodeJSON(body []byte, v any) error {
 		}
 		return &invalid{param, "invalid_type", fmt.Sprintf("%s must be a %s", param, jsonKind(semantic.GoType.String()))}
 	}
-	return &invalid{"", "invalid_json", "the body must be one JSON object: " + err.Error()}
+	return &invalid{"", "invalid_json", fmt.Sprintf("the body must be one JSON object (%v)", err)}
 }
 
 // paramOf names the member at ptr as payd's errors name parameters:
@@ -109,7 +109,7 @@ func (s *server) validate(check func(body []byte) error, next http.Handler) http
 				fail(w, http.StatusRequestEntityTooLarge, "body_too_large", "", fmt.Sprintf("the body must be at most %d bytes", maxBodyBytes))
 				return
 			}
-			fail(w, http.StatusBadRequest, "unreadable_body", "", "the request body could not be read")
+			fail(w, http.StatusBadRequest, "unreadable_body", "", unreadableBody)
 			return
 		}
 		if err := check(body); err != nil {
