@@ -13,8 +13,8 @@ import (
 )
 
 // TestOpenAPIDocument: the document is valid OpenAPI 3.1, GET
-// /openapi.json serves it to anyone, and the limits it states are the
-// ones payd checks.
+// /openapi.json serves it to anyone, and the limits, currencies and
+// listing parameters it states are the ones payd checks.
 func TestOpenAPIDocument(t *testing.T) {
 	if _, err := openapitest.New(openAPIDocument); err != nil {
 		t.Fatal(err)
@@ -60,10 +60,18 @@ func TestOpenAPIDocument(t *testing.T) {
 		t.Errorf("the document's currencies are not payd's:\n%v\n%v", documented, currencies)
 	}
 	var limit map[string]any
+	var query []string
 	for _, p := range doc["paths"].(map[string]any)["/v1/charges"].(map[string]any)["get"].(map[string]any)["parameters"].([]any) {
-		if p := p.(map[string]any); p["name"] == "limit" {
+		p, _ := p.(map[string]any)
+		if p["in"] == "query" {
+			query = append(query, p["name"].(string))
+		}
+		if p["name"] == "limit" {
 			limit = p["schema"].(map[string]any)
 		}
+	}
+	if !slices.Equal(query, listParams) {
+		t.Errorf("the document lists charges by %v, payd by %v", query, listParams)
 	}
 	if limit["maximum"] != float64(maxPageLimit) || limit["default"] != float64(defaultPageLimit) {
 		t.Errorf("the document's limit is %v, payd's at most %d, by default %d", limit, maxPageLimit, defaultPageLimit)
