@@ -21,7 +21,7 @@ func TestWorkerCrashAfterProviderCharged(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, db string) {
 		sim, simURL := newSim(t, simulator.Faults{})
 		doomed := startPayd(t, paydArgs(db, simURL, "--failpoints", "after-response=1")...)
-		r, err := postCharge(http.DefaultClient, doomed.url, "crash-1", orderBody, 0)
+		r, err := postCharge(apiClient(t, 0), doomed.url, "crash-1", orderBody, 0)
 		if err != nil || r.status != http.StatusAccepted {
 			t.Fatalf("accept = %v %d", err, r.status)
 		}
@@ -49,12 +49,12 @@ func TestLostJobIsImpossible(t *testing.T) {
 			eachDatabase(t, func(t *testing.T, db string) {
 				sim, simURL := newSim(t, simulator.Faults{})
 				doomed := startPayd(t, paydArgs(db, simURL, "--failpoints", point+"=1", "--role", "api")...)
-				if _, err := postCharge(http.DefaultClient, doomed.url, "lost-1", orderBody, 0); err == nil {
+				if _, err := postCharge(apiClient(t, 0), doomed.url, "lost-1", orderBody, 0); err == nil {
 					t.Fatal("payd answered; the failpoint should have killed it first")
 				}
 				doomed.wait()
 				restarted := startPayd(t, paydArgs(db, simURL)...)
-				r, err := postCharge(http.DefaultClient, restarted.url, "lost-1", orderBody, 10)
+				r, err := postCharge(apiClient(t, 0), restarted.url, "lost-1", orderBody, 10)
 				if err != nil || r.status != http.StatusOK || r.charge.Status != payments.StateSucceeded {
 					t.Fatalf("retry = %v %d %s", err, r.status, r.body)
 				}

@@ -21,11 +21,11 @@ func TestGhostCharge(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, db string) {
 		sim, simURL := newSim(t, simulator.Faults{LatencyMin: 100 * time.Millisecond, LatencyMax: 100 * time.Millisecond})
 		p := startPayd(t, paydArgs(db, simURL)...)
-		impatient := &http.Client{Timeout: 20 * time.Millisecond}
+		impatient := apiClient(t, 20*time.Millisecond)
 		if _, err := postCharge(impatient, p.url, "ghost-1", orderBody, 5); err == nil {
 			t.Fatal("the impatient client got an answer within 20ms; the test needs it to time out")
 		}
-		r, err := postCharge(http.DefaultClient, p.url, "ghost-1", orderBody, 5)
+		r, err := postCharge(apiClient(t, 0), p.url, "ghost-1", orderBody, 5)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +57,7 @@ func TestDoubleClick(t *testing.T) {
 		)
 		for range clicks {
 			wg.Go(func() {
-				r, err := postCharge(http.DefaultClient, p.url, "click-1", orderBody, 0)
+				r, err := postCharge(apiClient(t, 0), p.url, "click-1", orderBody, 0)
 				if err != nil || r.status != http.StatusAccepted {
 					t.Errorf("click: %v %d %s", err, r.status, r.body)
 					return
@@ -90,7 +90,7 @@ func TestDecline(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, db string) {
 		_, simURL := newSim(t, simulator.Faults{})
 		p := startPayd(t, paydArgs(db, simURL)...)
-		r, err := postCharge(http.DefaultClient, p.url, "decline-1", `{"amount":1902,"currency":"usd","reference":"order_9"}`, 10)
+		r, err := postCharge(apiClient(t, 0), p.url, "decline-1", `{"amount":1902,"currency":"usd","reference":"order_9"}`, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,7 +106,7 @@ func TestFlappingProvider(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, db string) {
 		sim, simURL := newSim(t, simulator.Faults{ErrorRate: 1})
 		p := startPayd(t, paydArgs(db, simURL)...)
-		r, err := postCharge(http.DefaultClient, p.url, "flap-1", orderBody, 0)
+		r, err := postCharge(apiClient(t, 0), p.url, "flap-1", orderBody, 0)
 		if err != nil || r.status != http.StatusAccepted {
 			t.Fatalf("accept = %v %d", err, r.status)
 		}
@@ -132,7 +132,7 @@ func TestStaleWorkerPausedPastItsLease(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, db string) {
 		sim, simURL := newSim(t, simulator.Faults{LatencyMin: 300 * time.Millisecond, LatencyMax: 300 * time.Millisecond})
 		stale := startPayd(t, paydArgs(db, simURL, "--workers", "1")...)
-		r, err := postCharge(http.DefaultClient, stale.url, "stale-1", orderBody, 0)
+		r, err := postCharge(apiClient(t, 0), stale.url, "stale-1", orderBody, 0)
 		if err != nil || r.status != http.StatusAccepted {
 			t.Fatalf("accept = %v %d", err, r.status)
 		}
@@ -187,7 +187,7 @@ func TestTwoReplicas(t *testing.T) {
 	)
 	for i := range n {
 		wg.Go(func() {
-			r, err := postCharge(http.DefaultClient, replicas[i%2].url, fmt.Sprint("two-", i), fmt.Sprintf(`{"amount":%d,"currency":"eur","reference":"order_%d"}`, 1000+10*i, i), 0)
+			r, err := postCharge(apiClient(t, 0), replicas[i%2].url, fmt.Sprint("two-", i), fmt.Sprintf(`{"amount":%d,"currency":"eur","reference":"order_%d"}`, 1000+10*i, i), 0)
 			if err != nil || r.status != http.StatusAccepted {
 				t.Errorf("accept %d: %v %d %s", i, err, r.status, r.body)
 				return

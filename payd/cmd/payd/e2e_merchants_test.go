@@ -60,11 +60,14 @@ func call(t *testing.T, method, url, apiKey, idemKey, body string) (int, string)
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+apiKey)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if idemKey != "" {
 		req.Header.Set("Idempotency-Key", idemKey)
 		req.Header.Set("Prefer", "wait=10")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient(t, 0).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

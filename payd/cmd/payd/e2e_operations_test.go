@@ -23,7 +23,7 @@ func TestSIGTERMLetsInFlightWorkFinish(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "payd.db")
 	sim, simURL := newSim(t, simulator.Faults{LatencyMin: 500 * time.Millisecond, LatencyMax: 500 * time.Millisecond})
 	p := startPayd(t, paydArgs(db, simURL)...)
-	r, err := postCharge(http.DefaultClient, p.url, "stop-1", orderBody, 0)
+	r, err := postCharge(apiClient(t, 0), p.url, "stop-1", orderBody, 0)
 	if err != nil || r.status != http.StatusAccepted {
 		t.Fatalf("accept = %v %d", err, r.status)
 	}
@@ -48,7 +48,7 @@ func TestVerifyFindsATamperedPosting(t *testing.T) {
 	db := pgtest.Database(t)
 	_, simURL := newSim(t, simulator.Faults{})
 	p := startPayd(t, paydArgs(db, simURL)...)
-	if r, err := postCharge(http.DefaultClient, p.url, "tamper-1", orderBody, 10); err != nil || r.charge.Status != payments.StateSucceeded {
+	if r, err := postCharge(apiClient(t, 0), p.url, "tamper-1", orderBody, 10); err != nil || r.charge.Status != payments.StateSucceeded {
 		t.Fatalf("charge = %v %+v", err, r)
 	}
 	verifyPasses(t, db, simURL)

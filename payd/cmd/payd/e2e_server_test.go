@@ -82,8 +82,7 @@ func TestIdleConnectionIsClosed(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /healthz = %v, %v", resp, err)
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	checkRaw(t, http.MethodGet, "/healthz", nil, resp)
 	if took := closedWithin(t, conn, 5*time.Second); took > 3*time.Second {
 		t.Fatalf("an idle connection stayed open %s, want it closed at the 1s idle timeout", took)
 	}
@@ -124,7 +123,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 // get sends a GET to url and returns the response, its body read.
 func get(t *testing.T, url string) *http.Response {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := apiClient(t, 0).Get(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}

@@ -126,7 +126,7 @@ func chargesSucceed(t *testing.T, url, prefix string, n int) []string {
 	t.Helper()
 	var out []string
 	for i := range n {
-		r, err := postCharge(http.DefaultClient, url, fmt.Sprintf("%s-%d", prefix, i+1), orderBody, 10)
+		r, err := postCharge(apiClient(t, 0), url, fmt.Sprintf("%s-%d", prefix, i+1), orderBody, 10)
 		if err != nil || r.status != http.StatusOK || r.charge.Status != payments.StateSucceeded {
 			t.Fatalf("charge %s-%d = %v %d %s, want 200 succeeded", prefix, i+1, err, r.status, r.body)
 		}
@@ -141,8 +141,9 @@ func refundSettles(t *testing.T, url, chargeID string, amount int64) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url+"/v1/charges/"+chargeID+"/refunds", strings.NewReader(fmt.Sprintf(`{"amount":%d}`, amount)))
 	req.Header.Set("Authorization", "Bearer "+testKey)
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", "refund-"+chargeID)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient(t, 0).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +206,7 @@ func reconciliationAgrees(t *testing.T, url, db, simURL string) {
 	}
 	req, _ := http.NewRequest(http.MethodGet, url+"/v1/reconciliation", nil)
 	req.Header.Set("Authorization", "Bearer "+testKey)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient(t, 0).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +22,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/idemhq/idem/internal/testenv"
+	"github.com/idemhq/idem/payd/internal/api"
+	"github.com/idemhq/idem/payd/internal/openapitest"
 	"github.com/idemhq/idem/payd/internal/payments"
 	"github.com/idemhq/idem/payd/internal/pgtest"
 	"github.com/idemhq/idem/payd/internal/provider"
@@ -203,12 +206,30 @@ type response struct {
 	body   string
 }
 
-// postCharge sends POST /v1/charges with key and body.
+// loadContract loads payd's OpenAPI document, once: it does not change
+// while the tests run.
+var loadContract = sync.OnceValues(func() (*openapitest.Checker, error) { return openapitest.New(api.OpenAPI()) })
+
+// apiClient is the client every request to payd's API goes through: it
+// fails t for any request or response the OpenAPI document does not
+// allow. Timeout zero means none.
+func apiClient(t *testing.T, timeout time.Duration) *http.Client {
+	t.Helper()
+	c, err := loadContract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Client(t, timeout)
+}
+
+// postCharge sends POST /v1/charges with key and body, with c (an
+// apiClient).
 func postCharge(c *http.Client, url, key, body string, wait int) (response, error) {
 	req, err := http.NewRequest(http.MethodPost, url+"/v1/charges", strings.NewReader(body))
 	if err != nil {
 		return response{}, err
 	}
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+testKey)
 	req.Header.Set("Idempotency-Key", key)
 	if wait > 0 {
@@ -229,7 +250,7 @@ func getCharge(t *testing.T, url, id string) payments.Charge {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url+"/v1/charges/"+id, nil)
 	req.Header.Set("Authorization", "Bearer "+testKey)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient(t, 0).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

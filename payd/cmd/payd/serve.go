@@ -294,7 +294,7 @@ func printBanner(w io.Writer, addr string, store *payments.Store, providerURL st
 	} else {
 		fmt.Fprintf(w, "dev API key: %s\n\n", dev.shown)
 	}
-	fmt.Fprintf(w, "Try it:\n  curl -s http://%s/v1/charges -H \"Authorization: Bearer %s\" -H 'Idempotency-Key: order-123-try-1' -H 'Prefer: wait=5' -d '{\"amount\":1999,\"currency\":\"usd\",\"reference\":\"order_123\"}'\n\n", addr, bearer)
+	fmt.Fprintf(w, "Try it:\n  curl -s http://%s/v1/charges -H \"Authorization: Bearer %s\" -H 'Content-Type: application/json' -H 'Idempotency-Key: order-123-try-1' -H 'Prefer: wait=5' -d '{\"amount\":1999,\"currency\":\"usd\",\"reference\":\"order_123\"}'\n\n", addr, bearer)
 }
 
 func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

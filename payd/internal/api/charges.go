@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -22,8 +21,6 @@ const (
 	maxMetadataKeyLen = 40
 	maxMetadataValLen = 500
 	maxBodyBytes      = 64 << 10
-	defaultPageLimit  = 10
-	maxPageLimit      = 100
 )
 
 // currencies are the ISO 4217 codes of currencies in use, lower case.
@@ -58,20 +55,20 @@ func parseCharge(body []byte) (*chargeRequest, error) {
 	case req.Currency == "":
 		return nil, &invalid{"currency", "missing", "currency is required: an ISO 4217 code in lower case"}
 	case !isCurrency(req.Currency):
-		return nil, &invalid{"currency", "invalid_currency", fmt.Sprintf("%q is not an ISO 4217 currency code in lower case", req.Currency)}
+		return nil, &invalid{"currency", "invalid_currency", fmt.Sprintf("currency must be an ISO 4217 code in lower case, such as usd; %q is not one", req.Currency)}
 	case req.Reference == "":
 		return nil, &invalid{"reference", "missing", "reference is required: your identifier for the charge, such as an order number"}
 	case !printable(req.Reference, maxReferenceLen):
 		return nil, &invalid{"reference", "invalid_reference", fmt.Sprintf("reference must be 1 to %d printable characters", maxReferenceLen)}
 	case utf8.RuneCountInString(req.Description) > maxDescriptionLen || !utf8.ValidString(req.Description) || !storable(req.Description):
-		return nil, &invalid{"description", "invalid_description", fmt.Sprintf("description must be UTF-8 without NUL, at most %d characters", maxDescriptionLen)}
+		return nil, &invalid{"description", "invalid_description", fmt.Sprintf("description must be at most %d characters, without NUL", maxDescriptionLen)}
 	case len(req.Metadata) > maxMetadataKeys:
-		return nil, &invalid{"metadata", "invalid_metadata", fmt.Sprintf("metadata may hold at most %d keys", maxMetadataKeys)}
+		return nil, &invalid{"metadata", "invalid_metadata", fmt.Sprintf("metadata must hold at most %d keys", maxMetadataKeys)}
 	}
 	for k, v := range req.Metadata {
 		if !printable(k, maxMetadataKeyLen) || utf8.RuneCountInString(v) > maxMetadataValLen || !utf8.ValidString(v) || !storable(v) {
 			return nil, &invalid{"metadata[" + k + "]", "invalid_metadata",
-				fmt.Sprintf("metadata keys must be 1 to %d printable characters, values at most %d characters without NUL", maxMetadataKeyLen, maxMetadataValLen)}
+				fmt.Sprintf("metadata keys must be 1 to %d printable characters, and values at most %d characters without NUL", maxMetadataKeyLen, maxMetadataValLen)}
 		}
 	}
 	return &req, nil
@@ -109,7 +106,7 @@ func (s *server) createCharge() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
-			fail(w, http.StatusBadRequest, "unreadable_body", "", "the request body could not be read")
+			fail(w, http.StatusBadRequest, "unreadable_body", "", unreadableBody)
 			return
 		}
 		req, err := parseCharge(body)
@@ -159,7 +156,7 @@ func (s *server) getCharge() http.Handler {
 		}
 		switch {
 		case errors.Is(err, payments.ErrNotFound):
-			fail(w, http.StatusNotFound, "not_found", "id", "no such charge")
+			fail(w, http.StatusNotFound, "not_found", "id", noSuchCharge)
 			return
 		case err != nil:
 			s.failed(r, "payd: reading a payment failed", err)
@@ -169,50 +166,6 @@ func (s *server) getCharge() http.Handler {
 		out := chargeWithRefunds{Charge: p.Charge(), Refunds: make([]payments.RefundView, 0, len(refunds))}
 		for _, ref := range refunds {
 			out.Refunds = append(out.Refunds, ref.View())
-		}
-		encode(w, http.StatusOK, out)
-	})
-}
-
-// list is a page of charges.
-type list struct {
-	Object  string            `json:"object"`
-	Data    []payments.Charge `json:"data"`
-	HasMore bool              `json:"has_more"`
-}
-
-// listCharges answers GET /v1/charges?reference=…[&limit=…][&starting_after=…].
-func (s *server) listCharges() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		reference := q.Get("reference")
-		if reference == "" {
-			fail(w, http.StatusBadRequest, "missing", "reference", "list charges by reference: ?reference=…")
-			return
-		}
-		limit := defaultPageLimit
-		if l := q.Get("limit"); l != "" {
-			n, err := strconv.Atoi(l)
-			if err != nil || n < 1 || n > maxPageLimit {
-				fail(w, http.StatusBadRequest, "invalid_limit", "limit", fmt.Sprintf("limit must be a whole number from 1 to %d", maxPageLimit))
-				return
-			}
-			limit = n
-		}
-		ps, more, err := s.store.ListByReference(r.Context(), accountFrom(r.Context()), reference,
-			payments.Page{After: q.Get("starting_after"), Limit: limit})
-		switch {
-		case errors.Is(err, payments.ErrNotFound):
-			fail(w, http.StatusBadRequest, "invalid_cursor", "starting_after", "starting_after names no charge of yours")
-			return
-		case err != nil:
-			s.failed(r, "payd: listing payments failed", err)
-			internalError(w)
-			return
-		}
-		out := list{Object: "list", Data: make([]payments.Charge, 0, len(ps)), HasMore: more}
-		for _, p := range ps {
-			out.Data = append(out.Data, p.Charge())
 		}
 		encode(w, http.StatusOK, out)
 	})

@@ -23,7 +23,12 @@ type problem struct {
 	Param  string `json:"param,omitempty"`
 }
 
-// fail writes a problem+json response.
+// fail writes a problem+json response. Every detail payd writes is in
+// one style (TestProblemDetailsShareOneStyle): a lowercase sentence with
+// no final period, saying what is wrong and, unless a rule such as
+// "amount must be …" says it, after a semicolon what to do; parameters
+// and headers are named as the client spells them (amount,
+// metadata[key], created[gte], Idempotency-Key).
 func fail(w http.ResponseWriter, status int, code, param, detail string) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
@@ -40,5 +45,11 @@ func fail(w http.ResponseWriter, status int, code, param, detail string) {
 // internalError answers 500 with a generic body; the caller logs the real
 // error.
 func internalError(w http.ResponseWriter) {
-	fail(w, http.StatusInternalServerError, "internal_error", "", "payd could not complete the request; it has been logged")
+	fail(w, http.StatusInternalServerError, "internal_error", "", "payd could not complete the request; it has been logged, and a retry with the same Idempotency-Key is safe")
 }
+
+// Details more than one refusal shares.
+const (
+	noSuchCharge   = "no charge with this id belongs to your account; check the id"
+	unreadableBody = "the request body could not be read; send it again"
+)

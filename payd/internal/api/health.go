@@ -19,7 +19,7 @@ func healthz() http.Handler {
 func (s *server) readyz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.draining != nil && s.draining() {
-			fail(w, http.StatusServiceUnavailable, "shutting_down", "", "payd is stopping: send requests to another replica")
+			fail(w, http.StatusServiceUnavailable, "shutting_down", "", "payd is stopping; send requests to another replica")
 			return
 		}
 		if err := s.store.Ready(r.Context()); err != nil {

@@ -1,5 +1,7 @@
 // Package api is payd's HTTP API: charges, refunds, balances,
-// reconciliation, the provider's webhooks, health, readiness and metrics.
+// reconciliation, the provider's webhooks, health, readiness, metrics,
+// and the OpenAPI document that describes the public part of it
+// (openapi.json, served at GET /openapi.json).
 package api
 
 import (
@@ -96,6 +98,15 @@ func (s *server) hit(point string) {
 
 // NewServer returns payd's HTTP API.
 func NewServer(cfg Config) (http.Handler, error) {
+	s, err := newServer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s.handler(), nil
+}
+
+// newServer checks cfg and builds the server it describes.
+func newServer(cfg Config) (*server, error) {
 	if cfg.Store == nil || cfg.Engine == nil || cfg.Tx == nil || cfg.Registry == nil {
 		return nil, errors.New("api: NewServer needs a Store, an Engine, its Tx and a Registry")
 	}
@@ -132,10 +143,11 @@ func NewServer(cfg Config) (http.Handler, error) {
 	if s.webhooks, err = s.webhookHandler(cfg); err != nil {
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	s.routes(mux)
-	return mux, nil
+	return s, nil
 }
+
+// handler serves the API: every route, behind the header limit.
+func (s *server) handler() http.Handler { return limitHeaders(s.mux()) }
 
 // failed logs err, which kept payd from serving r: an error, unless r's
 // client had gone away first, which is routine (a client timeout, a retry

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -29,9 +30,9 @@ func decodeJSON(body []byte, v any) error {
 	if errors.As(err, &syntax) {
 		param := paramOf(syntax.JSONPointer)
 		if errors.Is(err, jsontext.ErrDuplicateName) {
-			return &invalid{param, "duplicate_parameter", fmt.Sprintf("%s appears more than once in the body", param)}
+			return &invalid{param, "duplicate_parameter", fmt.Sprintf("%s appears more than once in the body; send it once", param)}
 		}
-		return &invalid{param, "invalid_json", fmt.Sprintf("the body must be one JSON object in valid UTF-8, with nothing after it: %v at byte %d", syntax.Err, syntax.ByteOffset)}
+		return &invalid{param, "invalid_json", fmt.Sprintf("the body must be one JSON object in valid UTF-8 with nothing after it (%v at byte %d)", syntax.Err, syntax.ByteOffset)}
 	}
 	if err == nil {
 		// null decodes into nothing: it is no object either.
@@ -45,7 +46,7 @@ func decodeJSON(body []byte, v any) error {
 		param := paramOf(semantic.JSONPointer)
 		switch {
 		case errors.Is(err, json.ErrUnknownName):
-			return &invalid{param, "unknown_parameter", fmt.Sprintf("unknown parameter %s (names are case-sensitive)", param)}
+			return &invalid{param, "unknown_parameter", fmt.Sprintf("%s is not a parameter of this request; check its spelling, names are case-sensitive", param)}
 		case param == "":
 			return &invalid{"", "invalid_json", "the body must be a JSON object"}
 		case strings.HasPrefix(param, "metadata"):
@@ -53,7 +54,7 @@ func decodeJSON(body []byte, v any) error {
 		}
 		return &invalid{param, "invalid_type", fmt.Sprintf("%s must be a %s", param, jsonKind(semantic.GoType.String()))}
 	}
-	return &invalid{"", "invalid_json", "the body must be one JSON object: " + err.Error()}
+	return &invalid{"", "invalid_json", fmt.Sprintf("the body must be one JSON object (%v)", err)}
 }
 
 // paramOf names the member at ptr as payd's errors name parameters:
@@ -109,7 +110,11 @@ func (s *server) validate(check func(body []byte) error, next http.Handler) http
 				fail(w, http.StatusRequestEntityTooLarge, "body_too_large", "", fmt.Sprintf("the body must be at most %d bytes", maxBodyBytes))
 				return
 			}
-			fail(w, http.StatusBadRequest, "unreadable_body", "", "the request body could not be read")
+			fail(w, http.StatusBadRequest, "unreadable_body", "", unreadableBody)
+			return
+		}
+		if len(body) != 0 && !isJSON(r.Header.Get("Content-Type")) {
+			fail(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "", "a body must be sent as Content-Type: application/json")
 			return
 		}
 		if err := check(body); err != nil {
@@ -121,4 +126,21 @@ func (s *server) validate(check func(body []byte) error, next http.Handler) http
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// isJSON reports whether contentType is application/json, with no
+// parameter but a charset of utf-8. A body is read one way only: one sent
+// as a form, say, which a proxy or a firewall would read as a form, is
+// refused rather than read as JSON (TestContentTypeIsJSON).
+func isJSON(contentType string) bool {
+	mediaType, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mediaType != "application/json" {
+		return false
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return false
+		}
+	}
+	return true
 }

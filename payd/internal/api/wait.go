@@ -17,9 +17,12 @@ import (
 // answers as usual, 202 with the accepted charge, recorded and replayed
 // byte for byte. When the client asked to wait, the answer it gets instead
 // is the charge's current state once it is final, or when N seconds (at
-// most MaxPreferWait) have passed: 200 if final, else 202. A replayed
-// request that asks to wait gets the current state too, still marked
-// Idempotent-Replayed.
+// most MaxPreferWait) have passed: 200 if final, else 202, with
+// Preference-Applied: wait=M, M the wait it was given, N capped
+// (TestPreferenceApplied). A replayed request that asks to wait gets the
+// current state too, still marked Idempotent-Replayed. A request answered
+// otherwise, a 4xx or a 409 for one in flight, has no Preference-Applied:
+// it was not kept waiting.
 //
 // A charge accepted and committed by this request is handed to a worker of
 // this process at once (Processor.Dispatch).
@@ -58,7 +61,10 @@ func (s *server) preferWait(next http.Handler) http.Handler {
 			}
 			id = c.ID
 		}
-		p, err := s.awaitFinal(r, id, min(wait, s.maxWait), acc.settled)
+		wait = min(wait, s.maxWait)
+		p, err := s.awaitFinal(r, id, wait, acc.settled)
+		// RFC 7240: the wait this request was given, capped.
+		w.Header().Set("Preference-Applied", "wait="+strconv.Itoa(int(wait/time.Second)))
 		if err != nil {
 			if r.Context().Err() == nil { // else the client went away: nobody to tell
 				s.log.Warn("payd: waiting for a charge failed; answering with its accepted state", slog.String("payment", id), slog.Any("error", err))
@@ -71,7 +77,6 @@ func (s *server) preferWait(next http.Handler) http.Handler {
 				w.Header().Set(h, v)
 			}
 		}
-		w.Header().Set("Preference-Applied", "wait="+strconv.Itoa(int(wait/time.Second)))
 		status := http.StatusAccepted
 		if p.Final() {
 			status = http.StatusOK

@@ -17,7 +17,7 @@ import (
 func (s *server) webhookHandler(cfg Config) (http.Handler, error) {
 	if len(cfg.WebhookSecrets) == 0 {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			fail(w, http.StatusNotFound, "webhooks_off", "", "provider webhooks are not configured: start payd with --webhook-secret")
+			fail(w, http.StatusNotFound, "webhooks_off", "", "provider webhooks are off; start payd with --webhook-secret to receive them")
 		}), nil
 	}
 	if cfg.Provider == nil {

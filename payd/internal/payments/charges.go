@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/idemhq/idem/payd/internal/database"
 )
@@ -38,11 +40,23 @@ type Page struct {
 	Limit int
 }
 
-// ListByReference returns up to page.Limit of the account's payments with
-// reference, oldest first, after the payment page.After, and whether more
-// follow.
-func (s *Store) ListByReference(ctx context.Context, accountID, reference string, page Page) ([]*Payment, bool, error) {
-	afterAt, afterID := int64(-1), ""
+// Filter selects the payments List returns: those with Reference, if it
+// is not "", created in [CreatedFrom, CreatedBefore), each bound left out
+// if zero. Times count to the millisecond payd keeps: a bound between two
+// milliseconds is rounded up, so no payment outside the range is
+// returned.
+type Filter struct {
+	Reference                  string
+	CreatedFrom, CreatedBefore time.Time
+}
+
+// List returns up to page.Limit of the account's payments that f selects,
+// oldest first (by created time, then id), after the payment page.After,
+// and whether more follow. A payment created while a client pages arrives
+// on a later page: none is skipped or repeated. It returns ErrNotFound if
+// page.After is no payment of the account's.
+func (s *Store) List(ctx context.Context, accountID string, f Filter, page Page) ([]*Payment, bool, error) {
+	afterAt, afterID := int64(math.MinInt64), ""
 	if page.After != "" {
 		p, err := s.Get(ctx, accountID, page.After)
 		if err != nil {
@@ -50,7 +64,18 @@ func (s *Store) ListByReference(ctx context.Context, accountID, reference string
 		}
 		afterAt, afterID = millis(p.CreatedAt), p.ID
 	}
-	rs, err := s.db.Query(ctx, s.sql.listByReference, accountID, reference, afterAt, afterID, page.Limit+1)
+	from, before := int64(math.MinInt64), int64(math.MaxInt64)
+	if !f.CreatedFrom.IsZero() {
+		from = ceilMillis(f.CreatedFrom)
+	}
+	if !f.CreatedBefore.IsZero() {
+		before = ceilMillis(f.CreatedBefore)
+	}
+	query, args := s.sql.listPayments, []any{accountID, from, before, afterAt, afterID, page.Limit + 1}
+	if f.Reference != "" {
+		query, args = s.sql.listByReference, append(args, f.Reference)
+	}
+	rs, err := s.db.Query(ctx, query, args...)
 	if err != nil {
 		return nil, false, wrap("list payments", err)
 	}
@@ -71,6 +96,17 @@ func (s *Store) ListByReference(ctx context.Context, accountID, reference string
 		out = out[:page.Limit]
 	}
 	return out, more, nil
+}
+
+// ceilMillis is t in Unix milliseconds, rounded up: for a whole number of
+// milliseconds c, c >= t and c < t hold exactly when they hold of
+// ceilMillis(t).
+func ceilMillis(t time.Time) int64 {
+	ms := t.UnixMilli()
+	if t.Sub(time.UnixMilli(ms)) > 0 {
+		ms++
+	}
+	return ms
 }
 
 // Backlog counts payments not yet final.

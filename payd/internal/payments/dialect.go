@@ -14,6 +14,7 @@ type dialect struct {
 	name       string
 	now        string // the database clock, Unix milliseconds
 	skipLocked string // appended to a queue's row-locking subquery
+	forUpdate  string // appended to a read that locks its row
 }
 
 var (
@@ -21,6 +22,7 @@ var (
 		name:       "postgres",
 		now:        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint",
 		skipLocked: " FOR UPDATE SKIP LOCKED",
+		forUpdate:  " FOR UPDATE",
 	}
 	sqlite = dialect{
 		name: "sqlite",
@@ -50,6 +52,7 @@ func (d dialect) jsonStrings(p string) string {
 func (d dialect) sql(q string) string {
 	q = strings.ReplaceAll(q, "{{now}}", d.now)
 	q = strings.ReplaceAll(q, "{{skip_locked}}", d.skipLocked)
+	q = strings.ReplaceAll(q, "{{for_update}}", d.forUpdate)
 	if d.name == "sqlite" {
 		q = placeholder.ReplaceAllString(q, "?$1")
 	}

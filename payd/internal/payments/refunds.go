@@ -71,10 +71,10 @@ func (r *Refund) View() RefundView {
 // RefundRefused is returned by CreateRefund for a refund the payment
 // cannot take.
 type RefundRefused struct {
-	// Code is charge_not_succeeded or amount_exceeds_refundable, which
-	// depend on the payment's state and may pass later (the charge
-	// succeeds, a pending refund fails), or amount_too_large, an amount
-	// over the whole charge, which never can.
+	// Code is charge_not_succeeded, amount_exceeds_refundable or
+	// nothing_left_to_refund, which depend on the payment's state and may
+	// pass later (the charge succeeds, a pending refund fails), or
+	// amount_too_large, an amount over the whole charge, which never can.
 	Code   string
 	Detail string
 }
@@ -85,16 +85,31 @@ func (e *RefundRefused) Final() bool { return e.Code == "amount_too_large" }
 
 func (e *RefundRefused) Error() string { return "payments: refund refused: " + e.Detail }
 
-// CreateRefund accepts a refund of amount of the account's payment: it
-// reserves the amount on the payment, so the refunds accepted never exceed
-// what was captured however many arrive at once, inserts the refund as due
-// work, and posts the reservation to the ledger. In a request's
-// transaction (database.WithTx) it writes there. It returns ErrNotFound,
-// or *RefundRefused for a payment not succeeded or an amount over what is
+// RefundWhatIsLeft, as CreateRefund's amount, refunds what is left of the
+// payment.
+const RefundWhatIsLeft = 0
+
+// CreateRefund accepts a refund of amount of the account's payment, or of
+// what is left of it for RefundWhatIsLeft: it reserves the amount on the
+// payment, so the refunds accepted never exceed what was captured however
+// many arrive at once, inserts the refund as due work, and posts the
+// reservation to the ledger. What is left is read with the payment's row
+// locked, in the reservation's transaction, so two refunds of what is
+// left never both take it: one gets it, the other nothing_left_to_refund
+// (TestConcurrentRefundsOfWhatIsLeft). In a request's transaction
+// (database.WithTx) it writes there. It returns ErrNotFound, or
+// *RefundRefused for a payment not succeeded or an amount over what is
 // left.
 func (s *Store) CreateRefund(ctx context.Context, accountID, paymentID string, amount int64) (*Refund, error) {
 	var r *Refund
 	err := s.inRequestTx(ctx, func(q database.Querier) error {
+		if amount == RefundWhatIsLeft {
+			left, err := s.leftToRefund(ctx, q, accountID, paymentID)
+			if err != nil {
+				return err
+			}
+			amount = left
+		}
 		var currency, chargeID string
 		err := q.QueryRow(ctx, s.sql.reserveRefund, paymentID, accountID, amount).Scan(&currency, &chargeID)
 		if errors.Is(err, database.ErrNoRows) {
@@ -115,6 +130,23 @@ func (s *Store) CreateRefund(ctx context.Context, accountID, paymentID string, a
 	return r, nil
 }
 
+// leftToRefund returns what is left to refund of the payment, locking its
+// row for the rest of q's transaction, or the refusal if nothing is.
+func (s *Store) leftToRefund(ctx context.Context, q database.Querier, accountID, paymentID string) (int64, error) {
+	var left int64
+	err := q.QueryRow(ctx, s.sql.refundable, paymentID, accountID).Scan(&left)
+	switch {
+	case errors.Is(err, database.ErrNoRows):
+		return 0, s.refusal(ctx, q, accountID, paymentID, RefundWhatIsLeft)
+	case err != nil:
+		return 0, wrap("read what is left to refund", err)
+	case left == 0:
+		return 0, &RefundRefused{Code: "nothing_left_to_refund",
+			Detail: fmt.Sprintf("charge %s has nothing left to refund; a refund still processing gives its amount back if it fails", paymentID)}
+	}
+	return left, nil
+}
+
 // refusal says why the payment could not take a refund of amount.
 func (s *Store) refusal(ctx context.Context, q database.Querier, accountID, paymentID string, amount int64) error {
 	p, err := scanPayment(q.QueryRow(ctx, s.sql.getPayment, paymentID, accountID))
@@ -126,10 +158,10 @@ func (s *Store) refusal(ctx context.Context, q database.Querier, accountID, paym
 	case p.State != StateSucceeded:
 		return &RefundRefused{Code: "charge_not_succeeded", Detail: fmt.Sprintf("charge %s is %s; only a succeeded charge can be refunded", p.ID, p.Status())}
 	case amount > p.Amount:
-		return &RefundRefused{Code: "amount_too_large", Detail: fmt.Sprintf("a refund of %d is more than the charge %s of %d %s",
-			amount, p.ID, p.Amount, p.Currency)}
+		return &RefundRefused{Code: "amount_too_large", Detail: fmt.Sprintf("a refund of %d is more than the charge %s of %d %s; refund at most %d",
+			amount, p.ID, p.Amount, p.Currency, p.Amount)}
 	}
-	return &RefundRefused{Code: "amount_exceeds_refundable", Detail: fmt.Sprintf("a refund of %d is more than the %d %s left to refund on charge %s",
+	return &RefundRefused{Code: "amount_exceeds_refundable", Detail: fmt.Sprintf("a refund of %d is more than the %d %s left to refund on charge %s; a refund still processing gives its amount back if it fails",
 		amount, p.Amount-p.AmountRefunded, p.Currency, p.ID)}
 }
 

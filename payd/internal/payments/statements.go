@@ -5,11 +5,13 @@ type statements struct {
 	insertAccount, accountExists, listAccounts      string
 	insertKey, keyByHash, keysOf, revokeKey, keyOf  string
 	accountByKey                                    string
-	insertPayment, getPayment, listByReference      string
+	insertPayment, getPayment                       string
+	listPayments, listByReference                   string
 	claimDue, claimPending, settle, settleByKey     string
 	countDue                                        string
 	settleAndPost                                   string // PostgreSQL only
-	reserveRefund, insertRefund, refundsOf          string
+	refundable, reserveRefund, insertRefund         string
+	refundsOf                                       string
 	claimDueRefund, settleRefund, settleRefundByKey string
 	releaseRefund                                   string
 	insertTxn, insertEntries, addBalances, balances string
@@ -201,11 +203,19 @@ INSERT INTO payments (id, account_id, amount, currency, reference, description, 
 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', {{now}} + $9, $8, {{now}}, {{now}})
 RETURNING ` + paymentColumns)
 	st.getPayment = d.sql(`SELECT ` + paymentColumns + ` FROM payments WHERE id = $1 AND account_id = $2`)
+	// A page of an account's payments created in [$2, $3), after ($4,
+	// $5) in (created_at, id) order, $6 at most; listByReference only
+	// those with reference $7.
+	st.listPayments = d.sql(`
+SELECT ` + paymentColumns + ` FROM payments
+WHERE account_id = $1 AND created_at >= $2 AND created_at < $3 AND (created_at, id) > ($4, $5)
+ORDER BY created_at, id
+LIMIT $6`)
 	st.listByReference = d.sql(`
 SELECT ` + paymentColumns + ` FROM payments
-WHERE account_id = $1 AND reference = $2 AND (created_at, id) > ($3, $4)
+WHERE account_id = $1 AND reference = $7 AND created_at >= $2 AND created_at < $3 AND (created_at, id) > ($4, $5)
 ORDER BY created_at, id
-LIMIT $5`)
+LIMIT $6`)
 	st.claimDue = claimSQL(d, "payments", paymentColumns)
 	st.claimPending = d.sql(`
 UPDATE payments SET
@@ -223,6 +233,13 @@ SELECT (SELECT count(*) FROM payments WHERE state IN ('pending', 'processing', '
 
 // refundSQL sets the statements of refunds.
 func (st *statements) refundSQL(d dialect) {
+	// refundable is what is left to refund of a succeeded payment, the
+	// row locked until the transaction ends (SQLite's transactions hold
+	// the write lock from their start): a reservation of it in the same
+	// transaction takes exactly what is left.
+	st.refundable = d.sql(`
+SELECT amount - amount_refunded FROM payments
+WHERE id = $1 AND account_id = $2 AND state = 'succeeded'{{for_update}}`)
 	// reserveRefund takes $3 from what is left to refund of a succeeded
 	// payment, atomically: the row's lock makes concurrent refunds
 	// queue, and each sees the amount the last one left.

@@ -155,7 +155,7 @@ func TestCreateGetAndList(t *testing.T) {
 		var seen []string
 		page := Page{Limit: 2}
 		for {
-			ps, more, err := s.ListByReference(t.Context(), "acct_test", "order-2", page)
+			ps, more, err := s.List(t.Context(), "acct_test", Filter{Reference: "order-2"}, page)
 			if err != nil {
 				t.Fatal(err)
 			}

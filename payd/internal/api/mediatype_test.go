@@ -1,0 +1,41 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestContentTypeIsJSON: a body is read as JSON only when it is sent as
+// JSON. One sent as a form (what curl -d says) or as text, which a proxy or
+// a firewall would read as such, is refused with 415 before anything is
+// recorded, and the same key then takes the body sent right.
+func TestContentTypeIsJSON(t *testing.T) {
+	f := newFixture(t)
+	const body = `{"amount":1999,"currency":"usd","reference":"r"}`
+	for i, tc := range []struct {
+		contentType string
+		status      int
+	}{
+		{"application/x-www-form-urlencoded", http.StatusUnsupportedMediaType},
+		{"text/plain", http.StatusUnsupportedMediaType},
+		{"application/json; charset=latin1", http.StatusUnsupportedMediaType},
+		{"application/json; charset=utf-8; x=1", http.StatusUnsupportedMediaType},
+		{"application/jsonx", http.StatusUnsupportedMediaType},
+		{"application/json; charset=UTF-8", http.StatusAccepted},
+		{"Application/JSON", http.StatusAccepted},
+	} {
+		idemKey := fmt.Sprint("media-", i)
+		r := f.do(t, http.MethodPost, "/v1/charges", key, idemKey, body, "Content-Type", tc.contentType)
+		if r.status != tc.status || tc.status == http.StatusUnsupportedMediaType && !strings.Contains(r.body, `"code":"unsupported_media_type"`) {
+			t.Errorf("Content-Type %q: %d %s, want %d", tc.contentType, r.status, r.body, tc.status)
+			continue
+		}
+		if tc.status == http.StatusUnsupportedMediaType {
+			if again := f.do(t, http.MethodPost, "/v1/charges", key, idemKey, body); again.status != http.StatusAccepted {
+				t.Errorf("Content-Type %q, then the same key as JSON: %d %s, want 202", tc.contentType, again.status, again.body)
+			}
+		}
+	}
+}
