@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestContentTypeIsJSON: a body is read as JSON only when it is sent as
@@ -37,5 +39,20 @@ func TestContentTypeIsJSON(t *testing.T) {
 				t.Errorf("Content-Type %q, then the same key as JSON: %d %s, want 202", tc.contentType, again.status, again.body)
 			}
 		}
+	}
+}
+
+// TestWaitEndsWhenDraining: a request waiting on Prefer: wait is answered
+// with the charge as it is soon after the process starts stopping, so
+// that a stop need not wait out the longest wait.
+func TestWaitEndsWhenDraining(t *testing.T) {
+	f := newFixture(t) // no workers: the charge stays pending
+	var draining atomic.Bool
+	f.api.draining = draining.Load
+	time.AfterFunc(300*time.Millisecond, func() { draining.Store(true) })
+	start := time.Now()
+	r := f.do(t, http.MethodPost, "/v1/charges", key, "drain", `{"amount":1999,"currency":"usd","reference":"r"}`, "Prefer", "wait=20")
+	if took := time.Since(start); r.status != http.StatusAccepted || took > 5*time.Second {
+		t.Fatalf("a wait of 20s while draining = %d after %s, want 202 within a moment of the drain", r.status, took)
 	}
 }
