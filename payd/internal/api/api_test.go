@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -33,6 +34,7 @@ type fixture struct {
 	store *payments.Store
 	sim   *simulator.Sim
 	prov  *provider.Client
+	reg   *prometheus.Registry // the API's metrics
 }
 
 // webhookSecret is the secret fixtures verify the provider's webhooks
@@ -56,6 +58,7 @@ type fixtureOptions struct {
 	databaseURL string
 	workers     *payments.ProcessorConfig // nil: no workers
 	sim         *simulator.Sim            // nil: a simulator of its own
+	log         *slog.Logger              // nil: none
 }
 
 // newFixtureWith serves the API as o says: one payd instance.
@@ -96,14 +99,15 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := NewServer(Config{Store: store, Engine: engine, Tx: txOfDB(d.DB), Processor: proc, Registry: prometheus.NewRegistry(),
-		WebhookSecrets: [][]byte{webhookSecret}, Provider: prov})
+	reg := prometheus.NewRegistry()
+	h, err := NewServer(Config{Store: store, Engine: engine, Tx: txOfDB(d.DB), Processor: proc, Registry: reg,
+		WebhookSecrets: [][]byte{webhookSecret}, Provider: prov, Logger: o.log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &fixture{url: srv.URL, store: store, sim: sim, prov: prov}
+	return &fixture{url: srv.URL, store: store, sim: sim, prov: prov, reg: reg}
 }
 
 // txOfDB is the TxType of db's idempotency store, as payd's commands
@@ -241,10 +245,18 @@ func TestHealthReadinessMetrics(t *testing.T) {
 	}
 	f.do(t, http.MethodPost, "/v1/charges", key, "m1", `{"amount":1,"currency":"usd","reference":"r"}`)
 	f.do(t, http.MethodPost, "/v1/charges", key, "m1", `{"amount":1,"currency":"usd","reference":"r"}`)
-	r := f.do(t, http.MethodGet, "/metrics", "", "", "")
+	if r := f.do(t, http.MethodGet, "/metrics", "", "", ""); r.status != http.StatusNotFound {
+		t.Errorf("/metrics on the API = %d, want 404: metrics are on the admin listener", r.status)
+	}
+	admin, err := NewAdmin(AdminConfig{Registry: f.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	admin.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	for _, line := range []string{"payd_accepts_total 1", "payd_replays_total 1"} {
-		if !strings.Contains(r.body, line) {
-			t.Errorf("metrics lack %q", line)
+		if !strings.Contains(w.Body.String(), line) {
+			t.Errorf("admin metrics lack %q", line)
 		}
 	}
 }

@@ -1,10 +1,6 @@
 package api
 
-import (
-	"net/http"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-)
+import "net/http"
 
 // routes is the map of the API.
 func (s *server) routes(mux *http.ServeMux) {
@@ -17,5 +13,4 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.Handle("POST /v1/provider/webhooks", s.webhooks)
 	mux.Handle("GET /healthz", healthz())
 	mux.Handle("GET /readyz", s.readyz())
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 }

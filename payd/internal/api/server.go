@@ -1,5 +1,6 @@
 // Package api is payd's HTTP API: charges, refunds, balances,
-// reconciliation, the provider's webhooks, health, readiness and metrics.
+// reconciliation, the provider's webhooks, health and readiness; and the
+// operator's admin endpoints, metrics among them, served apart.
 package api
 
 import (
@@ -32,8 +33,11 @@ type Config struct {
 	// Processor, if this process runs workers, lets Prefer: wait wake as soon
 	// as a payment settles here; without it, waiting polls the database.
 	Processor *payments.Processor
-	Registry  *prometheus.Registry
-	Logger    *slog.Logger
+	// Registry gets the API's metrics; NewAdmin serves them.
+	Registry *prometheus.Registry
+	// Logger gets the access log and the handlers' errors. Wrapped in
+	// LogRequestIDs, each line of a request carries its request_id.
+	Logger *slog.Logger
 	// Draining, if set, reports that the process is stopping: /readyz then
 	// answers 503, so load balancers stop sending before the API stops.
 	Draining func() bool
@@ -68,11 +72,11 @@ var retryStatuses = []int{http.StatusConflict, http.StatusTooManyRequests, http.
 type server struct {
 	store     *payments.Store
 	processor *payments.Processor
-	registry  *prometheus.Registry
 	log       *slog.Logger
 	maxWait   time.Duration
 	idemWait  time.Duration
 	metrics   metrics
+	http      httpMetrics
 	failpoint func(point string)
 	draining  func() bool
 	accounts  accountCache
@@ -94,7 +98,10 @@ func (s *server) hit(point string) {
 	}
 }
 
-// NewServer returns payd's HTTP API.
+// NewServer returns payd's HTTP API. Every request it answers gets an
+// X-Request-Id, is counted and timed in payd_http_requests_total and
+// payd_http_request_duration_seconds, and leaves one access-log line
+// (TestAccessLog). /metrics is not on it: see NewAdmin.
 func NewServer(cfg Config) (http.Handler, error) {
 	if cfg.Store == nil || cfg.Engine == nil || cfg.Tx == nil || cfg.Registry == nil {
 		return nil, errors.New("api: NewServer needs a Store, an Engine, its Tx and a Registry")
@@ -103,11 +110,11 @@ func NewServer(cfg Config) (http.Handler, error) {
 		store:     cfg.Store,
 		draining:  cfg.Draining,
 		processor: cfg.Processor,
-		registry:  cfg.Registry,
 		log:       cfg.Logger,
 		maxWait:   cfg.MaxPreferWait,
 		idemWait:  cfg.IdempotencyWait,
 		metrics:   newMetrics(cfg.Registry),
+		http:      newHTTPMetrics(cfg.Registry),
 		failpoint: cfg.Failpoint,
 	}
 	if s.log == nil {
@@ -128,13 +135,13 @@ func NewServer(cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.idempotent = mw
+	s.idempotent = noteIdempotency(mw)
 	if s.webhooks, err = s.webhookHandler(cfg); err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
 	s.routes(mux)
-	return mux, nil
+	return s.observed(recordRoute(mux)), nil
 }
 
 // failed logs err, which kept payd from serving r: an error, unless r's

@@ -61,7 +61,7 @@ func (s *server) preferWait(next http.Handler) http.Handler {
 		p, err := s.awaitFinal(r, id, min(wait, s.maxWait), acc.settled)
 		if err != nil {
 			if r.Context().Err() == nil { // else the client went away: nobody to tell
-				s.log.Warn("payd: waiting for a charge failed; answering with its accepted state", slog.String("payment", id), slog.Any("error", err))
+				s.log.WarnContext(r.Context(), "payd: waiting for a charge failed; answering with its accepted state", slog.String("payment", id), slog.Any("error", err))
 			}
 			rec.writeTo(w)
 			return
