@@ -4,6 +4,8 @@ go 1.26.0
 
 replace github.com/idemhq/idem => ../
 
+replace github.com/idemhq/idem/idemprom => ../idemprom
+
 replace github.com/idemhq/idem/pgstore => ../pgstore
 
 replace github.com/idemhq/idem/sqlitestore => ../sqlitestore
@@ -14,11 +16,13 @@ require (
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/go-json-experiment/json v1.27.2
 	github.com/idemhq/idem v0.0.0-00010101000000-000000000000
+	github.com/idemhq/idem/idemprom v0.0.0-00010101000000-000000000000
 	github.com/idemhq/idem/internal/faultproxy v0.0.0-00010101000000-000000000000
 	github.com/idemhq/idem/pgstore v0.0.0-00010101000000-000000000000
 	github.com/idemhq/idem/sqlitestore v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_golang v1.25.0
+	github.com/prometheus/client_model v0.6.3
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	go.uber.org/goleak v1.3.0
 )
@@ -40,7 +44,6 @@ require (
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
-	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect

@@ -17,13 +17,16 @@ import (
 // chaosConfig is a short chaos run whose processes are this test binary
 // running as payd (see TestMain). Seed 1's schedule holds every timed
 // fault, kills and pauses at least twice each, in its first 15 seconds at
-// this interval (TestChaosSchedule checks it). Under the race detector,
-// which makes every process several times slower, the clients wait four
-// times as long before they time out and retry; the checks are the same.
+// this interval (TestChaosSchedule checks it). PAYD_ADMIN_ADDR names an
+// address payd refuses, so a replica starts only if the harness gives it
+// an admin address of its own, as replicas on one host need. Under the
+// race detector, which makes every process several times slower, the
+// clients wait four times as long before they time out and retry; the
+// checks are the same.
 func chaosConfig(t *testing.T) *chaos.Config {
 	cfg := &chaos.Config{
 		Command:       []string{os.Args[0], "-test.run=^$", "--"},
-		Env:           []string{childEnv + "=1"},
+		Env:           []string{childEnv + "=1", envName("admin-addr") + "=shared.invalid:9090"},
 		Seed:          1,
 		Duration:      15 * time.Second,
 		Rate:          10,

@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 		ctx, stop := signalContext()
 		defer stop()
 		args := os.Args[slices.Index(os.Args, "--")+1:]
-		if err := run(ctx, append([]string{"payd"}, args...), os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if err := run(ctx, append([]string{"payd"}, args...), childGetenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "payd:", err)
 			os.Exit(1)
 		}
@@ -55,14 +55,25 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreTopFunction("github.com/Shopify/toxiproxy/v2/toxics.(*LatencyToxic).Pipe"))
 }
 
+// childGetenv is the environment of payd as the tests run it: the
+// process's, except that the admin endpoints listen on a free port unless
+// told otherwise, as many payd processes run at once.
+func childGetenv(name string) string {
+	if v := os.Getenv(name); v != "" || name != envName("admin-addr") {
+		return v
+	}
+	return "127.0.0.1:0"
+}
+
 const testKey = "sk_test_e2e_0123456789"
 
 // proc is a payd process.
 type proc struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	url  string // the API, when the process serves it
-	logs *testenv.SyncBuffer
+	t     *testing.T
+	cmd   *exec.Cmd
+	url   string // the API, when the process serves it
+	admin string // the admin endpoints, when it serves them
+	logs  *testenv.SyncBuffer
 }
 
 // startPayd runs payd with args and the dev account's key testKey, and
@@ -101,7 +112,9 @@ func startPaydAs(t *testing.T, args ...string) *proc {
 			if announced {
 				continue
 			}
-			if m := regexp.MustCompile(`ready on (http://\S+)`).FindStringSubmatch(line); m != nil {
+			if m := regexp.MustCompile(`^payd admin on (http://\S+)`).FindStringSubmatch(line); m != nil {
+				p.admin = m[1] // printed before the ready line, which ready's send publishes
+			} else if m := regexp.MustCompile(`ready on (http://\S+)`).FindStringSubmatch(line); m != nil {
 				ready <- m[1]
 				announced = true
 			} else if strings.HasPrefix(line, "payd worker running") {

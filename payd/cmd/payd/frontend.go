@@ -59,15 +59,21 @@ func newFrontend(cfg httpConfig, build func(draining func() bool) (http.Handler,
 	if err != nil {
 		return nil, err
 	}
-	f.srv = &http.Server{
+	f.srv = cfg.server(handler)
+	return f, nil
+}
+
+// server is an HTTP server of handler bounded as c says: the API's, and
+// the admin endpoints'.
+func (c httpConfig) server(handler http.Handler) *http.Server {
+	return &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: min(10*time.Second, cfg.readTimeout),
-		ReadTimeout:       cfg.readTimeout,
-		WriteTimeout:      cfg.writeTimeout,
-		IdleTimeout:       cfg.idleTimeout,
+		ReadHeaderTimeout: min(10*time.Second, c.readTimeout),
+		ReadTimeout:       c.readTimeout,
+		WriteTimeout:      c.writeTimeout,
+		IdleTimeout:       c.idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
-	return f, nil
 }
 
 // serve serves ln until stop; an error that ends it sooner goes to failed.

@@ -13,9 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/payd/internal/api"
 	"github.com/idemhq/idem/payd/internal/payments"
@@ -34,6 +31,7 @@ type serveConfig struct {
 	migrate                                                            bool
 	crash                                                              crashConfig
 	http                                                               httpConfig
+	admin                                                              adminConfig
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -57,6 +55,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.migrate, "migrate", true, "apply the database schema at start (use payd migrate and --migrate=false to do it once, ahead of many replicas)")
 	fs.StringVar(&c.logFormat, "log-format", "auto", "json, text, or auto: json unless stderr is a terminal")
 	c.http.flags(fs)
+	c.admin.flags(fs)
 	c.crash.flags(fs)
 }
 
@@ -86,32 +85,57 @@ func (c *serveConfig) check() error {
 	default:
 		return fmt.Errorf("--log-format must be json, text or auto, not %q", c.logFormat)
 	}
+	if err := c.admin.check(); err != nil {
+		return err
+	}
 	return c.http.check()
 }
 
 func (c *serveConfig) runsAPI() bool    { return c.role != "worker" }
 func (c *serveConfig) runsWorker() bool { return c.role != "api" }
 
+// newLogger is payd's logger: JSON, or text on a terminal; durations as
+// Go duration strings ("1.5s") rather than JSON's integer nanoseconds
+// (TestLoggedDurationsAreReadable); and each line logged in an API
+// request's context with that request's id.
 func newLogger(format string, stderr io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{ReplaceAttr: readableDuration}
+	var h slog.Handler = slog.NewJSONHandler(stderr, opts)
 	if format == "text" || format == "auto" && isTerminal(stderr) {
-		return slog.New(slog.NewTextHandler(stderr, nil))
+		h = slog.NewTextHandler(stderr, opts)
 	}
-	return slog.New(slog.NewJSONHandler(stderr, nil))
+	return slog.New(api.LogRequestIDs(h))
 }
 
-func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// readableDuration writes a duration attribute as its String.
+func readableDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
+// parseServe reads payd serve's flags, and the environment for those not
+// given, and checks them; it returns nil, nil once --help is printed.
+func parseServe(args []string, getenv func(string) string, stdout, stderr io.Writer) (*serveConfig, error) {
 	var cfg serveConfig
 	fs := flag.NewFlagSet("payd serve", flag.ContinueOnError)
 	cfg.flags(fs)
 	if err := parse(fs, "Run the API, the workers, or both, on SQLite or PostgreSQL.", args, getenv, stdout, stderr); err != nil {
 		if errors.Is(err, errHelp) {
-			return nil
+			return nil, nil
 		}
+		return nil, err
+	}
+	return &cfg, cfg.check()
+}
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	c, err := parseServe(args, getenv, stdout, stderr)
+	if c == nil || err != nil {
 		return err
 	}
-	if err := cfg.check(); err != nil {
-		return err
-	}
+	cfg := *c
 	log := newLogger(cfg.logFormat, stderr)
 	crash, err := cfg.crash.arm()
 	if err != nil {
@@ -126,14 +150,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-
-	var ln net.Listener
-	if cfg.runsAPI() {
-		if ln, err = net.Listen("tcp", cfg.addr); err != nil {
-			return fmt.Errorf("listen on %s (set --addr): %w", cfg.addr, err)
-		}
-		defer ln.Close()
+	ln, adminLn, err := cfg.listen(crash)
+	if err != nil {
+		return err
 	}
+	defer closeListeners(ln, adminLn)
 	secrets := webhookSecrets(cfg.webhookSecret)
 	providerURL := cfg.providerURL
 	if providerURL == "" {
@@ -152,16 +173,19 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 
-	engine, err := idem.New(st.idem, &idem.Config{Namespace: "payd", Logger: log})
+	reg := newRegistry()
+	observer, err := engineObserver(reg)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
+	engine, err := idem.New(st.idem, &idem.Config{Namespace: "payd", Logger: log, Observer: observer})
+	if err != nil {
+		return err
+	}
+	metrics := payments.NewMetrics(reg, st.payments) // every role settles: workers, webhooks, reconciliation
 	var proc *payments.Processor
 	if cfg.runsWorker() {
-		proc = payments.NewProcessor(st.payments, prov, cfg.processorConfig(crash.hit, log, payments.NewMetrics(reg, st.payments)))
+		proc = payments.NewProcessor(st.payments, prov, cfg.processorConfig(crash.hit, log, metrics))
 		proc.Start(ctx)
 	}
 	if cfg.reconcileInterval > 0 {
@@ -180,20 +204,60 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		if err != nil {
 			return err
 		}
+	}
+	admin, err := startAdmin(adminLn, cfg.admin, cfg.http, reg, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, admin.banner(cfg.admin))
+	if front != nil {
 		front.serve(ln)
 		printBanner(stdout, ln.Addr().String(), st.payments, providerURL, cfg, dev)
 	} else {
 		fmt.Fprintf(stdout, "payd worker running (%d workers, %s, provider %s)\n", cfg.workers, st.payments.Dialect(), providerURL)
 	}
 	log.Info("payd: started", slog.String("role", cfg.role), slog.String("database", st.payments.Dialect()), slog.String("provider", providerURL))
+	failed := awaitStop(ctx, front, admin, log)
+	return errors.Join(failed, shutdown(cfg, front, proc, admin, log))
+}
 
-	var failed error
+// listen opens the API's address, in a role that serves the API, wrapped
+// by the crash hooks; and the admin address, if there is one.
+func (c *serveConfig) listen(crash crashHooks) (apiLn, adminLn net.Listener, err error) {
+	if c.runsAPI() {
+		if apiLn, err = net.Listen("tcp", c.addr); err != nil {
+			return nil, nil, fmt.Errorf("listen on %s (set --addr): %w", c.addr, err)
+		}
+	}
+	if adminLn, err = c.admin.listen(); err != nil {
+		closeListeners(apiLn)
+		return nil, nil, err
+	}
+	return crash.wrapListener(apiLn), adminLn, nil
+}
+
+// closeListeners closes those of lns that are open.
+func closeListeners(lns ...net.Listener) {
+	for _, ln := range lns {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// awaitStop waits until ctx ends or a server fails, and returns the
+// failure, which sets the exit code (TestServeErrorExits).
+func awaitStop(ctx context.Context, front *frontend, admin *adminServer, log *slog.Logger) error {
 	select {
 	case <-ctx.Done():
-	case failed = <-front.failures():
-		log.Error("payd: stopping: the API server failed", slog.Any("error", failed))
+		return nil
+	case err := <-front.failures():
+		log.Error("payd: stopping: the API server failed", slog.Any("error", err))
+		return err
+	case err := <-admin.failures():
+		log.Error("payd: stopping: the admin server failed", slog.Any("error", err))
+		return err
 	}
-	return errors.Join(failed, shutdown(cfg, front, proc, log))
 }
 
 // openReady opens payd's database, migrates it if --migrate says so, and
@@ -248,10 +312,15 @@ func (c *serveConfig) processorConfig(failpoint func(point string), log *slog.Lo
 	}
 }
 
+// adminStopGrace is how long a scrape in flight may take once payd stops.
+const adminStopGrace = 5 * time.Second
+
 // shutdown fails readiness, then takes no new requests or claims and
-// gives in-flight work grace to finish; front and proc may be nil. It
-// returns the API server's failure to stop, which sets the exit code.
-func shutdown(cfg serveConfig, front *frontend, proc *payments.Processor, log *slog.Logger) error {
+// gives in-flight work grace to finish; then it stops the admin
+// endpoints, which report on that work until it ends. front, proc and
+// admin may be nil. It returns a server's failure to stop, which sets the
+// exit code.
+func shutdown(cfg serveConfig, front *frontend, proc *payments.Processor, admin *adminServer, log *slog.Logger) error {
 	log.Info("payd: stopping: no new requests or claims; in-flight work finishes", slog.String("grace", cfg.shutdownGrace.String()))
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.http.drainDelay+cfg.shutdownGrace)
 	defer cancel()
@@ -263,6 +332,12 @@ func shutdown(cfg serveConfig, front *frontend, proc *payments.Processor, log *s
 		if err := proc.Stop(stopCtx); err != nil {
 			log.Warn("payd: in-flight work did not finish in time; its leases will expire and another worker completes it", slog.Any("error", err))
 		}
+	}
+	adminCtx, cancelAdmin := context.WithTimeout(context.Background(), adminStopGrace)
+	defer cancelAdmin()
+	if aerr := admin.stop(adminCtx); aerr != nil {
+		log.Error("payd: stopping the admin endpoints cut a request still in flight", slog.Any("error", aerr))
+		err = errors.Join(err, aerr)
 	}
 	return err
 }

@@ -62,6 +62,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			fail(w, http.StatusServiceUnavailable, "unavailable", "", "payd cannot reach its database; retry shortly")
 			return
 		}
+		noteAccount(r.Context(), account)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), accountKey{}, account)))
 	})
 }

@@ -111,7 +111,7 @@ func (s *server) createCharge() http.Handler {
 		}
 		req, err := parseCharge(body)
 		if err != nil { // validateCharge let it through: a bug
-			s.log.Error("payd: a charge request passed validation once and failed it again", slog.Any("error", err))
+			s.log.ErrorContext(r.Context(), "payd: a charge request passed validation once and failed it again", slog.Any("error", err))
 			internalError(w)
 			return
 		}

@@ -23,7 +23,7 @@ func (s *server) readyz() http.Handler {
 			return
 		}
 		if err := s.store.Ready(r.Context()); err != nil {
-			s.log.Warn("payd: not ready: the database is unreachable or not migrated", slog.Any("error", err))
+			s.log.WarnContext(r.Context(), "payd: not ready: the database is unreachable or not migrated", slog.Any("error", err))
 			fail(w, http.StatusServiceUnavailable, "not_ready", "", "the database is unreachable or not migrated; the log says why")
 			return
 		}

@@ -63,7 +63,7 @@ func (s *server) createRefund() http.Handler {
 		}
 		req, err := parseRefund(body)
 		if err != nil { // validate let it through: a bug
-			s.log.Error("payd: a refund request passed validation once and failed it again", slog.Any("error", err))
+			s.log.ErrorContext(r.Context(), "payd: a refund request passed validation once and failed it again", slog.Any("error", err))
 			internalError(w)
 			return
 		}

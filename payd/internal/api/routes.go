@@ -1,10 +1,6 @@
 package api
 
-import (
-	"net/http"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-)
+import "net/http"
 
 // route is one entry of the API's map: a method, a ServeMux path pattern
 // and what serves them.
@@ -34,14 +30,12 @@ func (s *server) routes() []route {
 	}
 }
 
-// mux serves the routes, /metrics (an operator's route, not the public
-// API's, so outside the document), and a problem+json answer for
-// everything else (answerUnrouted).
+// mux serves the routes, and a problem+json answer for everything else
+// (answerUnrouted). /metrics is the admin listener's (NewAdmin).
 func (s *server) mux() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
 		mux.Handle(rt.pattern(), rt.handler)
 	}
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	return answerUnrouted(mux)
 }

@@ -1,7 +1,8 @@
 // Package api is payd's HTTP API: charges, refunds, balances,
-// reconciliation, the provider's webhooks, health, readiness, metrics,
-// and the OpenAPI document that describes the public part of it
-// (openapi.json, served at GET /openapi.json).
+// reconciliation, the provider's webhooks, health, readiness, and the
+// OpenAPI document that describes it (openapi.json, served at GET
+// /openapi.json); and the operator's admin endpoints, metrics among them,
+// served apart.
 package api
 
 import (
@@ -34,8 +35,11 @@ type Config struct {
 	// Processor, if this process runs workers, lets Prefer: wait wake as soon
 	// as a payment settles here; without it, waiting polls the database.
 	Processor *payments.Processor
-	Registry  *prometheus.Registry
-	Logger    *slog.Logger
+	// Registry gets the API's metrics; NewAdmin serves them.
+	Registry *prometheus.Registry
+	// Logger gets the access log and the handlers' errors. Wrapped in
+	// LogRequestIDs, each line of a request carries its request_id.
+	Logger *slog.Logger
 	// Draining, if set, reports that the process is stopping: /readyz then
 	// answers 503, so load balancers stop sending before the API stops.
 	Draining func() bool
@@ -70,11 +74,11 @@ var retryStatuses = []int{http.StatusConflict, http.StatusTooManyRequests, http.
 type server struct {
 	store     *payments.Store
 	processor *payments.Processor
-	registry  *prometheus.Registry
 	log       *slog.Logger
 	maxWait   time.Duration
 	idemWait  time.Duration
 	metrics   metrics
+	http      httpMetrics
 	failpoint func(point string)
 	draining  func() bool
 	accounts  accountCache
@@ -96,7 +100,10 @@ func (s *server) hit(point string) {
 	}
 }
 
-// NewServer returns payd's HTTP API.
+// NewServer returns payd's HTTP API. Every request it answers gets an
+// X-Request-Id, is counted and timed in payd_http_requests_total and
+// payd_http_request_duration_seconds, and leaves one access-log line
+// (TestAccessLog). /metrics is not on it: see NewAdmin.
 func NewServer(cfg Config) (http.Handler, error) {
 	s, err := newServer(cfg)
 	if err != nil {
@@ -114,11 +121,11 @@ func newServer(cfg Config) (*server, error) {
 		store:     cfg.Store,
 		draining:  cfg.Draining,
 		processor: cfg.Processor,
-		registry:  cfg.Registry,
 		log:       cfg.Logger,
 		maxWait:   cfg.MaxPreferWait,
 		idemWait:  cfg.IdempotencyWait,
 		metrics:   newMetrics(cfg.Registry),
+		http:      newHTTPMetrics(cfg.Registry),
 		failpoint: cfg.Failpoint,
 	}
 	if s.log == nil {
@@ -139,15 +146,16 @@ func newServer(cfg Config) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.idempotent = mw
+	s.idempotent = noteIdempotency(mw)
 	if s.webhooks, err = s.webhookHandler(cfg); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// handler serves the API: every route, behind the header limit.
-func (s *server) handler() http.Handler { return limitHeaders(s.mux()) }
+// handler serves the API: every route, behind the header limit, each
+// request observed (observed) with the route it took.
+func (s *server) handler() http.Handler { return s.observed(recordRoute(limitHeaders(s.mux()))) }
 
 // failed logs err, which kept payd from serving r: an error, unless r's
 // client had gone away first, which is routine (a client timeout, a retry

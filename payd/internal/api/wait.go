@@ -67,7 +67,7 @@ func (s *server) preferWait(next http.Handler) http.Handler {
 		w.Header().Set("Preference-Applied", "wait="+strconv.Itoa(int(wait/time.Second)))
 		if err != nil {
 			if r.Context().Err() == nil { // else the client went away: nobody to tell
-				s.log.Warn("payd: waiting for a charge failed; answering with its accepted state", slog.String("payment", id), slog.Any("error", err))
+				s.log.WarnContext(r.Context(), "payd: waiting for a charge failed; answering with its accepted state", slog.String("payment", id), slog.Any("error", err))
 			}
 			rec.writeTo(w)
 			return

@@ -26,7 +26,7 @@ func (s *server) webhookHandler(cfg Config) (http.Handler, error) {
 	apply := func(ctx context.Context, e webhook.Event) error {
 		var ev provider.Event
 		if err := json.Unmarshal(e.Body, &ev); err != nil {
-			s.log.Warn("payd: dropping a signed provider event that is not an event", slog.String("event", e.ID), slog.Any("error", err))
+			s.log.WarnContext(ctx, "payd: dropping a signed provider event that is not an event", slog.String("event", e.ID), slog.Any("error", err))
 			return nil
 		}
 		return s.store.ApplyEvent(ctx, cfg.Provider, ev)

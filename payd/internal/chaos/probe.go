@@ -15,11 +15,13 @@ type features struct {
 	maxDelay bool // payd serve takes --provider-max-delay
 	webhooks bool // payd takes webhooks, and the run sends them
 	verify   bool // payd has payd verify
+	admin    bool // payd serve takes --admin-addr
 }
 
 // probePayd finds out what this payd has: webhooks, a bound on the
-// provider's delay, and payd verify. What it lacks is skipped, and said
-// so in the report.
+// provider's delay, payd verify, and admin endpoints (each replica then
+// gets a free port for them). What it lacks is skipped, and said so in
+// the report.
 func (r *run) probePayd(ctx context.Context) error {
 	c, rep, l := &r.cfg, r.rep, r.launcher
 	var help string
@@ -30,6 +32,7 @@ func (r *run) probePayd(ctx context.Context) error {
 		}
 	}
 	r.has.maxDelay = strings.Contains(help, "--provider-max-delay")
+	r.has.admin = strings.Contains(help, "--admin-addr")
 	if c.Webhooks != ModeOff {
 		r.has.webhooks = strings.Contains(help, "--webhook-secret")
 		if !r.has.webhooks && c.Webhooks == ModeOn {

@@ -189,6 +189,9 @@ func (r *run) startReplicas() error {
 	if r.has.maxDelay {
 		args = append(args, "--provider-max-delay", c.ProviderMaxDelay.String())
 	}
+	if r.has.admin { // replicas share the host: each takes a free port
+		args = append(args, "--admin-addr", "127.0.0.1:0")
+	}
 	var fps []string
 	for _, k := range c.Faults {
 		if p := info(k).failpoint; p != "" {

@@ -77,6 +77,12 @@ func (s *Set) Hit(point string) {
 		s.Action(point)
 		return
 	}
+	Kill(point)
+}
+
+// Kill is the default Action: it says so on stderr and sends the process
+// SIGKILL, as a crash would, with no deferred cleanup. It never returns.
+func Kill(point string) {
 	fmt.Fprintf(os.Stderr, "failpoint %s: killing process %d\n", point, os.Getpid())
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {} // SIGKILL is not delivered synchronously; never return

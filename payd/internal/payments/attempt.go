@@ -167,11 +167,13 @@ func (p *Processor) process(ctx context.Context, t *task) {
 		// request goes again, under the same key.
 	}
 	callCtx, cancel := context.WithDeadline(ctx, t.leaseEnd)
+	sent := time.Now()
 	o, err := t.call(callCtx)
+	took := time.Since(sent)
 	cancel()
 	p.failpoint(FailpointAfterResponse)
 	kind := provider.KindOf(err)
-	m.providerCall(t.kind, kind, o.State)
+	m.providerCall(t.kind, kind, o.State, took)
 	switch kind {
 	case 0:
 		if o.State == "" { // an answer that decides nothing
@@ -286,19 +288,15 @@ func (p *Processor) settle(ctx context.Context, t *task, o Outcome, closing bool
 	err := t.settle(ctx, o)
 	switch {
 	case errors.Is(err, ErrFenced):
-		p.cfg.Metrics.leaseLost()
+		p.leaseLost(ctx, t, log)
 		t.settled() // waiters read it again: it may be final by another's hand
-		// Usually benign: the provider's webhook often lands before the
-		// response does, and settles first.
-		log.Info("payd: lease lost: the outcome is refused; a newer claim holds the work, or a webhook or reconciliation settled it meanwhile")
 	case err != nil:
 		log.Warn("payd: recording the outcome failed; the lease will expire and the same provider key is tried again", slog.Any("error", err))
 	case o.Hold != nil:
 		p.cfg.Metrics.held(t.kind)
 		log.Error("payd: the provider's record under the key is not what payd asked for; held until an operator corrects it",
 			slog.String("mismatch", o.Hold.Kind), slog.String("detail", o.Hold.Detail))
-	case o.final():
-		p.cfg.Metrics.settledAs(t.kind, o.State)
+	case o.final(): // counted by the Store
 		t.settled()
 		log.Info("payd: settled", slog.String("state", o.State), slog.Int("attempts", t.attempts))
 	}

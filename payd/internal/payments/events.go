@@ -27,7 +27,7 @@ func (s *Store) ApplyEvent(ctx context.Context, prov provider.Provider, ev provi
 	case provider.EventChargeSucceeded, provider.EventChargeFailed:
 		var ch provider.Charge
 		if err := json.Unmarshal(ev.Data, &ch); err != nil || ch.IdempotencyKey == "" {
-			s.log.Warn("payd: dropping a provider event whose charge cannot be read", slog.String("event", ev.ID), slog.Any("error", err))
+			s.log.WarnContext(ctx, "payd: dropping a provider event whose charge cannot be read", slog.String("event", ev.ID), slog.Any("error", err))
 			return nil
 		}
 		p, err := s.byProviderKey(ctx, ch.IdempotencyKey)
@@ -42,7 +42,7 @@ func (s *Store) ApplyEvent(ctx context.Context, prov provider.Provider, ev provi
 	case provider.EventRefundSucceeded, provider.EventRefundFailed:
 		var pr provider.Refund
 		if err := json.Unmarshal(ev.Data, &pr); err != nil || pr.IdempotencyKey == "" {
-			s.log.Warn("payd: dropping a provider event whose refund cannot be read", slog.String("event", ev.ID), slog.Any("error", err))
+			s.log.WarnContext(ctx, "payd: dropping a provider event whose refund cannot be read", slog.String("event", ev.ID), slog.Any("error", err))
 			return nil
 		}
 		r, err := s.refundByKey(ctx, pr.IdempotencyKey)
@@ -55,7 +55,7 @@ func (s *Store) ApplyEvent(ctx context.Context, prov provider.Provider, ev provi
 		_, _, err = s.reckonRefund(ctx, prov, pr, r, "webhook", why)
 		return err
 	}
-	s.log.Info("payd: ignoring a provider event of a type payd does not use", slog.String("event", ev.ID), slog.String("type", ev.Type))
+	s.log.InfoContext(ctx, "payd: ignoring a provider event of a type payd does not use", slog.String("event", ev.ID), slog.String("type", ev.Type))
 	return nil
 }
 

@@ -240,7 +240,13 @@ func (s *Store) SettleRefund(ctx context.Context, c *RefundClaim, o Outcome) err
 	if errors.Is(err, ErrFenced) {
 		return err
 	}
-	return wrap("settle refund", err)
+	if err != nil {
+		return wrap("settle refund", err)
+	}
+	if o.final() && o.Hold == nil {
+		s.metrics.settledAs("refund", o.State, byWorker, 0)
+	}
+	return nil
 }
 
 // SettleRefundByKey is SettleByKey for the refund with the provider key.
@@ -269,7 +275,13 @@ func (s *Store) SettleRefundByKey(ctx context.Context, providerKey string, o Out
 		}
 		return s.audit(ctx, q, actor, "settle_refund", r.PaymentID, fmt.Sprintf("%s: refund %s as %s", why, r.ID, o.State))
 	})
-	return settled, wrap("settle refund by key", err)
+	if err != nil {
+		return false, wrap("settle refund by key", err)
+	}
+	if settled {
+		s.metrics.settledAs("refund", o.State, actor, 0)
+	}
+	return settled, nil
 }
 
 // HoldRefundByKey is HoldByKey for the refund with m's provider key.

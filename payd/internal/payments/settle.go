@@ -65,7 +65,11 @@ func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) (*Payment, erro
 		if errors.Is(err, database.ErrNoRows) {
 			return nil, ErrFenced
 		}
-		return p, wrap("settle payment", err)
+		if err != nil {
+			return nil, wrap("settle payment", err)
+		}
+		s.countSettled(p, o)
+		return p, nil
 	}
 	var p *Payment
 	err := s.db.InTx(ctx, func(q database.Querier) error {
@@ -94,7 +98,15 @@ func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) (*Payment, erro
 	if err != nil {
 		return nil, wrap("settle payment", err)
 	}
+	s.countSettled(p, o)
 	return p, nil
+}
+
+// countSettled counts a worker's settlement of p to o, if o is final.
+func (s *Store) countSettled(p *Payment, o Outcome) {
+	if o.final() && o.Hold == nil {
+		s.metrics.settledAs("payment", o.State, byWorker, p.UpdatedAt.Sub(p.CreatedAt))
+	}
 }
 
 // SettleByKey records the final outcome o for the payment with the
@@ -108,7 +120,10 @@ func (s *Store) SettleByKey(ctx context.Context, providerKey string, o Outcome, 
 	if !o.final() || o.Hold != nil {
 		return false, fmt.Errorf("payments: settle by key: %s is not a final state", o.State)
 	}
-	var settled bool
+	var (
+		settled   bool
+		ageMillis int64 // since the payment was accepted
+	)
 	err := s.db.InTx(ctx, func(q database.Querier) error {
 		settled = false
 		var (
@@ -116,7 +131,7 @@ func (s *Store) SettleByKey(ctx context.Context, providerKey string, o Outcome, 
 			amount                  int64
 		)
 		err := q.QueryRow(ctx, s.sql.settleByKey, providerKey, o.State, nullable(o.ProviderID),
-			nullable(o.FailureCode), nullable(o.FailureMessage)).Scan(&id, &accountID, &amount, &currency)
+			nullable(o.FailureCode), nullable(o.FailureMessage)).Scan(&id, &accountID, &amount, &currency, &ageMillis)
 		if errors.Is(err, database.ErrNoRows) {
 			return nil
 		}
@@ -134,7 +149,13 @@ func (s *Store) SettleByKey(ctx context.Context, providerKey string, o Outcome, 
 		}
 		return s.audit(ctx, q, actor, "settle_payment", id, fmt.Sprintf("%s: %s as %s", why, id, o.State))
 	})
-	return settled, wrap("settle payment by key", err)
+	if err != nil {
+		return false, wrap("settle payment by key", err)
+	}
+	if settled {
+		s.metrics.settledAs("payment", o.State, actor, time.Duration(ageMillis)*time.Millisecond)
+	}
+	return settled, nil
 }
 
 // HoldByKey holds the payment with m's provider key, unless it is final:

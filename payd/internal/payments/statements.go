@@ -224,7 +224,7 @@ UPDATE payments SET
 WHERE id = $2 AND state = 'pending' AND hold IS NULL
 RETURNING ` + paymentColumns + `, claimed_from, {{now}} - created_at, -1, false`)
 	st.settle = settleSQL(d, "payments", "provider_charge_id", paymentColumns)
-	st.settleByKey = settleByKeySQL(d, "payments", "provider_charge_id", "id, account_id, amount, currency")
+	st.settleByKey = settleByKeySQL(d, "payments", "provider_charge_id", "id, account_id, amount, currency, {{now}} - created_at")
 	st.settleAndPost = settleAndPostSQL(d)
 	st.countDue = d.sql(`
 SELECT (SELECT count(*) FROM payments WHERE state IN ('pending', 'processing', 'retry_scheduled', 'unknown'))

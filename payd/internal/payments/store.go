@@ -19,6 +19,7 @@ type Store struct {
 	dialect dialect
 	sql     statements
 	log     *slog.Logger
+	metrics *Metrics // set by NewMetrics; nil counts nothing
 }
 
 // New returns the Store on db. It runs no DDL: call Migrate.
