@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/idemhq/idem/payd/internal/api"
+	"github.com/idemhq/idem/payd/internal/payments"
 )
 
 // adminConfig is where the operator's endpoints (api.NewAdmin) listen,
@@ -61,13 +62,13 @@ type adminServer struct {
 	failed chan error // the error Serve returned, other than a stop
 }
 
-// startAdmin serves the admin endpoints of reg on ln; it returns nil if ln
+// startAdmin serves the admin endpoints of reg and store on ln; it returns nil if ln
 // is nil.
-func startAdmin(ln net.Listener, c adminConfig, hc httpConfig, reg *prometheus.Registry, log *slog.Logger) (*adminServer, error) {
+func startAdmin(ln net.Listener, c adminConfig, hc httpConfig, reg *prometheus.Registry, store *payments.Store, log *slog.Logger) (*adminServer, error) {
 	if ln == nil {
 		return nil, nil
 	}
-	h, err := api.NewAdmin(api.AdminConfig{Registry: reg, Key: c.key, Logger: log})
+	h, err := api.NewAdmin(api.AdminConfig{Registry: reg, Store: store, Key: c.key, Logger: log})
 	if err != nil {
 		return nil, err
 	}

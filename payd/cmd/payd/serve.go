@@ -205,7 +205,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			return err
 		}
 	}
-	admin, err := startAdmin(adminLn, cfg.admin, cfg.http, reg, log)
+	admin, err := startAdmin(adminLn, cfg.admin, cfg.http, reg, st.payments, log)
 	if err != nil {
 		return err
 	}

@@ -47,14 +47,14 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 		key, ok := bearerToken(r.Header.Get("Authorization"))
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="payd"`)
-			fail(w, http.StatusUnauthorized, "unauthenticated", "", "send your API key as Authorization: Bearer <key>")
+			fail(w, http.StatusUnauthorized, "unauthenticated", "", "an API key is required; send it as Authorization: Bearer <key>")
 			return
 		}
 		account, err := s.accounts.lookup(r.Context(), key, s.store.AccountByKey)
 		switch {
 		case errors.Is(err, payments.ErrNotFound):
 			w.Header().Set("WWW-Authenticate", `Bearer realm="payd", error="invalid_token"`)
-			fail(w, http.StatusUnauthorized, "invalid_api_key", "", "the API key is not known")
+			fail(w, http.StatusUnauthorized, "invalid_api_key", "", "the API key is not known or was revoked; check it, or ask for a new one")
 			return
 		case err != nil:
 			s.failed(r, "payd: looking up an API key failed", err)

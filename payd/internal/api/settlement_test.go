@@ -360,7 +360,8 @@ func TestForgedWebhook(t *testing.T) {
 	}
 }
 
-// TestReconciliationEndpoint: GET /v1/reconciliation shows a merchant
+// TestReconciliationEndpoint (and TestOperatorReconciliation): GET
+// /v1/reconciliation shows a merchant
 // what reconciliation left open about its own payments, and neither the
 // runs, which span every account, nor a charge at the provider that no
 // account asked for: those are the operator's.
@@ -386,6 +387,28 @@ func TestReconciliationEndpoint(t *testing.T) {
 	r := f.do(t, http.MethodGet, "/v1/reconciliation", key, "", "")
 	if r.status != http.StatusOK || strings.Contains(r.body, "last_run") || strings.Contains(r.body, "elsewhere") || strings.Contains(r.body, payments.MismatchLostCharge) {
 		t.Fatalf("a merchant's reconciliation = %d %s, want no run and no mismatch of no account's", r.status, r.body)
+	}
+	operatorSees(t, f, run)
+}
+
+// operatorSees checks TestOperatorReconciliation's half of
+// TestReconciliationEndpoint: the admin's GET /reconciliation shows the
+// last run and the mismatch of no account's.
+func operatorSees(t *testing.T, f *fixture, run *payments.ReconciliationRun) {
+	t.Helper()
+	admin, err := NewAdmin(AdminConfig{Registry: f.reg, Store: f.store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	admin.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/reconciliation", nil))
+	var got struct {
+		LastRun    payments.ReconciliationRun `json:"last_run"`
+		Mismatches []payments.Mismatch        `json:"open_mismatches"`
+	}
+	json.Unmarshal(w.Body.Bytes(), &got)
+	if w.Code != http.StatusOK || got.LastRun.ID != run.ID || len(got.Mismatches) != 1 || got.Mismatches[0].Kind != payments.MismatchLostCharge || got.Mismatches[0].AccountID != "" {
+		t.Fatalf("the operator's reconciliation = %d %s, want the run and the lost charge of no account", w.Code, w.Body)
 	}
 }
 
