@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -145,7 +144,7 @@ func isExported(name string, families map[string]string) bool {
 func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	_, simURL := newSim(t, simulator.Faults{})
 	p := startPayd(t, paydArgs(filepath.Join(t.TempDir(), "payd.db"), simURL, "--reconcile-interval", "100ms")...)
-	if r, err := postCharge(http.DefaultClient, p.url, "dashboard-1", orderBody, 5); err != nil || r.status != 200 {
+	if r, err := postCharge(apiClient(t, 0), p.url, "dashboard-1", orderBody, 5); err != nil || r.status != 200 {
 		t.Fatalf("charge: %v %+v", err, r)
 	}
 	var families map[string]string

@@ -12,18 +12,33 @@ import (
 	"github.com/idemhq/idem/payd/internal/simulator"
 )
 
-// send makes one request to payd with the headers given in pairs, and
-// returns its status.
+// send makes one request to payd's API with the headers given in pairs,
+// checked against the API's document, and returns its status.
 func send(t *testing.T, method, url, body string, header ...string) int {
+	t.Helper()
+	return sendWith(t, apiClient(t, 0), method, url, body, header...)
+}
+
+// sendAdmin is send to the admin endpoints, which the API's document does
+// not describe.
+func sendAdmin(t *testing.T, method, url, body string, header ...string) int {
+	t.Helper()
+	return sendWith(t, http.DefaultClient, method, url, body, header...)
+}
+
+func sendWith(t *testing.T, c *http.Client, method, url, body string, header ...string) int {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +141,7 @@ func TestAdminServesMetrics(t *testing.T) {
 	_, simURL := newSim(t, simulator.Faults{})
 	db := filepath.Join(t.TempDir(), "payd.db")
 	p := startPayd(t, paydArgs(db, simURL, "--role", "api")...)
-	if r, err := postCharge(http.DefaultClient, p.url, "admin-1", orderBody, 0); err != nil || r.status != http.StatusAccepted {
+	if r, err := postCharge(apiClient(t, 0), p.url, "admin-1", orderBody, 0); err != nil || r.status != http.StatusAccepted {
 		t.Fatalf("charge: %v %+v", err, r)
 	}
 	if got := send(t, http.MethodGet, p.url+"/metrics", ""); got != http.StatusNotFound {
@@ -188,7 +203,7 @@ func TestAdminAddrNeedsAKey(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "payd.db")
 	const adminKey = "adm_operator_secret_4f1c"
 	p := startPayd(t, paydArgs(db, simURL, "--admin-addr", "0.0.0.0:0", "--admin-key", adminKey)...)
-	if got := send(t, http.MethodGet, p.admin+"/metrics", ""); got != http.StatusUnauthorized {
+	if got := sendAdmin(t, http.MethodGet, p.admin+"/metrics", ""); got != http.StatusUnauthorized {
 		t.Errorf("admin /metrics without the key = %d, want 401", got)
 	}
 	if !strings.Contains(scrape(t, p.admin, adminKey), "payd_queue_depth") {
