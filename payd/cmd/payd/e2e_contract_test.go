@@ -63,8 +63,8 @@ func rawGet(t *testing.T, p *proc, path string, header http.Header) (*http.Respo
 	return resp, checkRaw(t, http.MethodGet, path, header, resp)
 }
 
-// TestHeaderLimitOverTheWire: payd serves a request whose headers are
-// api.MaxHeaderBytes, names and values (Host, Connection and X-Pad here);
+// TestHeaderLimitOverTheWire: payd serves a request whose line and
+// headers are api.MaxHeaderBytes as sent (Host, Connection and X-Pad here);
 // one byte more gets 431 problem+json from payd; past the HTTP server's
 // own limit (16 KiB) Go answers a plain-text 431 before payd sees the
 // request. On the code before, everything under the server's limit was
@@ -73,7 +73,7 @@ func TestHeaderLimitOverTheWire(t *testing.T) {
 	_, simURL := newSim(t, simulator.Faults{})
 	p := startPayd(t, paydArgs(filepath.Join(t.TempDir(), "payd.db"), simURL)...)
 	pad := func(total int) http.Header {
-		used := len("Host") + len("payd") + len("Connection") + len("close") + len("X-Pad")
+		used := len("GET /healthz HTTP/1.1\r\n") + len("Host: payd\r\n") + len("Connection: close\r\n") + len("X-Pad: \r\n")
 		return http.Header{"X-Pad": {strings.Repeat("p", total-used)}}
 	}
 	if resp, body := rawGet(t, p, "/healthz", pad(api.MaxHeaderBytes)); resp.StatusCode != http.StatusOK {

@@ -148,7 +148,7 @@ func TestUnroutedRequestsGetProblems(t *testing.T) {
 	}
 }
 
-// TestHeaderLimit: headers of MaxHeaderBytes, names and values counted,
+// TestHeaderLimit: a request line and headers of MaxHeaderBytes, as sent,
 // are served; one byte more gets 431 problem+json (on the code before,
 // they were served up to the server's 16 KiB).
 func TestHeaderLimit(t *testing.T) {
@@ -163,8 +163,10 @@ func TestHeaderLimit(t *testing.T) {
 		// adds none but these when they are set.
 		req.Header.Set("User-Agent", "payd-test")
 		req.Header.Set("Accept-Encoding", "identity")
-		used := len("Host") + len(req.URL.Host) + len("User-Agent") + len("payd-test") + len("Accept-Encoding") + len("identity")
-		req.Header.Set("X-Pad", strings.Repeat("p", total-used-len("X-Pad")))
+		const lineEnd = len(": \r\n")
+		used := len("GET /healthz HTTP/1.1\r\n") + len("Host") + len(req.URL.Host) + len("User-Agent") + len("payd-test") +
+			len("Accept-Encoding") + len("identity") + 3*lineEnd
+		req.Header.Set("X-Pad", strings.Repeat("p", total-used-len("X-Pad")-lineEnd))
 		resp, err := f.client(t).Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -211,5 +213,29 @@ func TestPreferenceApplied(t *testing.T) {
 		if r.status != c.status || (c.applied == "") == present || present && got[0] != c.applied {
 			t.Errorf("%s: %d with Preference-Applied %q, want %d with %q", c.name, r.status, got, c.status, c.applied)
 		}
+	}
+}
+
+// TestManySmallHeaders: 2000 headers "A: b" are 12 KB as sent, over
+// MaxHeaderBytes though their names and values are 4000 bytes: payd
+// refuses them with its 431 problem+json (on the code before, which
+// counted names and values alone, they were served, and 4000 of them,
+// 24 KB, got the server's plain-text 431 instead of payd's).
+func TestManySmallHeaders(t *testing.T) {
+	f := newFixture(t)
+	req, err := http.NewRequest(http.MethodGet, f.url+"/healthz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2000 {
+		req.Header.Add("A", "b")
+	}
+	resp, err := f.client(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("2000 small headers = %d %s, want payd's 431 problem+json", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 }
