@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/idemhq/idem/payd/internal/payments"
 )
@@ -48,9 +50,12 @@ func ensureDevKey(ctx context.Context, store *payments.Store, cfg serveConfig, l
 	if path == "" {
 		return devKey{note: "no dev key: make an account and its key with payd accounts create"}, nil
 	}
-	key, err := readOrMakeDevKey(path, log)
+	key, made, err := readOrMakeDevKey(path, log)
 	if err != nil {
 		return devKey{}, err
+	}
+	if made {
+		warnOfOtherKeys(ctx, store, path, log)
 	}
 	err = store.EnsureAccount(ctx, devAccountID, "dev", key)
 	if errors.Is(err, payments.ErrKeyRevoked) {
@@ -72,32 +77,55 @@ func devKeyFile(dialect, url string) string {
 // readOrMakeDevKey returns the key in path, made and written there, mode
 // 0600, if the file does not exist. The file is written before the key is
 // stored, so a key in the database is always one the file holds.
-func readOrMakeDevKey(path string, log *slog.Logger) (string, error) {
-	for {
-		b, err := os.ReadFile(path)
-		if err == nil {
-			key := strings.TrimSpace(string(b))
-			if key == "" {
-				return "", fmt.Errorf("the dev key file %s is empty: remove it to make a new key", path)
-			}
-			if info, err := os.Stat(path); err == nil && info.Mode().Perm()&0o077 != 0 {
-				log.Warn("payd: the dev key file is readable by others than its owner: chmod 600 it", slog.String("file", path))
-			}
-			return key, nil
-		}
+func readOrMakeDevKey(path string, log *slog.Logger) (key string, made bool, err error) {
+	for attempt := 0; ; attempt++ {
+		key, err = readDevKey(path, log)
 		if !errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("read the dev key: %w", err)
+			return key, false, err
 		}
-		key := payments.NewAPIKey()
-		made, err := writeNewFile(path, key+"\n")
+		if attempt > 0 {
+			return "", false, fmt.Errorf("the dev key file %s neither exists nor can be made: remove what is in its place", path)
+		}
+		key = payments.NewAPIKey()
+		made, err = writeNewFile(path, key+"\n")
 		if err != nil {
-			return "", fmt.Errorf("keep the dev key beside the database, in %s: %w", path, err)
+			return "", false, fmt.Errorf("keep the dev key beside the database, in %s: %w", path, err)
 		}
-		if !made {
-			continue // another payd made it first
+		if made {
+			return key, true, nil
 		}
-		return key, nil
+		// Another payd made it first, or something is in the way.
 	}
+}
+
+// readDevKey returns the key kept in path, a regular file (not a link)
+// holding one key, or an error wrapping fs.ErrNotExist if there is none
+// (TestDevKeyFileIsChecked).
+func readDevKey(path string, log *slog.Logger) (string, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		return "", fmt.Errorf("read the dev key in %s: it must be a regular file, not a link; remove it to make a new key: %w", path, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil || !info.Mode().IsRegular() || info.Size() > 1024 {
+		return "", fmt.Errorf("the dev key file %s must be a regular file of one key: remove it to make a new key", path)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return "", fmt.Errorf("read the dev key in %s: %w", path, err)
+	}
+	key := strings.TrimSuffix(string(b), "\n")
+	if err := payments.CheckAPIKey(key); err != nil {
+		return "", fmt.Errorf("the dev key file %s does not hold a key payd made (%w): remove it to make a new key, and revoke the old one with payd keys revoke", path, err)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		log.Warn("payd: the dev key file is readable by others than its owner: chmod 600 it", slog.String("file", path))
+	}
+	return key, nil
 }
 
 // writeNewFile writes content to path, mode 0600, whole or not at all: it
@@ -118,4 +146,21 @@ func writeNewFile(path, content string) (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// warnOfOtherKeys says, when a new dev key file was made, that the dev
+// account's keys from before stay live: payd never revokes a key on its
+// own, and removing the file revokes nothing.
+func warnOfOtherKeys(ctx context.Context, store *payments.Store, path string, log *slog.Logger) {
+	keys, err := store.Keys(ctx, devAccountID)
+	live := 0
+	for _, k := range keys {
+		if k.RevokedAt == nil {
+			live++
+		}
+	}
+	if err == nil && live > 0 {
+		log.Warn("payd: made a new dev key; the dev account's other keys stay live: revoke those you no longer use with payd keys revoke",
+			slog.String("file", path), slog.Int("other_live_keys", live))
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/idemhq/idem/payd/internal/database"
@@ -54,23 +55,34 @@ func hashKey(apiKey string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// keyHintLen is how much of a key a listing shows: "sk_" and 7 of its 26
-// random characters, too few to guess the rest from.
-const keyHintLen = 10
+// keyHintLen is how much of a key a listing shows: "sk_" and 4 of its 26
+// random characters, enough to tell keys apart and too few to matter.
+const keyHintLen = 7
 
 const keyColumns = `id, account_id, hint, created_at, coalesce(revoked_at, 0)`
 
 // CheckAccountName returns an error saying what is wrong with name, if
-// anything: an account's name is 1 to 200 characters of UTF-8, without
-// control characters.
+// anything: an account's name is 1 to 100 bytes of UTF-8, not blank,
+// without control or formatting characters (a bidirectional override
+// could make one name print as another).
 func CheckAccountName(name string) error {
 	switch {
-	case name == "" || len(name) > 200:
-		return errors.New("an account name is 1 to 200 bytes")
+	case strings.TrimSpace(name) == "" || len(name) > 100:
+		return errors.New("an account name is 1 to 100 bytes, not blank")
 	case !utf8.ValidString(name):
 		return errors.New("an account name must be UTF-8")
-	case strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return errors.New("an account name must not hold control characters")
+	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }):
+		return errors.New("an account name must not hold control or formatting characters")
+	}
+	return nil
+}
+
+// CheckAPIKey returns an error saying what is wrong with an API key an
+// operator gives, if anything: 16 to 200 printable ASCII characters, no
+// space, as a Bearer token can carry them.
+func CheckAPIKey(key string) error {
+	if len(key) < 16 || len(key) > 200 || strings.ContainsFunc(key, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		return errors.New("an API key is 16 to 200 printable ASCII characters without spaces")
 	}
 	return nil
 }
@@ -120,8 +132,8 @@ func (s *Store) Accounts(ctx context.Context) ([]Account, error) {
 // for a key that was revoked (a revoked key is never live again) and
 // ErrKeyTaken for another account's key (TestKeysOfTwoAccounts).
 func (s *Store) AddKey(ctx context.Context, account, secret string) (APIKey, error) {
-	if len(secret) < 16 {
-		return APIKey{}, errors.New("payments: an API key is at least 16 characters")
+	if err := CheckAPIKey(secret); err != nil {
+		return APIKey{}, fmt.Errorf("payments: %w", err)
 	}
 	hash := hashKey(secret)
 	if k, err := s.keyByHash(ctx, account, hash); !errors.Is(err, ErrNotFound) {

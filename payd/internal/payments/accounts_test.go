@@ -3,6 +3,7 @@ package payments
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/idemhq/idem/payd/internal/database"
@@ -20,8 +21,10 @@ func TestKeysOfTwoAccounts(t *testing.T) {
 		if err := s.CreateAccount(ctx, "acct_b", "Bee again"); !errors.Is(err, ErrAccountExists) {
 			t.Fatalf("CreateAccount of an id taken = %v, want ErrAccountExists", err)
 		}
-		if err := s.CreateAccount(ctx, "acct_c", "bad\x00name"); err == nil {
-			t.Fatal("CreateAccount with a NUL in its name succeeded")
+		for _, bad := range []string{"bad\x00name", "\u202eevil", "esc\u009b[2J", " ", strings.Repeat("n", 101)} {
+			if err := s.CreateAccount(ctx, "acct_c", bad); err == nil {
+				t.Fatalf("CreateAccount named %q succeeded", bad)
+			}
 		}
 		second := NewAPIKey()
 		k, err := s.AddKey(ctx, "acct_test", second)
@@ -44,8 +47,10 @@ func TestKeysOfTwoAccounts(t *testing.T) {
 		if _, err := s.AddKey(ctx, "acct_nobody", NewAPIKey()); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("AddKey to no account = %v, want ErrNotFound", err)
 		}
-		if _, err := s.AddKey(ctx, "acct_b", "short"); err == nil {
-			t.Fatal("AddKey of a 5-character key succeeded")
+		for _, bad := range []string{"short", "sk_with space and more", "sk_with_a_newline\n_0123", "sk_" + strings.Repeat("k", 200)} {
+			if _, err := s.AddKey(ctx, "acct_b", bad); err == nil {
+				t.Fatalf("AddKey of %q succeeded", bad)
+			}
 		}
 		for key, want := range map[string]string{"sk_test_0123456789": "acct_test", second: "acct_test", bee: "acct_b"} {
 			if got, err := s.AccountByKey(ctx, key); err != nil || got != want {
