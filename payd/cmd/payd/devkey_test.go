@@ -24,8 +24,10 @@ func TestDevKeyFileIsChecked(t *testing.T) {
 		"link":          func(path string) { os.Symlink(other, path) },
 		"empty":         func(path string) { os.WriteFile(path, nil, 0o600) },
 		"not a key":     func(path string) { os.WriteFile(path, []byte("two words and then some more\n"), 0o600) },
-		"two lines":     func(path string) { os.WriteFile(path, []byte("sk_aaaaaaaaaaaaaaaaaaaa\nsk_bbbbbbbbbbbbbbbbbbbb\n"), 0o600) },
-		"a directory":   func(path string) { os.Mkdir(path, 0o700) },
+		"two lines": func(path string) {
+			os.WriteFile(path, []byte("sk_aaaaaaaaaaaaaaaaaaaa\nsk_bbbbbbbbbbbbbbbbbbbb\n"), 0o600)
+		},
+		"a directory": func(path string) { os.Mkdir(path, 0o700) },
 	} {
 		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".dev-key")
 		setup(path)
