@@ -23,7 +23,7 @@ type adminConfig struct {
 
 func (c *adminConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "admin-addr", "127.0.0.1:9090", "where the operator's endpoints (GET /metrics) listen, apart from the API, in every role; a loopback address unless --admin-key is set; empty: none")
-	fs.StringVar(&c.key, "admin-key", "", "a key every admin request must send as Authorization: Bearer <key>; required with an --admin-addr that is not loopback; never printed")
+	fs.StringVar(&c.key, "admin-key", "", "a key every admin request must send as Authorization: Bearer <key>; required with an --admin-addr that is not loopback; never printed; prefer PAYD_ADMIN_KEY, as a flag shows in the process list")
 }
 
 // check refuses admin endpoints that anyone on the network could read: an

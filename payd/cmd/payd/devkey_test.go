@@ -40,10 +40,34 @@ func TestDevKeyFileIsChecked(t *testing.T) {
 	path := filepath.Join(dir, "new.dev-key")
 	key, made, err := readOrMakeDevKey(path, log)
 	info, statErr := os.Stat(path)
-	if err != nil || !made || !strings.HasPrefix(key, "sk_") || statErr != nil || info.Mode().Perm() != 0o600 {
-		t.Fatalf("a missing file: (%q, made %t, %v), mode %v %v; want a new key in a 0600 file", key, made, err, info.Mode(), statErr)
+	if err != nil || statErr != nil || !made || !strings.HasPrefix(key, "sk_") || info.Mode().Perm() != 0o600 {
+		t.Fatalf("a missing file: (%q, made %t, %v, %v); want a new key in a 0600 file", key, made, err, statErr)
 	}
 	if again, made, err := readOrMakeDevKey(path, log); err != nil || made || again != key {
 		t.Fatalf("read again = (%q, made %t, %v), want %q", again, made, err, key)
+	}
+}
+
+// TestDatabaseFileIsPrivate: the SQLite file payd makes, and the journal
+// SQLite keeps beside it, are readable by their owner alone, whatever the
+// umask.
+func TestDatabaseFileIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "payd.db")
+	st, err := openStorage(t.Context(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	if err := st.migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal"} {
+		info, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", filepath.Base(p), info.Mode())
+		}
 	}
 }

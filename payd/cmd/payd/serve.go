@@ -37,7 +37,7 @@ type serveConfig struct {
 func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "where the API listens")
 	fs.StringVar(&c.databaseURL, "database-url", "payd.db", "a SQLite file path, or a postgres:// URL")
-	fs.StringVar(&c.apiKey, "api-key", "", "an API key of the dev account, acct_dev, added at start if it is not one yet and never printed (default on SQLite: the key kept in <database>.dev-key, made on the first start and printed at each; accounts and keys are made with payd accounts and payd keys)")
+	fs.StringVar(&c.apiKey, "api-key", "", "an API key of the dev account, acct_dev, added at start if it is not one yet and never printed; prefer PAYD_API_KEY, as a flag shows in the process list (default on SQLite: the key kept in <database>.dev-key, made on the first start and printed at each; accounts and keys are made with payd accounts and payd keys)")
 	fs.StringVar(&c.providerURL, "provider-url", "", "the provider's base URL (default: start the built-in simulator)")
 	fs.StringVar(&c.simAddr, "sim-addr", "127.0.0.1:8081", "where the built-in simulator serves its own API, when --provider-url is empty")
 	fs.StringVar(&c.simState, "sim-state", "", "the file where the built-in simulator keeps its charges, refunds and ids, so they survive a restart as payd's database does (default: the SQLite file's path plus .provider; payd.provider in the working directory with PostgreSQL)")

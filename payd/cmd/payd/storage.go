@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"log/slog"
 	"strings"
 
@@ -66,6 +69,9 @@ func openPostgres(ctx context.Context, url string, log *slog.Logger) (*storage, 
 }
 
 func openSQLite(ctx context.Context, path string, log *slog.Logger) (*storage, error) {
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("payments: create SQLite file %s: %w", path, err)
+	}
 	db, err := sqlitestore.OpenDB(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("payments: open SQLite file %s: %w", path, err)
@@ -90,4 +96,23 @@ func (s *storage) migrate(ctx context.Context) error {
 		return fmt.Errorf("payments: migrate: %w", err)
 	}
 	return s.payments.Migrate(ctx)
+}
+
+// createPrivate creates the SQLite file at path, readable by its owner
+// alone, if it is a plain path that does not exist yet: it holds every
+// merchant's payments and key hashes, and SQLite makes its journal files
+// with the database's mode (TestDatabaseFileIsPrivate). A file that
+// exists keeps its mode.
+func createPrivate(path string) error {
+	if strings.HasPrefix(path, "file:") || strings.Contains(path, "?") || path == ":memory:" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }

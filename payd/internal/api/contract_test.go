@@ -135,6 +135,11 @@ func TestUnroutedRequestsGetProblems(t *testing.T) {
 		{http.MethodDelete, "/v1/charges", "method_not_allowed", "GET, HEAD, POST", http.StatusMethodNotAllowed},
 		{http.MethodPut, "/v1/charges/ch_1", "method_not_allowed", "GET, HEAD", http.StatusMethodNotAllowed},
 		{http.MethodGet, "/v1/provider/webhooks", "method_not_allowed", "POST", http.StatusMethodNotAllowed},
+		// Paths the mux would redirect to their clean form (307 before).
+		{http.MethodGet, "/v1//charges", "route_not_found", "", http.StatusNotFound},
+		{http.MethodPost, "/v1//charges", "route_not_found", "", http.StatusNotFound},
+		{http.MethodGet, "/v1/charges/../balance", "route_not_found", "", http.StatusNotFound},
+		{http.MethodGet, "/v1/./balance", "route_not_found", "", http.StatusNotFound},
 	} {
 		r := f.do(t, c.method, c.path, key, "", "")
 		var p problem
@@ -199,6 +204,8 @@ func TestPreferenceApplied(t *testing.T) {
 		{"a wait over the cap", "p2", body, "wait=100", fmt.Sprintf("wait=%d", int(DefaultMaxPreferWait.Seconds())), http.StatusOK},
 		{"a replay's wait", "p2", body, "wait=7", "wait=7", http.StatusOK},
 		{"among other preferences", "p3", body, "respond-async, wait=3", "wait=3", http.StatusOK},
+		{"a wait that overflows a duration", "p7", body, "wait=10000000000", fmt.Sprintf("wait=%d", int(DefaultMaxPreferWait.Seconds())), http.StatusOK},
+		{"a wait with a parameter", "p8", body, "wait=4;foo=bar", "wait=4", http.StatusOK},
 		{"no wait", "p4", body, "", "", http.StatusAccepted},
 		{"another preference", "p5", body, "return=minimal", "", http.StatusAccepted},
 		{"a refusal", "p6", `{"amount":0,"currency":"usd","reference":"r"}`, "wait=5", "", http.StatusBadRequest},

@@ -103,8 +103,10 @@ func parseTime(q url.Values, name string) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, v[0])
-	if err != nil {
-		return time.Time{}, &invalid{name, "invalid_time", fmt.Sprintf("%s must be a time in RFC 3339, such as 2026-01-31T23:59:59Z", name)}
+	// Times before 1970 are refused: payd keeps Unix milliseconds, and
+	// the zero time would read as no bound (TestListRefusals).
+	if err != nil || t.Before(time.Unix(0, 0)) {
+		return time.Time{}, &invalid{name, "invalid_time", fmt.Sprintf("%s must be a time in RFC 3339 from 1970 on, such as 2026-01-31T23:59:59Z", name)}
 	}
 	return t, nil
 }

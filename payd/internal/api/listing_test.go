@@ -140,6 +140,8 @@ func TestListRefusals(t *testing.T) {
 		{"reference=" + strings.Repeat("r", 256), "invalid_reference", "reference"},
 		{"created[gte]=yesterday", "invalid_time", "created[gte]"},
 		{"created[lt]=2026-01-01", "invalid_time", "created[lt]"},
+		{"created[lt]=0001-01-01T00:00:00Z", "invalid_time", "created[lt]"},
+		{"created[gte]=1969-12-31T23:59:59Z", "invalid_time", "created[gte]"},
 		{"created[gte]=2026-01-02T00:00:00Z&created[lt]=2026-01-01T00:00:00Z", "invalid_range", "created[lt]"},
 		{"created[gte]=2026-01-01T00:00:00Z&created[lt]=2026-01-01T00:00:00Z", "invalid_range", "created[lt]"},
 		{"created[gt]=2026-01-01T00:00:00Z", "unknown_parameter", "created[gt]"},

@@ -42,6 +42,29 @@ func TestContentTypeIsJSON(t *testing.T) {
 	}
 }
 
+// TestTwoContentTypes: a body with two Content-Type headers is refused,
+// whichever comes first: one reader could take the first, another the
+// last.
+func TestTwoContentTypes(t *testing.T) {
+	f := newFixture(t)
+	const body = `{"amount":1999,"currency":"usd","reference":"r"}`
+	for i, types := range [][2]string{{"application/json", "text/plain"}, {"text/plain", "application/json"}} {
+		req, _ := http.NewRequest(http.MethodPost, f.url+"/v1/charges", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Idempotency-Key", fmt.Sprint("two-types-", i))
+		req.Header.Add("Content-Type", types[0])
+		req.Header.Add("Content-Type", types[1])
+		resp, err := f.client(t).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("Content-Type %q then %q = %d, want 415", types[0], types[1], resp.StatusCode)
+		}
+	}
+}
+
 // TestWaitEndsWhenDraining: a request waiting on Prefer: wait is answered
 // with the charge as it is soon after the process starts stopping, so
 // that a stop need not wait out the longest wait.

@@ -113,7 +113,7 @@ func (s *server) validate(check func(body []byte) error, next http.Handler) http
 			fail(w, http.StatusBadRequest, "unreadable_body", "", unreadableBody)
 			return
 		}
-		if len(body) != 0 && !isJSON(r.Header.Get("Content-Type")) {
+		if ct := r.Header.Values("Content-Type"); len(body) != 0 && (len(ct) != 1 || !isJSON(ct[0])) {
 			fail(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "", "a body must be sent as Content-Type: application/json")
 			return
 		}
@@ -131,7 +131,8 @@ func (s *server) validate(check func(body []byte) error, next http.Handler) http
 // isJSON reports whether contentType is application/json, with no
 // parameter but a charset of utf-8. A body is read one way only: one sent
 // as a form, say, which a proxy or a firewall would read as a form, is
-// refused rather than read as JSON (TestContentTypeIsJSON).
+// refused rather than read as JSON, and so is one with two Content-Type
+// headers, which two readers could take one each (TestContentTypeIsJSON).
 func isJSON(contentType string) bool {
 	mediaType, params, err := mime.ParseMediaType(contentType)
 	if err != nil || mediaType != "application/json" {

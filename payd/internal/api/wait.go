@@ -85,6 +85,10 @@ func (s *server) preferWait(next http.Handler) http.Handler {
 	})
 }
 
+// maxPreferSeconds bounds the wait preferredWait reads, far above any cap
+// (TestPreferenceApplied).
+const maxPreferSeconds = 1 << 20
+
 // preferredWait parses the wait preference of Prefer header values.
 func preferredWait(values []string) (time.Duration, bool) {
 	for _, v := range values {
@@ -93,11 +97,13 @@ func preferredWait(values []string) (time.Duration, bool) {
 			if !ok || !strings.EqualFold(strings.TrimSpace(name), "wait") {
 				continue
 			}
+			val, _, _ = strings.Cut(val, ";") // a preference's parameters, none of them wait's
 			n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(val), `"`))
 			if err != nil || n < 0 {
 				return 0, false
 			}
-			return time.Duration(n) * time.Second, true
+			// Above any cap, and small enough not to overflow a Duration.
+			return time.Duration(min(n, maxPreferSeconds)) * time.Second, true
 		}
 	}
 	return 0, false
