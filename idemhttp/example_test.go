@@ -64,7 +64,7 @@ func Example() {
 	// charging the card
 	// 201 replayed=false {"id":"ch_1","amount":1999}
 	// 201 replayed=true {"id":"ch_1","amount":1999}
-	// 422 replayed=false {"type":"about:blank","title":"Unprocessable Entity","status":422,"detail":"This Idempotency-Key was used with a different request. Use a new key for a new request.","code":"idempotency_key_reused"}
+	// 422 replayed=false {"type":"about:blank","title":"Unprocessable Entity","status":422,"detail":"this Idempotency-Key was used with a different request; use a new key for a new request","code":"idempotency_key_reused"}
 }
 
 // A Config for an API that versions its requests by header, replays a

@@ -17,20 +17,21 @@ type problem struct {
 	retryAfter bool // add Retry-After
 }
 
-// The problems the middleware answers with. Each says what the client
-// should do.
+// The problems the middleware answers with. Each detail is one lowercase
+// sentence without a final period, saying what is wrong and, after a
+// semicolon, what the client should do, as payd's own are.
 var problems = [...]problem{
-	probKeyMissing:     {http.StatusBadRequest, "idempotency_key_missing", "This request needs an Idempotency-Key header.", false},
-	probKeyRepeated:    {http.StatusBadRequest, "idempotency_key_repeated", "Send exactly one Idempotency-Key header.", false},
-	probKeyMalformed:   {http.StatusBadRequest, "idempotency_key_malformed", "The Idempotency-Key must be a quoted string or a token of 1-255 printable ASCII characters.", false},
-	probUnauthorized:   {http.StatusUnauthorized, "unauthenticated", "The request could not be authenticated.", false},
-	probBodyTooLarge:   {http.StatusRequestEntityTooLarge, "body_too_large", "The request body is over the size limit.", false},
-	probBodyUnreadable: {http.StatusBadRequest, "body_unreadable", "The request body could not be read.", false},
-	probInFlight:       {http.StatusConflict, "request_in_flight", "A request with this Idempotency-Key is still being processed. Retry later with the same key.", true},
-	probMismatch:       {http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used with a different request. Use a new key for a new request.", false},
-	probUnsettled:      {http.StatusServiceUnavailable, "outcome_unsettled", "The outcome of this request is not settled. Retry later with the same key.", true},
-	probUnavailable:    {http.StatusServiceUnavailable, "store_unavailable", "The request was not processed. Retry later with the same key.", true},
-	probInternal:       {http.StatusInternalServerError, "internal_error", "The server could not process this request.", false},
+	probKeyMissing:     {http.StatusBadRequest, "idempotency_key_missing", "an Idempotency-Key header is required; send one, unique to this request", false},
+	probKeyRepeated:    {http.StatusBadRequest, "idempotency_key_repeated", "the Idempotency-Key header must be sent once", false},
+	probKeyMalformed:   {http.StatusBadRequest, "idempotency_key_malformed", "the Idempotency-Key must be a quoted string or a token of 1 to 255 printable ASCII characters", false},
+	probUnauthorized:   {http.StatusUnauthorized, "unauthenticated", "the request could not be authenticated", false},
+	probBodyTooLarge:   {http.StatusRequestEntityTooLarge, "body_too_large", "the request body is over the size limit", false},
+	probBodyUnreadable: {http.StatusBadRequest, "body_unreadable", "the request body could not be read; send it again", false},
+	probInFlight:       {http.StatusConflict, "request_in_flight", "a request with this Idempotency-Key is still being processed; retry later with the same key", true},
+	probMismatch:       {http.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used with a different request; use a new key for a new request", false},
+	probUnsettled:      {http.StatusServiceUnavailable, "outcome_unsettled", "the outcome of this request is not settled; retry later with the same key", true},
+	probUnavailable:    {http.StatusServiceUnavailable, "store_unavailable", "the request was not processed; retry later with the same key", true},
+	probInternal:       {http.StatusInternalServerError, "internal_error", "the server could not process this request", false},
 }
 
 const (

@@ -76,7 +76,7 @@ func Example_chi() {
 	// refunding ch_1
 	// 201 replayed=false {"charge":"ch_1"}
 	// 201 replayed=true {"charge":"ch_1"}
-	// 422 replayed=false {"type":"about:blank","title":"Unprocessable Entity","status":422,"detail":"This Idempotency-Key was used with a different request. Use a new key for a new request.","code":"idempotency_key_reused"}
+	// 422 replayed=false {"type":"about:blank","title":"Unprocessable Entity","status":422,"detail":"this Idempotency-Key was used with a different request; use a new key for a new request","code":"idempotency_key_reused"}
 }
 
 // With gin, through gin.WrapH: the protected handler is a plain
