@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/idemhq/idem"
 	"github.com/idemhq/idem/payd/internal/api"
@@ -98,20 +99,32 @@ func newLogger(format string, stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(stderr, nil))
 }
 
-func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// parseServe reads payd serve's flags, from the command line and the
+// environment, and checks them.
+func parseServe(args []string, getenv func(string) string, stdout, stderr io.Writer) (serveConfig, error) {
 	var cfg serveConfig
 	fs := flag.NewFlagSet("payd serve", flag.ContinueOnError)
 	cfg.flags(fs)
-	if err := parse(fs, "Run the API, the workers, or both, on SQLite or PostgreSQL.", args, getenv, stdout, stderr); err != nil {
-		if errors.Is(err, errHelp) {
-			return nil
-		}
-		return err
+	if err := parse(fs, "Run the API, the workers, or both, on SQLite or PostgreSQL.\n\n"+tracingHelp, args, getenv, stdout, stderr); err != nil {
+		return cfg, err
 	}
-	if err := cfg.check(); err != nil {
+	return cfg, cfg.check()
+}
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseServe(args, getenv, stdout, stderr)
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	log := newLogger(cfg.logFormat, stderr)
+	tr, err := newTracing(ctx, getenv, stdout, log)
+	if err != nil {
+		return err
+	}
+	defer tr.shutdown(log)
 	crash, err := cfg.crash.arm()
 	if err != nil {
 		return err
@@ -146,12 +159,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	prov, err := provider.NewClient(providerURL, &provider.ClientConfig{
 		Timeout:          cfg.providerTimeout,
 		OnRequestWritten: crash.afterSend,
+		TracerProvider:   tr.provider,
 	})
 	if err != nil {
 		return err
 	}
 
-	engine, err := idem.New(st.idem, &idem.Config{Namespace: "payd", Logger: log})
+	engine, err := newEngine(st, log, tr)
 	if err != nil {
 		return err
 	}
@@ -160,12 +174,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	var proc *payments.Processor
 	if cfg.runsWorker() {
-		proc = payments.NewProcessor(st.payments, prov, cfg.processorConfig(crash.hit, log, payments.NewMetrics(reg, st.payments)))
+		proc = payments.NewProcessor(st.payments, prov, cfg.processorConfig(crash.hit, log, payments.NewMetrics(reg, st.payments), tr.provider))
 		proc.Start(ctx)
 	}
 	if cfg.reconcileInterval > 0 {
 		rec := payments.NewReconciler(st.payments, prov, &payments.ReconcilerConfig{Interval: cfg.reconcileInterval, Window: cfg.reconcileWindow,
-			StaleAfter: cfg.reconcileStaleAfter, Logger: log, Registerer: reg})
+			StaleAfter: cfg.reconcileStaleAfter, Logger: log, Registerer: reg, TracerProvider: tr.provider})
 		rec.Start(ctx)
 		defer rec.Stop()
 	}
@@ -173,8 +187,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	var front *frontend
 	if cfg.runsAPI() {
 		front, err = newFrontend(cfg.http, func(draining func() bool) (http.Handler, error) {
-			return api.NewServer(api.Config{Store: st.payments, Engine: engine, Tx: st.tx, Processor: proc, Registry: reg, Logger: log,
+			h, err := api.NewServer(api.Config{Store: st.payments, Engine: engine, Tx: st.tx, Processor: proc, Registry: reg, Logger: log,
 				Failpoint: crash.hit, WebhookSecrets: secrets, Provider: prov, Draining: draining})
+			return tr.handler(h), err
 		})
 		if err != nil {
 			return err
@@ -193,6 +208,16 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Error("payd: stopping: the API server failed", slog.Any("error", failed))
 	}
 	return errors.Join(failed, shutdown(cfg, front, proc, log))
+}
+
+// newEngine is payd's idempotency engine on st, its events reported to
+// engineObserver's observers.
+func newEngine(st *storage, log *slog.Logger, tr *tracing) (*idem.Engine, error) {
+	observer, err := engineObserver(tr, st.payments.Dialect())
+	if err != nil {
+		return nil, err
+	}
+	return idem.New(st.idem, &idem.Config{Namespace: "payd", Logger: log, Observer: observer})
 }
 
 // openReady opens payd's database, migrates it if --migrate says so, and
@@ -248,8 +273,8 @@ func startBuiltInSimulator(ctx context.Context, addr string, ln net.Listener, se
 }
 
 // processorConfig is the workers' configuration, with the failpoint
-// hook, the logger and the metrics they report to.
-func (c *serveConfig) processorConfig(failpoint func(point string), log *slog.Logger, metrics *payments.Metrics) *payments.ProcessorConfig {
+// hook, the logger, the metrics and the traces they report to.
+func (c *serveConfig) processorConfig(failpoint func(point string), log *slog.Logger, metrics *payments.Metrics, tp trace.TracerProvider) *payments.ProcessorConfig {
 	return &payments.ProcessorConfig{
 		Workers:          c.workers,
 		Lease:            c.lease,
@@ -258,6 +283,7 @@ func (c *serveConfig) processorConfig(failpoint func(point string), log *slog.Lo
 		Failpoint:        failpoint,
 		Logger:           log,
 		Metrics:          metrics,
+		TracerProvider:   tp,
 	}
 }
 
