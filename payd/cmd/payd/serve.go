@@ -13,7 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/idemhq/idem"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/idemhq/idem/payd/internal/api"
 	"github.com/idemhq/idem/payd/internal/payments"
 	"github.com/idemhq/idem/payd/internal/provider"
@@ -121,7 +122,7 @@ func parseServe(args []string, getenv func(string) string, stdout, stderr io.Wri
 	var cfg serveConfig
 	fs := flag.NewFlagSet("payd serve", flag.ContinueOnError)
 	cfg.flags(fs)
-	if err := parse(fs, "Run the API, the workers, or both, on SQLite or PostgreSQL.", args, getenv, stdout, stderr); err != nil {
+	if err := parse(fs, "Run the API, the workers, or both, on SQLite or PostgreSQL.\n\n"+tracingHelp, args, getenv, stdout, stderr); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil, nil
 		}
@@ -137,6 +138,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	cfg := *c
 	log := newLogger(cfg.logFormat, stderr)
+	tr, err := newTracing(ctx, getenv, stdout, log)
+	if err != nil {
+		return err
+	}
+	defer tr.shutdown(log)
 	crash, err := cfg.crash.arm()
 	if err != nil {
 		return err
@@ -168,29 +174,26 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	prov, err := provider.NewClient(providerURL, &provider.ClientConfig{
 		Timeout:          cfg.providerTimeout,
 		OnRequestWritten: crash.afterSend,
+		TracerProvider:   tr.provider,
 	})
 	if err != nil {
 		return err
 	}
 
 	reg := newRegistry()
-	observer, err := engineObserver(reg)
-	if err != nil {
-		return err
-	}
-	engine, err := idem.New(st.idem, &idem.Config{Namespace: "payd", Logger: log, Observer: observer})
+	engine, err := newEngine(st, log, reg, tr)
 	if err != nil {
 		return err
 	}
 	metrics := payments.NewMetrics(reg, st.payments) // every role settles: workers, webhooks, reconciliation
 	var proc *payments.Processor
 	if cfg.runsWorker() {
-		proc = payments.NewProcessor(st.payments, prov, cfg.processorConfig(crash.hit, log, metrics))
+		proc = payments.NewProcessor(st.payments, prov, cfg.processorConfig(crash.hit, log, metrics, tr.provider))
 		proc.Start(ctx)
 	}
 	if cfg.reconcileInterval > 0 {
 		rec := payments.NewReconciler(st.payments, prov, &payments.ReconcilerConfig{Interval: cfg.reconcileInterval, Window: cfg.reconcileWindow,
-			StaleAfter: cfg.reconcileStaleAfter, Logger: log, Registerer: reg})
+			StaleAfter: cfg.reconcileStaleAfter, Logger: log, Registerer: reg, TracerProvider: tr.provider})
 		rec.Start(ctx)
 		defer rec.Stop()
 	}
@@ -198,8 +201,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	var front *frontend
 	if cfg.runsAPI() {
 		front, err = newFrontend(cfg.http, func(draining func() bool) (http.Handler, error) {
-			return api.NewServer(api.Config{Store: st.payments, Engine: engine, Tx: st.tx, Processor: proc, Registry: reg, Logger: log,
+			h, err := api.NewServer(api.Config{Store: st.payments, Engine: engine, Tx: st.tx, Processor: proc, Registry: reg, Logger: log,
 				Failpoint: crash.hit, WebhookSecrets: secrets, Provider: prov, Draining: draining})
+			return tr.handler(h), err
 		})
 		if err != nil {
 			return err
@@ -300,7 +304,7 @@ func startBuiltInSimulator(ctx context.Context, addr, stateFile string, ln net.L
 
 // processorConfig is the workers' configuration, with the failpoint
 // hook, the logger and the metrics they report to.
-func (c *serveConfig) processorConfig(failpoint func(point string), log *slog.Logger, metrics *payments.Metrics) *payments.ProcessorConfig {
+func (c *serveConfig) processorConfig(failpoint func(point string), log *slog.Logger, metrics *payments.Metrics, tp trace.TracerProvider) *payments.ProcessorConfig {
 	return &payments.ProcessorConfig{
 		Workers:          c.workers,
 		Lease:            c.lease,
@@ -309,6 +313,7 @@ func (c *serveConfig) processorConfig(failpoint func(point string), log *slog.Lo
 		Failpoint:        failpoint,
 		Logger:           log,
 		Metrics:          metrics,
+		TracerProvider:   tp,
 	}
 }
 

@@ -63,6 +63,7 @@ type task struct {
 	providerKey string
 	fence       int64
 	attempts    int
+	traceparent string        // of the span that accepted it, "" if untraced
 	moreDue     bool          // other work was due when it was claimed
 	from        string        // the state it was claimed from
 	age         time.Duration // since it was accepted
@@ -89,7 +90,7 @@ func (p *Processor) paymentTask(c *Claim, leaseEnd time.Time) *task {
 	var final *Payment // as Settle recorded it
 	return &task{
 		kind: "payment", id: c.ID, providerKey: c.ProviderKey, fence: c.Fence, attempts: c.Attempts, from: c.From,
-		age: c.Age, sinceSent: c.SinceSent, moreDue: c.MoreDue, leaseEnd: leaseEnd,
+		traceparent: c.TraceParent, age: c.Age, sinceSent: c.SinceSent, moreDue: c.MoreDue, leaseEnd: leaseEnd,
 		call: func(ctx context.Context) (Outcome, error) {
 			ch, err := p.provider.Charge(ctx, provider.ChargeRequest{
 				IdempotencyKey: c.ProviderKey,
@@ -124,7 +125,7 @@ func (p *Processor) refundTask(c *RefundClaim, leaseEnd time.Time) *task {
 	}
 	return &task{
 		kind: "refund", id: c.ID, providerKey: c.ProviderKey, fence: c.Fence, attempts: c.Attempts, from: c.From,
-		age: c.Age, sinceSent: c.SinceSent, moreDue: c.MoreDue, leaseEnd: leaseEnd,
+		traceparent: c.TraceParent, age: c.Age, sinceSent: c.SinceSent, moreDue: c.MoreDue, leaseEnd: leaseEnd,
 		call: func(ctx context.Context) (Outcome, error) {
 			r, err := p.provider.Refund(ctx, provider.RefundRequest{IdempotencyKey: c.ProviderKey, ChargeID: c.ChargeID, Amount: c.Amount,
 				Metadata: map[string]string{"payment_id": c.PaymentID, "refund_id": c.ID}})
@@ -148,6 +149,8 @@ func (p *Processor) refundTask(c *RefundClaim, leaseEnd time.Time) *task {
 
 // process works one claimed task to its next state, by the rule above.
 func (p *Processor) process(ctx context.Context, t *task) {
+	ctx, span := p.startAttempt(ctx, t)
+	defer span.End()
 	m, log := p.cfg.Metrics, p.cfg.Logger.With(slog.String(t.kind, t.id), slog.Int64("fence", t.fence))
 	if t.from == StateProcessing {
 		m.sweep()
@@ -286,6 +289,7 @@ func (p *Processor) escalate(ctx context.Context, t *task, log *slog.Logger) {
 func (p *Processor) settle(ctx context.Context, t *task, o Outcome, closing bool, log *slog.Logger) {
 	o.endsEscalation = closing && o.final()
 	err := t.settle(ctx, o)
+	attempted(ctx, o, err)
 	switch {
 	case errors.Is(err, ErrFenced):
 		p.leaseLost(ctx, t, log)

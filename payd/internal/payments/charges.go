@@ -12,16 +12,20 @@ import (
 
 // Create inserts a pending payment: from then on it is due work. In a
 // request's transaction (database.WithTx) it writes there, so the payment
-// and the request's recorded response commit together.
+// and the request's recorded response commit together. When ctx is traced,
+// the payment keeps the context of its accept span, which its workers'
+// spans continue (tracing.go).
 func (s *Store) Create(ctx context.Context, np NewPayment) (*Payment, error) {
 	id := newID("ch_")
+	ctx, span := startSpan(ctx, "payd.payment.accept", paymentIDKey.String(id))
 	var p *Payment
 	err := s.inRequestTx(ctx, func(q database.Querier) (err error) {
 		p, err = scanPayment(q.QueryRow(ctx, s.sql.insertPayment,
 			id, np.AccountID, np.Amount, np.Currency, np.Reference, np.Description, encodeMetadata(np.Metadata),
-			"payd_"+id, np.Reserve.Milliseconds()))
+			"payd_"+id, np.Reserve.Milliseconds(), nullable(traceparentOf(ctx))))
 		return err
 	})
+	endSpan(span, err)
 	return p, wrap("create payment", err)
 }
 

@@ -11,13 +11,15 @@ import (
 // Claim is a payment a worker holds: its fence, the state it was claimed
 // from, its age when claimed, by the database's clock, the time since a
 // request under its key may last have been sent (negative if none can
-// have been), and whether other payments were due then too.
+// have been), whether other payments were due then too, and the W3C
+// traceparent of the span that accepted it ("" if it was not traced).
 type Claim struct {
 	*Payment
-	From      string
-	Age       time.Duration
-	SinceSent time.Duration
-	MoreDue   bool
+	From        string
+	Age         time.Duration
+	SinceSent   time.Duration
+	MoreDue     bool
+	TraceParent string
 }
 
 // sinceSent converts a claim's ms since sent_at, -1 for none.
@@ -46,10 +48,11 @@ func (s *Store) claimPayment(ctx context.Context, stmt string, args ...any) (*Cl
 		from           string
 		ageMs, sinceMs int64
 		more           bool
+		traceparent    string
 	)
 	var p *Payment
 	err := s.db.Write(ctx, func(ctx context.Context) (err error) {
-		p, err = scanPayment(s.db.QueryRow(ctx, stmt, args...), &from, &ageMs, &sinceMs, &more)
+		p, err = scanPayment(s.db.QueryRow(ctx, stmt, args...), &from, &ageMs, &sinceMs, &more, &traceparent)
 		return err
 	})
 	if errors.Is(err, database.ErrNoRows) {
@@ -58,5 +61,6 @@ func (s *Store) claimPayment(ctx context.Context, stmt string, args ...any) (*Cl
 	if err != nil {
 		return nil, wrap("claim a due payment", err)
 	}
-	return &Claim{Payment: p, From: from, Age: time.Duration(ageMs) * time.Millisecond, SinceSent: sinceSent(sinceMs), MoreDue: more}, nil
+	return &Claim{Payment: p, From: from, Age: time.Duration(ageMs) * time.Millisecond, SinceSent: sinceSent(sinceMs), MoreDue: more,
+		TraceParent: traceparent}, nil
 }

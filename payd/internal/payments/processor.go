@@ -8,6 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/idemhq/idem/internal/waitlist"
 	"github.com/idemhq/idem/payd/internal/provider"
 )
@@ -65,6 +68,9 @@ type ProcessorConfig struct {
 	Failpoint func(point string)
 	Logger    *slog.Logger
 	Metrics   *Metrics
+	// TracerProvider makes a span of each attempt, a child of the span
+	// that accepted the payment or refund (see tracing.go). Default: none.
+	TracerProvider trace.TracerProvider
 }
 
 // The points of a task's work where ProcessorConfig.Failpoint is called.
@@ -99,6 +105,9 @@ func (c *ProcessorConfig) resolve() ProcessorConfig {
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}
+	if r.TracerProvider == nil {
+		r.TracerProvider = noop.NewTracerProvider()
+	}
 	return r
 }
 
@@ -108,6 +117,7 @@ type Processor struct {
 	store    *Store
 	provider provider.Provider
 	cfg      ProcessorConfig
+	tracer   trace.Tracer
 
 	handoff       chan string             // payments accepted here (Dispatch), for workers to claim by id
 	wake          chan struct{}           // a refund was created: look for due refunds
@@ -126,6 +136,7 @@ func NewProcessor(store *Store, prov provider.Provider, cfg *ProcessorConfig) *P
 		store:    store,
 		provider: prov,
 		cfg:      c,
+		tracer:   c.TracerProvider.Tracer(scope),
 		handoff:  make(chan string, handoffQueue),
 		wake:     make(chan struct{}, 1),
 	}

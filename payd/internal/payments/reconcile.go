@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/idemhq/idem/payd/internal/database"
 	"github.com/idemhq/idem/payd/internal/provider"
@@ -63,6 +65,8 @@ type ReconcilerConfig struct {
 	Logger     *slog.Logger
 	// Registerer, if set, gets the Reconciler's metrics.
 	Registerer prometheus.Registerer
+	// TracerProvider makes a span of each run. Default: none.
+	TracerProvider trace.TracerProvider
 }
 
 // Reconciler compares the provider's charges and refunds with payd's
@@ -78,6 +82,7 @@ type Reconciler struct {
 	provider provider.Provider
 	cfg      ReconcilerConfig
 	metrics  reconcilerMetrics
+	tracer   trace.Tracer
 
 	stop context.CancelFunc
 	done sync.WaitGroup
@@ -111,7 +116,10 @@ func NewReconciler(store *Store, prov provider.Provider, cfg *ReconcilerConfig) 
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Reconciler{store: store, provider: prov, cfg: c, metrics: reconcilerMetrics{
+	if c.TracerProvider == nil {
+		c.TracerProvider = noop.NewTracerProvider()
+	}
+	r := &Reconciler{store: store, provider: prov, cfg: c, tracer: c.TracerProvider.Tracer(scope), metrics: reconcilerMetrics{
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "payd_reconciliation_last_success_timestamp_seconds",
 			Help: "When this process's last reconciliation run succeeded (Unix seconds); 0 before the first.",
@@ -190,9 +198,8 @@ func (r *Reconciler) Stop() {
 	}
 }
 
-// RunOnce compares the provider's charges and refunds and payd's payments
-// and refunds created in the window ending Grace ago, and records the run.
-func (r *Reconciler) RunOnce(ctx context.Context) (*ReconciliationRun, error) {
+// runOnce is RunOnce, in its span.
+func (r *Reconciler) runOnce(ctx context.Context) (*ReconciliationRun, error) {
 	s := r.store
 	now, err := s.Now(ctx)
 	if err != nil {

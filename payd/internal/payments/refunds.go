@@ -100,9 +100,12 @@ const RefundWhatIsLeft = 0
 // (database.WithTx) it writes there. It returns ErrNotFound, or
 // *RefundRefused for a payment not succeeded or an amount over what is
 // left.
-func (s *Store) CreateRefund(ctx context.Context, accountID, paymentID string, amount int64) (*Refund, error) {
+func (s *Store) CreateRefund(ctx context.Context, accountID, paymentID string, amount int64) (_ *Refund, err error) {
+	id := newID("re_")
+	ctx, span := startSpan(ctx, "payd.refund.accept", refundIDKey.String(id), paymentIDKey.String(paymentID))
+	defer func() { endSpan(span, err) }()
 	var r *Refund
-	err := s.inRequestTx(ctx, func(q database.Querier) error {
+	err = s.inRequestTx(ctx, func(q database.Querier) error {
 		if amount == RefundWhatIsLeft {
 			left, err := s.leftToRefund(ctx, q, accountID, paymentID)
 			if err != nil {
@@ -118,8 +121,8 @@ func (s *Store) CreateRefund(ctx context.Context, accountID, paymentID string, a
 		if err != nil {
 			return wrap("reserve a refund", err)
 		}
-		id := newID("re_")
-		if r, err = scanRefund(q.QueryRow(ctx, s.sql.insertRefund, id, paymentID, accountID, amount, currency, chargeID, "payd_"+id)); err != nil {
+		if r, err = scanRefund(q.QueryRow(ctx, s.sql.insertRefund, id, paymentID, accountID, amount, currency, chargeID, "payd_"+id,
+			nullable(traceparentOf(ctx)))); err != nil {
 			return wrap("create refund", err)
 		}
 		return s.post(ctx, q, txnRefundReserve, id, currency, merchantAccount(accountID), refundsPayableAccount(accountID), amount)
@@ -186,10 +189,11 @@ func (s *Store) Refunds(ctx context.Context, paymentID string) ([]*Refund, error
 // RefundClaim is a refund a worker holds, as Claim is a payment.
 type RefundClaim struct {
 	*Refund
-	From      string
-	Age       time.Duration
-	SinceSent time.Duration
-	MoreDue   bool
+	From        string
+	Age         time.Duration
+	SinceSent   time.Duration
+	MoreDue     bool
+	TraceParent string
 }
 
 // ClaimDueRefund claims the refund due first for lease, or returns nil
@@ -199,10 +203,11 @@ func (s *Store) ClaimDueRefund(ctx context.Context, lease time.Duration) (*Refun
 		from           string
 		ageMs, sinceMs int64
 		more           bool
+		traceparent    string
 	)
 	var r *Refund
 	err := s.db.Write(ctx, func(ctx context.Context) (err error) {
-		r, err = scanRefund(s.db.QueryRow(ctx, s.sql.claimDueRefund, lease.Milliseconds()), &from, &ageMs, &sinceMs, &more)
+		r, err = scanRefund(s.db.QueryRow(ctx, s.sql.claimDueRefund, lease.Milliseconds()), &from, &ageMs, &sinceMs, &more, &traceparent)
 		return err
 	})
 	if errors.Is(err, database.ErrNoRows) {
@@ -211,15 +216,18 @@ func (s *Store) ClaimDueRefund(ctx context.Context, lease time.Duration) (*Refun
 	if err != nil {
 		return nil, wrap("claim a due refund", err)
 	}
-	return &RefundClaim{Refund: r, From: from, Age: time.Duration(ageMs) * time.Millisecond, SinceSent: sinceSent(sinceMs), MoreDue: more}, nil
+	return &RefundClaim{Refund: r, From: from, Age: time.Duration(ageMs) * time.Millisecond, SinceSent: sinceSent(sinceMs), MoreDue: more,
+		TraceParent: traceparent}, nil
 }
 
 // SettleRefund records o for c if c's fence is still current, with its
 // ledger transaction: paid on success; on failure, the reservation is
 // released on the payment and reversed in the ledger; or the mismatch that
 // holds it.
-func (s *Store) SettleRefund(ctx context.Context, c *RefundClaim, o Outcome) error {
-	err := s.db.InTx(ctx, func(q database.Querier) error {
+func (s *Store) SettleRefund(ctx context.Context, c *RefundClaim, o Outcome) (err error) {
+	ctx, span := startSettle(ctx, "refund", refundIDKey.String(c.ID), o, "worker")
+	defer func() { endSpan(span, err) }()
+	err = s.db.InTx(ctx, func(q database.Querier) error {
 		r := *c.Refund
 		err := q.QueryRow(ctx, s.sql.settleRefund, c.ID, c.Fence, o.State, nullable(o.ProviderID),
 			nullable(o.FailureCode), nullable(o.FailureMessage), o.Due.Milliseconds(), o.Sent, o.holdKind()).Scan(&r.PaymentID, &r.AccountID, &r.Amount, &r.Currency)
@@ -250,16 +258,21 @@ func (s *Store) SettleRefund(ctx context.Context, c *RefundClaim, o Outcome) err
 }
 
 // SettleRefundByKey is SettleByKey for the refund with the provider key.
-func (s *Store) SettleRefundByKey(ctx context.Context, providerKey string, o Outcome, actor, why string) (bool, error) {
+func (s *Store) SettleRefundByKey(ctx context.Context, providerKey string, o Outcome, actor, why string) (_ bool, err error) {
 	if !o.final() || o.Hold != nil {
 		return false, fmt.Errorf("payments: settle refund by key: %s is not a final state", o.State)
 	}
+	ctx, span := startSettle(ctx, "refund", providerKeyKey.String(providerKey), o, actor)
+	defer func() { endSpan(span, err) }()
 	var settled bool
-	err := s.db.InTx(ctx, func(q database.Querier) error {
+	err = s.db.InTx(ctx, func(q database.Querier) error {
 		settled = false
-		var r Refund
+		var (
+			r           Refund
+			traceparent string
+		)
 		err := q.QueryRow(ctx, s.sql.settleRefundByKey, providerKey, o.State, nullable(o.ProviderID),
-			nullable(o.FailureCode), nullable(o.FailureMessage)).Scan(&r.ID, &r.PaymentID, &r.AccountID, &r.Amount, &r.Currency)
+			nullable(o.FailureCode), nullable(o.FailureMessage)).Scan(&r.ID, &r.PaymentID, &r.AccountID, &r.Amount, &r.Currency, &traceparent)
 		if errors.Is(err, database.ErrNoRows) {
 			return nil
 		}
@@ -267,6 +280,8 @@ func (s *Store) SettleRefundByKey(ctx context.Context, providerKey string, o Out
 			return err
 		}
 		settled = true
+		span.SetAttributes(refundIDKey.String(r.ID))
+		linkTo(ctx, traceparent)
 		if err := s.finishRefund(ctx, q, &r, o.State); err != nil {
 			return err
 		}
@@ -275,6 +290,7 @@ func (s *Store) SettleRefundByKey(ctx context.Context, providerKey string, o Out
 		}
 		return s.audit(ctx, q, actor, "settle_refund", r.PaymentID, fmt.Sprintf("%s: refund %s as %s", why, r.ID, o.State))
 	})
+	span.SetAttributes(changedKey.Bool(settled))
 	if err != nil {
 		return false, wrap("settle refund by key", err)
 	}

@@ -56,7 +56,9 @@ var ErrFenced = errors.New("payments: lease lost: a newer claim holds the paymen
 // ledger's charge transaction in the same database transaction if o is
 // success, or records the mismatch that holds it. It returns the payment
 // as settled.
-func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) (*Payment, error) {
+func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) (_ *Payment, err error) {
+	ctx, span := startSettle(ctx, "payment", paymentIDKey.String(c.ID), o, "worker")
+	defer func() { endSpan(span, err) }()
 	args := []any{c.ID, c.Fence, o.State, nullable(o.ProviderID), nullable(o.FailureCode), nullable(o.FailureMessage),
 		o.Due.Milliseconds(), o.Sent, o.holdKind()}
 	if s.sql.settleAndPost != "" && o.Hold == nil && !o.endsEscalation {
@@ -72,7 +74,7 @@ func (s *Store) Settle(ctx context.Context, c *Claim, o Outcome) (*Payment, erro
 		return p, nil
 	}
 	var p *Payment
-	err := s.db.InTx(ctx, func(q database.Querier) error {
+	err = s.db.InTx(ctx, func(q database.Querier) error {
 		var err error
 		p, err = scanPayment(q.QueryRow(ctx, s.sql.settle, args...))
 		switch {
@@ -116,22 +118,24 @@ func (s *Store) countSettled(p *Payment, o Outcome) {
 // caller has checked the provider's record against the payment. The
 // settlement, its ledger transaction, an audit entry naming actor and why,
 // and the resolution of an escalated unknown outcome commit together.
-func (s *Store) SettleByKey(ctx context.Context, providerKey string, o Outcome, actor, why string) (bool, error) {
+func (s *Store) SettleByKey(ctx context.Context, providerKey string, o Outcome, actor, why string) (_ bool, err error) {
 	if !o.final() || o.Hold != nil {
 		return false, fmt.Errorf("payments: settle by key: %s is not a final state", o.State)
 	}
+	ctx, span := startSettle(ctx, "payment", providerKeyKey.String(providerKey), o, actor)
+	defer func() { endSpan(span, err) }()
 	var (
 		settled   bool
 		ageMillis int64 // since the payment was accepted
 	)
-	err := s.db.InTx(ctx, func(q database.Querier) error {
+	err = s.db.InTx(ctx, func(q database.Querier) error {
 		settled = false
 		var (
-			id, accountID, currency string
-			amount                  int64
+			id, accountID, currency, traceparent string
+			amount                               int64
 		)
 		err := q.QueryRow(ctx, s.sql.settleByKey, providerKey, o.State, nullable(o.ProviderID),
-			nullable(o.FailureCode), nullable(o.FailureMessage)).Scan(&id, &accountID, &amount, &currency, &ageMillis)
+			nullable(o.FailureCode), nullable(o.FailureMessage)).Scan(&id, &accountID, &amount, &currency, &ageMillis, &traceparent)
 		if errors.Is(err, database.ErrNoRows) {
 			return nil
 		}
@@ -139,6 +143,8 @@ func (s *Store) SettleByKey(ctx context.Context, providerKey string, o Outcome, 
 			return err
 		}
 		settled = true
+		span.SetAttributes(paymentIDKey.String(id))
+		linkTo(ctx, traceparent)
 		if o.State == StateSucceeded {
 			if err := s.postCharge(ctx, q, id, accountID, currency, amount); err != nil {
 				return err
@@ -149,6 +155,7 @@ func (s *Store) SettleByKey(ctx context.Context, providerKey string, o Outcome, 
 		}
 		return s.audit(ctx, q, actor, "settle_payment", id, fmt.Sprintf("%s: %s as %s", why, id, o.State))
 	})
+	span.SetAttributes(changedKey.Bool(settled))
 	if err != nil {
 		return false, wrap("settle payment by key", err)
 	}

@@ -40,7 +40,8 @@ const refundColumns = `id, payment_id, account_id, amount, currency, charge_id, 
 // its lease). It returns columns, the state claimed from, the row's age,
 // the ms since sent_at (-1 if none can have been sent), and whether
 // another row was due too (as the statement saw the table), so a worker
-// knows to claim again.
+// knows to claim again, and the W3C trace context it was accepted in (empty if
+// none), which the worker's trace continues.
 func claimSQL(d dialect, table, columns string) string {
 	due := func(row string) string {
 		return row + `.state IN ('pending', 'processing', 'retry_scheduled', 'unknown') AND ` + row + `.next_attempt_at <= {{now}} AND ` +
@@ -56,7 +57,8 @@ WHERE id = (
 	ORDER BY next_attempt_at
 	LIMIT 1{{skip_locked}})
 RETURNING ` + columns + `, claimed_from, {{now}} - created_at, coalesce({{now}} - sent_at, -1),
-	EXISTS (SELECT 1 FROM ` + table + ` AS other WHERE ` + due("other") + ` AND other.id <> ` + table + `.id)`)
+	EXISTS (SELECT 1 FROM ` + table + ` AS other WHERE ` + due("other") + ` AND other.id <> ` + table + `.id),
+	coalesce(traceparent, '')`)
 }
 
 // settleSQL records a worker's outcome for a row of table if the fence is
@@ -120,14 +122,15 @@ SELECT * FROM settled`)
 // reconciliation, for the row of table with provider key $1 unless it is
 // final already, lifts its hold (the caller has checked the provider's
 // record against it), and bumps the fence so the worker holding it is
-// refused: $2 state, $3 provider id, $4 and $5 failure.
+// refused: $2 state, $3 provider id, $4 and $5 failure. returning ends
+// with the row's trace context, empty if none.
 func settleByKeySQL(d dialect, table, providerID, returning string) string {
 	return d.sql(`
 UPDATE ` + table + ` SET
 	state = $2, ` + providerID + ` = coalesce($3, ` + providerID + `), failure_code = $4, failure_message = $5,
 	hold = NULL, fence = fence + 1, lease_until = NULL, next_attempt_at = {{now}}, updated_at = {{now}}
 WHERE provider_key = $1 AND state NOT IN ('succeeded', 'failed')
-RETURNING ` + returning)
+RETURNING ` + returning + `, coalesce(traceparent, '')`)
 }
 
 // holdByKeySQL holds the row of table with provider key $1 unless it is
@@ -199,8 +202,8 @@ ON CONFLICT (hash) DO NOTHING`)
 func (st *statements) paymentSQL(d dialect) {
 	st.insertPayment = d.sql(`
 INSERT INTO payments (id, account_id, amount, currency, reference, description, metadata, state,
-	next_attempt_at, provider_key, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', {{now}} + $9, $8, {{now}}, {{now}})
+	next_attempt_at, provider_key, traceparent, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', {{now}} + $9, $8, $10, {{now}}, {{now}})
 RETURNING ` + paymentColumns)
 	st.getPayment = d.sql(`SELECT ` + paymentColumns + ` FROM payments WHERE id = $1 AND account_id = $2`)
 	// A page of an account's payments created in [$2, $3), after ($4,
@@ -222,7 +225,7 @@ UPDATE payments SET
 	claimed_from = state, state = 'processing', fence = fence + 1, attempts = attempts + 1,
 	lease_until = {{now}} + $1, next_attempt_at = {{now}} + $1, updated_at = {{now}}
 WHERE id = $2 AND state = 'pending' AND hold IS NULL
-RETURNING ` + paymentColumns + `, claimed_from, {{now}} - created_at, -1, false`)
+RETURNING ` + paymentColumns + `, claimed_from, {{now}} - created_at, -1, false, coalesce(traceparent, '')`)
 	st.settle = settleSQL(d, "payments", "provider_charge_id", paymentColumns)
 	st.settleByKey = settleByKeySQL(d, "payments", "provider_charge_id", "id, account_id, amount, currency, {{now}} - created_at")
 	st.settleAndPost = settleAndPostSQL(d)
@@ -248,8 +251,9 @@ UPDATE payments SET amount_refunded = amount_refunded + $3, updated_at = {{now}}
 WHERE id = $1 AND account_id = $2 AND state = 'succeeded' AND amount_refunded + $3 <= amount
 RETURNING currency, coalesce(provider_charge_id, '')`)
 	st.insertRefund = d.sql(`
-INSERT INTO refunds (id, payment_id, account_id, amount, currency, charge_id, state, next_attempt_at, provider_key, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, 'pending', {{now}}, $7, {{now}}, {{now}})
+INSERT INTO refunds (id, payment_id, account_id, amount, currency, charge_id, state, next_attempt_at, provider_key, traceparent,
+	created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, 'pending', {{now}}, $7, $8, {{now}}, {{now}})
 RETURNING ` + refundColumns)
 	st.refundsOf = d.sql(`SELECT ` + refundColumns + ` FROM refunds WHERE payment_id = $1 ORDER BY created_at, id`)
 	st.claimDueRefund = claimSQL(d, "refunds", refundColumns)

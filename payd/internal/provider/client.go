@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults for ClientConfig.
@@ -54,6 +56,12 @@ type ClientConfig struct {
 	// while the response is awaited, so it must not block for long; it is
 	// not called for lookups, which change nothing. Default: none.
 	OnRequestWritten func()
+
+	// TracerProvider, if set, makes a client span of each call, and its
+	// W3C trace context (traceparent) goes with the request, so the
+	// provider can join payd's trace (TestProviderCallIsTraced).
+	// Default: none.
+	TracerProvider trace.TracerProvider
 }
 
 // Client is a Provider that speaks the simulator's HTTP API
@@ -110,6 +118,7 @@ type Client struct {
 	pageSize  int
 	maxBytes  int
 	onWritten func()
+	tracer    trace.Tracer // nil: calls are not traced
 }
 
 var _ Provider = (*Client)(nil)
@@ -138,6 +147,9 @@ func NewClient(baseURL string, cfg *ClientConfig) (*Client, error) {
 		pageSize:  cmp.Or(c.PageSize, DefaultPageSize),
 		maxBytes:  cmp.Or(c.MaxResponseBytes, DefaultMaxResponseBytes),
 		onWritten: c.OnRequestWritten,
+	}
+	if c.TracerProvider != nil {
+		cl.tracer = c.TracerProvider.Tracer(scope)
 	}
 	if c.HTTPClient != nil {
 		cl.http = *c.HTTPClient
@@ -352,11 +364,12 @@ type response struct {
 	body   []byte
 }
 
-// send makes one request, with key as its Idempotency-Key if not empty,
-// and reads the whole response. Its error is a *Error: KindRetryable if no
-// connection was made, so nothing was written, and KindUnknown otherwise.
-// Only POSTs carry a body, and only they call OnRequestWritten.
-func (c *Client) send(ctx context.Context, method string, u *url.URL, key string, body []byte) (response, error) {
+// roundTrip makes one request, with key as its Idempotency-Key if not
+// empty, and reads the whole response. Its error is a *Error:
+// KindRetryable if no connection was made, so nothing was written, and
+// KindUnknown otherwise. Only POSTs carry a body, and only they call
+// OnRequestWritten.
+func (c *Client) roundTrip(ctx context.Context, method string, u *url.URL, key string, body []byte) (response, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
@@ -399,6 +412,7 @@ func (c *Client) send(ctx context.Context, method string, u *url.URL, key string
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
+	c.inject(ctx, req.Header)
 
 	resp, err := c.http.Do(req)
 	if err != nil {
