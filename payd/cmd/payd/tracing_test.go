@@ -183,7 +183,8 @@ func tracedCharge(t *testing.T, url string) string {
 	req.Header.Set("Idempotency-Key", "traced-1")
 	req.Header.Set("Prefer", "wait=10")
 	req.Header.Set("traceparent", clientTraceparent)
-	resp, err := http.DefaultClient.Do(req)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := apiClient(t, 0).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
