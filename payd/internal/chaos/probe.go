@@ -84,9 +84,8 @@ func (r *run) probeRefunds(ctx context.Context, t *target) (bool, string, error)
 	if state != "succeeded" {
 		return false, "", fmt.Errorf("chaos: payd did not charge the first charge before any fault (%q): see replica-*.log in %s", state, r.workDir)
 	}
-	base, _ := t.pick(stream(r.cfg.Seed, "probe"))
 	body, _ := json.Marshal(map[string]any{"amount": p.refund})
-	a, err := t.do(pctx, http.MethodPost, base+"/v1/charges/"+first.ID+"/refunds", p.key+"-refund", body, 0, 15*time.Second)
+	a, err := r.probeRefund(pctx, t, first.ID, p.key+"-refund", body)
 	switch {
 	case err != nil:
 		return false, "", fmt.Errorf("chaos: probing refunds: %w", err)
@@ -101,4 +100,20 @@ func (r *run) probeRefunds(ctx context.Context, t *target) (bool, string, error)
 		return false, "", fmt.Errorf("chaos: payd did not settle the probe's refund within a minute before any fault: see replica-*.log in %s", r.workDir)
 	}
 	return true, "", nil
+}
+
+// probeRefund sends the probe's refund, again with the same key after a
+// connection that broke: a replica the run's failpoints killed as its
+// worker claimed the refund, before its answer was written, is a retry
+// for a client, not a payd without refunds.
+func (r *run) probeRefund(ctx context.Context, t *target, chargeID, key string, body []byte) (answer, error) {
+	rng := stream(r.cfg.Seed, "probe")
+	for attempt := 1; ; attempt++ {
+		base, _ := t.pick(rng)
+		a, err := t.do(ctx, http.MethodPost, base+"/v1/charges/"+chargeID+"/refunds", key, body, 0, 15*time.Second)
+		if err == nil || attempt == 5 || ctx.Err() != nil {
+			return a, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
