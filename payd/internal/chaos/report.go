@@ -155,6 +155,9 @@ type ProcessReport struct {
 	StartFailures   int      `json:"start_failures"` // processes that died before they were ready (a database fault, usually)
 	UnexpectedExits []string `json:"unexpected_exits"`
 	MissedFaults    int      `json:"missed_faults"` // process faults whose replica was down at the time
+	// CutStops counts stops by SIGTERM whose grace ran out with requests
+	// in flight, which payd cut, exiting 1 as it says it does.
+	CutStops int `json:"cut_stops"`
 }
 
 // WriteJSON writes the report as indented JSON.

@@ -132,8 +132,8 @@ func (r *Report) writeProvider(b *strings.Builder) {
 		itoa(int(p.WebhooksDelivered)), itoa(int(p.WebhooksAbandoned)))
 	fmt.Fprintf(b, "  It executed %s requests late (their responses lost), answered %s 409s for keys in flight, and made %s charges or refunds for another amount.\n",
 		itoa(int(p.LateExecutions)), itoa(int(p.InFlightConflicts)), itoa(int(p.OtherAmounts)))
-	fmt.Fprintf(b, "  payd processes: %s restarts, %s died before they were ready, %s process faults missed their replica (down at the time).\n",
-		itoa(r.Processes.Restarts), itoa(r.Processes.StartFailures), itoa(r.Processes.MissedFaults))
+	fmt.Fprintf(b, "  payd processes: %s restarts, %s died before they were ready, %s process faults missed their replica (down at the time), %s stops cut requests in flight when their grace ran out.\n",
+		itoa(r.Processes.Restarts), itoa(r.Processes.StartFailures), itoa(r.Processes.MissedFaults), itoa(r.Processes.CutStops))
 	if len(r.Held) > 0 {
 		fmt.Fprintf(b, "  Held by payd for an operator, each explained by a provider-other-amount fault (%s):\n", itoa(len(r.Held)))
 		for i, h := range r.Held {

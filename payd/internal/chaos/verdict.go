@@ -63,7 +63,8 @@ func (r *run) judgePayd(ctx context.Context, faults, missed map[Kind]int, injErr
 			tr.FailpointKills += ps.failpointKills[k]
 		}
 	}
-	rep.Processes = ProcessReport{Restarts: ps.restarts, StartFailures: len(ps.startFailures), UnexpectedExits: append([]string{}, ps.unexpected...)}
+	rep.Processes = ProcessReport{Restarts: ps.restarts, StartFailures: len(ps.startFailures), UnexpectedExits: append([]string{}, ps.unexpected...),
+		CutStops: ps.cutStops}
 	for _, n := range missed {
 		rep.Processes.MissedFaults += n
 	}
