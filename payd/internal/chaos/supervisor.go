@@ -35,7 +35,7 @@ type supervisor struct {
 	restarts      int
 	startFailures []string
 	unexpected    []string
-	cutStops      int // SIGTERM stops that cut requests still in flight when the grace ran out
+	cutStops      int             // SIGTERM stops that cut requests still in flight when the grace ran out
 	readyOnce     []chan struct{} // per replica, closed when it is first ready
 }
 
