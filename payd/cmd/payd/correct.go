@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,9 +35,7 @@ operator: correct one with payd correct --mismatch <id>.`
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(open)
+		return printJSON(stdout, open)
 	}
 	if len(open) == 0 {
 		fmt.Fprintln(stdout, "no open mismatches")

@@ -37,7 +37,7 @@ type devKey struct {
 //   - else there is none: the operator makes accounts and keys with payd
 //     accounts.
 //
-// A worker serves no API and touches no key (TestWorkerLeavesKeysAlone).
+// A worker serves no API and touches no key (TestTwoMerchants).
 func ensureDevKey(ctx context.Context, store *payments.Store, cfg serveConfig, log *slog.Logger) (devKey, error) {
 	if !cfg.runsAPI() {
 		return devKey{}, nil

@@ -8,7 +8,7 @@ import (
 
 // getReconciliation answers GET /v1/reconciliation: the open mismatches
 // about the caller's own payments and refunds. The runs, which span every
-// account, are the operator's to see (TestMerchantsSeeOnlyTheirOwn).
+// account, are the operator's to see (TestReconciliationEndpoint, TestTwoMerchants).
 func (s *server) getReconciliation() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		open, err := s.store.OpenMismatchesOf(r.Context(), accountFrom(r.Context()))

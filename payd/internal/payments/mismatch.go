@@ -99,7 +99,7 @@ func (s *Store) OpenMismatches(ctx context.Context) ([]Mismatch, error) {
 
 // OpenMismatchesOf returns the mismatches not resolved about account's
 // payments and refunds, oldest first: what the account may see of
-// reconciliation (TestMerchantsSeeOnlyTheirOwn).
+// reconciliation (TestReconciliationEndpoint, TestTwoMerchants).
 func (s *Store) OpenMismatchesOf(ctx context.Context, account string) ([]Mismatch, error) {
 	return s.mismatches(ctx, s.sql.openMismatchesOf, account)
 }
